@@ -1,0 +1,36 @@
+# The usual targets. `make demo` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ASSIGNMENTS := transformer
+
+.PHONY: setup test demo build starter check-starter bench public clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+test: setup  ## the harness's own tests, every public and hidden test on the reference, starter and zips
+	$(PY) -m pytest tests
+
+demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip
+	@for a in $(ASSIGNMENTS); do $(PY) -m autograder demo $$a || exit 1; done
+
+build: setup  ## dist/<name>-autograder.zip and dist/<name>-student.zip
+	@for a in $(ASSIGNMENTS); do $(PY) -m autograder build $$a || exit 1; done
+
+starter: setup  ## regenerate starter/ from the reference's solution markers
+	@for a in $(ASSIGNMENTS); do $(PY) -m autograder starter $$a || exit 1; done
+
+public: setup  ## run the public tests on the reference, as a student runs them
+	$(PY) -m pytest -p autograder.testing.plugin -c /dev/null --rootdir . tests_public/transformer --submission reference/transformer -q
+
+bench: setup  ## wall time and peak memory of grading, next to `python -c "import torch"`
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf dist .pytest_cache

@@ -1,0 +1,126 @@
+"""`python -m autograder build NAME`: the Gradescope autograder zip and the student handout zip.
+
+dist/NAME-autograder.zip (what Gradescope unpacks into /autograder/source):
+
+    setup.sh, run_autograder        from autograder/templates/, at the root
+    requirements.txt                the grader's pins, plus the manifest's extra_requirements
+    fallback_results.json           every problem failed: used if the grader cannot even start
+    autograder/                     this harness
+    assignments/NAME/assignment.toml, the reference folder, every test folder
+
+dist/NAME-student.zip, all under NAME/:
+
+    README.md (the handout), the starter files, tests/ (public tests only),
+    autograder/testing/ (what the tests import), conftest.py, run_tests.py, requirements.txt
+
+Both are reproducible: entries sorted, fixed timestamps and permissions, so the same
+inputs give the same bytes. The student zip never holds reference code or hidden tests.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import zipfile
+
+from .. import manifest as manifest_module
+from .. import starter as starter_module
+from ..grade import results as results_module
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent
+TEMPLATES = PACKAGE / "templates"
+FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+EXECUTABLE = {"setup.sh", "run_autograder", "run_tests.py"}
+
+
+def _pin(requirements: str, package: str) -> str:
+    for line in requirements.splitlines():
+        if line.split("==")[0].strip() == package:
+            return line.split("==")[1].split(";")[0].strip()
+    raise ValueError(f"{package} is not pinned")
+
+
+def _package_files(subfolder: str = "") -> dict[str, bytes]:
+    files = {}
+    base = PACKAGE / subfolder if subfolder else PACKAGE
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".txt", ".sh", ""}:
+            files["autograder/" + path.relative_to(PACKAGE).as_posix()] = path.read_bytes()
+    return files
+
+
+def _folder_files(root: pathlib.Path, folder: str, prefix: str | None = None) -> dict[str, bytes]:
+    base = root / folder
+    prefix = folder if prefix is None else prefix
+    return {f"{prefix}/{p.relative_to(base).as_posix()}".lstrip("/"): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+
+
+def write_zip(path: pathlib.Path, files: dict[str, bytes]) -> pathlib.Path:
+    """A reproducible zip: sorted names, fixed time, 0755 for scripts and 0644 otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            mode = 0o755 if pathlib.PurePosixPath(name).name in EXECUTABLE else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name])
+    return path
+
+
+def autograder_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
+    grader_requirements = (PACKAGE / "requirements-grader.txt").read_text(encoding="utf-8")
+    requirements = grader_requirements + "".join(f"{line}\n" for line in manifest.extra_requirements)
+    substitutions = {"@ASSIGNMENT@": manifest.name, "@TORCH_VERSION@": _pin(grader_requirements, "torch")}
+    files = {}
+    for template in ("setup.sh", "run_autograder"):
+        text = (TEMPLATES / template).read_text(encoding="utf-8")
+        for key, value in substitutions.items():
+            text = text.replace(key, value)
+        files[template] = text.encode()
+    files["requirements.txt"] = requirements.encode()
+    fallback = results_module.failed_run(manifest, "the grader could not start")
+    files["fallback_results.json"] = (json.dumps(fallback, indent=2) + "\n").encode()
+    files.update({k: v for k, v in _package_files().items() if "/templates/" not in k})
+    files[f"assignments/{manifest.name}/assignment.toml"] = manifest.manifest_path.read_bytes()
+    files.update(_folder_files(manifest.root, manifest.reference))
+    for folder in manifest.tests:
+        files.update(_folder_files(manifest.root, folder.path))
+    return files
+
+
+def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
+    top = manifest.name
+    files = {f"{top}/{name}": text.encode() for name, text in starter_module.generate(manifest).items()}
+    files[f"{top}/README.md"] = manifest.path(manifest.handout).read_bytes()
+    for folder in manifest.tests:
+        if folder.public:
+            files.update(_folder_files(manifest.root, folder.path, f"{top}/tests"))
+    files[f"{top}/autograder/__init__.py"] = b'"""The part of the course autograder that the public tests use."""\n'
+    for name, data in _package_files("testing").items():
+        files[f"{top}/{name}"] = data
+    for name in ("conftest.py", "run_tests.py"):
+        files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
+    files[f"{top}/requirements.txt"] = (PACKAGE / "requirements-student.txt").read_bytes()
+    return files
+
+
+def build_autograder_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:
+    return write_zip(dist / f"{manifest.name}-autograder.zip", autograder_files(manifest))
+
+
+def build_student_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:
+    return write_zip(dist / f"{manifest.name}-student.zip", student_files(manifest))
+
+
+def build(name: str, dist: str | pathlib.Path | None = None,
+          root: str | pathlib.Path = manifest_module.ROOT) -> tuple[pathlib.Path, pathlib.Path]:
+    """Build both zips of assignment `name` into `dist` (default: ROOT/dist)."""
+    manifest = manifest_module.load(name, root)
+    stale = starter_module.stale(manifest)
+    if stale:
+        raise SystemExit(f"starter files out of date with the reference: {', '.join(stale)}; "
+                         f"run `python -m autograder starter {name}`")
+    dist = pathlib.Path(dist) if dist else manifest.root / "dist"
+    return build_autograder_zip(manifest, dist), build_student_zip(manifest, dist)

@@ -1,0 +1,89 @@
+"""The command line: a thin layer that forwards to one subpackage per command.
+
+    python -m autograder build NAME [--dist DIR]
+    python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip]
+    python -m autograder starter NAME [--check]
+    python -m autograder demo NAME
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _build(args) -> int:
+    from .build import build
+
+    for path in build(args.assignment, args.dist):
+        print(path)
+    return 0
+
+
+def _grade(args) -> int:
+    from .grade import grade, grade_via_zip
+    from .grade.results import per_problem
+
+    run = grade_via_zip if args.via_zip else grade
+    results = run(args.assignment, args.submission, args.output)
+    if args.output is None:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    if args.table:
+        from .demo import print_table
+
+        print_table({args.submission: per_problem(results)}, file=sys.stderr)
+    return 0
+
+
+def _starter(args) -> int:
+    from . import manifest, starter
+
+    m = manifest.load(args.assignment)
+    if args.check:
+        stale = starter.stale(m)
+        if stale:
+            print(f"out of date with the reference: {', '.join(stale)} "
+                  f"(run `python -m autograder starter {args.assignment}`)", file=sys.stderr)
+            return 1
+        print("starter is up to date")
+        return 0
+    for path in starter.write(m):
+        print(path)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import demo
+
+    return demo(args.assignment)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("build", help="build the Gradescope zip and the student zip into dist/")
+    p.add_argument("assignment")
+    p.add_argument("--dist", default=None, help="output folder [dist/]")
+    p.set_defaults(func=_build)
+
+    p = commands.add_parser("grade", help="grade a submission folder or zip; write Gradescope's results.json")
+    p.add_argument("assignment")
+    p.add_argument("submission")
+    p.add_argument("-o", "--output", default=None, help="results.json to write [print to stdout]")
+    p.add_argument("--via-zip", action="store_true", help="grade through the built zip, as Gradescope would")
+    p.add_argument("--table", action="store_true", help="also print a per-problem score table")
+    p.set_defaults(func=_grade)
+
+    p = commands.add_parser("starter", help="generate the starter stubs from the reference")
+    p.add_argument("assignment")
+    p.add_argument("--check", action="store_true", help="only check the committed starter is up to date")
+    p.set_defaults(func=_starter)
+
+    p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")
+    p.add_argument("assignment")
+    p.set_defaults(func=_demo)
+
+    args = parser.parse_args(argv)
+    return args.func(args)

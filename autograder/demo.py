@@ -1,0 +1,55 @@
+"""`python -m autograder demo NAME`: build both zips, then grade, through the Gradescope zip,
+the reference (full marks), the starter (zero) and a buggy submission (points lost only
+where its bugs are), and print a per-problem table.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+import tempfile
+
+from . import manifest as manifest_module
+from . import mutants as mutants_module
+from .build import build
+from .grade import grade_via_zip
+from .grade.results import per_problem
+
+
+def print_table(columns: dict[str, dict[str, tuple[float, float]]], file=sys.stdout) -> None:
+    names = list(columns)
+    problems = list(next(iter(columns.values())))
+    width = max(len(p) for p in problems + ["problem", "total"])
+    header = f"{'problem':<{width}}  " + "  ".join(f"{n:>14}" for n in names)
+    print(header, file=file)
+    print("-" * len(header), file=file)
+    for p in problems:
+        cells = [f"{columns[n][p][0]:g} / {columns[n][p][1]:g}" for n in names]
+        print(f"{p:<{width}}  " + "  ".join(f"{c:>14}" for c in cells), file=file)
+    totals = [f"{sum(v[0] for v in columns[n].values()):g} / {sum(v[1] for v in columns[n].values()):g}"
+              for n in names]
+    print(f"{'total':<{width}}  " + "  ".join(f"{c:>14}" for c in totals), file=file)
+
+
+def demo(name: str) -> int:
+    manifest = manifest_module.load(name)
+    autograder_zip, student_zip = build(name)
+    print(f"built {autograder_zip.relative_to(manifest.root)} and {student_zip.relative_to(manifest.root)}")
+    mutants, demo_names = mutants_module.load(manifest)
+    with tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+        submissions = {"reference": manifest.path(manifest.reference), "starter": manifest.path(manifest.starter)}
+        if demo_names:
+            chosen = [m for m in mutants if m.name in demo_names]
+            submissions["buggy"] = mutants_module.materialise(manifest, chosen, pathlib.Path(tmp) / "buggy")
+            print("buggy = reference with: " + ", ".join(m.name for m in chosen))
+        columns = {}
+        for label, folder in submissions.items():
+            results = grade_via_zip(name, folder, pathlib.Path(tmp) / f"{label}.json", zip_path=autograder_zip)
+            columns[label] = per_problem(results)
+            print(f"graded {label} through the zip in {results['execution_time']} s")
+    print()
+    print_table(columns)
+    ok = (sum(v[0] for v in columns["reference"].values()) == manifest.total_points
+          and sum(v[0] for v in columns["starter"].values()) == 0)
+    if not ok:
+        print("\nUNEXPECTED: the reference should get full marks and the starter zero.")
+    return 0 if ok else 1

@@ -1,0 +1,95 @@
+"""`python -m autograder grade NAME SUBMISSION -o results.json [--via-zip]`.
+
+Plain `grade` takes the manifest's files out of the submission (intake), runs the public
+and hidden tests on them in a child pytest process, and writes results.json, whatever
+happens (written in a `finally`). `--via-zip` builds the Gradescope zip, lays out a
+temporary root like /autograder (source/, submission/, results/), runs the zip's own
+run_autograder there and copies its results.json out: what Gradescope would do.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+
+from .. import manifest as manifest_module
+from . import intake as intake_module
+from . import results as results_module
+from .runner import run_tests
+
+
+def write_json(data: dict, path: str | pathlib.Path) -> None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
+          root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable) -> dict:
+    """Grade one submission (folder or zip); write and return results.json."""
+    start = time.monotonic()
+    results = None
+    manifest = None
+    try:
+        manifest = manifest_module.load(assignment, root)
+        with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+            tmp = pathlib.Path(tmp)
+            taken = intake_module.take(submission, manifest.submission_files, tmp / "submission")
+            run = run_tests(manifest, tmp / "submission", tmp, python=python)
+            for entry in run.log:  # for instructors: run_autograder's stdout is hidden from students
+                print(entry, file=sys.stderr)
+            if run.collected is None:
+                results = results_module.failed_run(manifest, "the tests could not be collected", taken)
+            else:
+                results = results_module.build(manifest, run, taken)
+    except Exception:  # noqa: BLE001 - results.json must be written whatever went wrong
+        traceback.print_exc()
+        if manifest is not None:
+            results = results_module.failed_run(manifest, "the grader failed")
+    finally:
+        if results is None:
+            results = {"score": 0, "output": "The autograder failed; please tell your instructor.",
+                       "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+        results["execution_time"] = round(time.monotonic() - start, 2)
+        if output is not None:
+            write_json(results, output)
+    return results
+
+
+def grade_via_zip(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
+                  root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
+                  zip_path: str | pathlib.Path | None = None) -> dict:
+    """Grade through the Gradescope zip, as Gradescope would, in a temporary /autograder."""
+    from ..build import build_autograder_zip
+
+    manifest = manifest_module.load(assignment, root)
+    submission = pathlib.Path(submission)
+    with tempfile.TemporaryDirectory(prefix="autograder-root-") as ag_root:
+        ag_root = pathlib.Path(ag_root)
+        if zip_path is None:
+            zip_path = build_autograder_zip(manifest, ag_root / "dist")
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(ag_root / "source")
+        if submission.is_dir():
+            shutil.copytree(submission, ag_root / "submission", symlinks=True)
+        else:
+            (ag_root / "submission").mkdir()
+            if submission.exists():
+                shutil.copy2(submission, ag_root / "submission" / submission.name)
+        (ag_root / "results").mkdir()
+        env = dict(os.environ, AUTOGRADER_ROOT=str(ag_root), AUTOGRADER_PYTHON=python)
+        subprocess.run(["bash", str(ag_root / "source" / "run_autograder")], cwd=ag_root, env=env,
+                       stdin=subprocess.DEVNULL, timeout=manifest.total_timeout_s + 120, check=False)
+        results = json.loads((ag_root / "results" / "results.json").read_text(encoding="utf-8"))
+    if output is not None:
+        write_json(results, output)
+    return results

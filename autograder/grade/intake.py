@@ -1,0 +1,91 @@
+"""Intake: copy exactly the files the manifest names out of a submission folder or zip.
+
+Students upload the files, a folder of them, or a zip of either, at any depth. Each named
+file is taken from the shallowest place it appears (ties: the first in sorted order);
+everything else is left behind and listed in the notes. Text is normalised: a UTF-8
+byte-order mark is dropped and CRLF line ends become LF.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import zipfile
+
+MAX_FILE_BYTES = 1_000_000
+IGNORED_PARTS = {"__MACOSX", "__pycache__", ".git", ".ipynb_checkpoints"}
+
+
+@dataclasses.dataclass
+class Intake:
+    found: dict[str, str]          # submitted file name -> where it was found (relative path)
+    missing: list[str]
+    notes: list[str]
+
+
+def _candidates(submission: pathlib.Path) -> dict[str, bytes | pathlib.Path]:
+    """Every file of the submission, by relative POSIX path: bytes (from a zip) or a path."""
+    files: dict[str, bytes | pathlib.Path] = {}
+    if submission.is_file():
+        if zipfile.is_zipfile(submission):
+            files.update(_zip_members(submission, ""))
+        else:
+            files[submission.name] = submission
+        return files
+    for path in sorted(submission.rglob("*")):
+        relative = path.relative_to(submission).as_posix()
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.suffix == ".zip" and zipfile.is_zipfile(path):
+            files.update(_zip_members(path, relative + "/"))
+        else:
+            files[relative] = path
+    return files
+
+
+def _zip_members(path: pathlib.Path, prefix: str) -> dict[str, bytes]:
+    members = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.file_size > MAX_FILE_BYTES or not info.filename.endswith(".py"):
+                continue
+            members[prefix + info.filename] = archive.read(info)
+    return members
+
+
+def normalise(data: bytes) -> bytes:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.replace(b"\r\n", b"\n")
+
+
+def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...], destination: pathlib.Path) -> Intake:
+    """Copy the `wanted` files from `submission` into the clean folder `destination`."""
+    submission = pathlib.Path(submission)
+    destination.mkdir(parents=True, exist_ok=True)
+    candidates = _candidates(submission) if submission.exists() else {}
+    found, notes = {}, []
+    for name in wanted:
+        matches = [rel for rel in candidates
+                   if pathlib.PurePosixPath(rel).name == name
+                   and not IGNORED_PARTS.intersection(pathlib.PurePosixPath(rel).parts)]
+        if not matches:
+            continue
+        chosen = min(matches, key=lambda rel: (rel.count("/"), rel))
+        source = candidates[chosen]
+        data = source if isinstance(source, bytes) else source.read_bytes()[: MAX_FILE_BYTES + 1]
+        if len(data) > MAX_FILE_BYTES:
+            notes.append(f"{chosen} is larger than {MAX_FILE_BYTES} bytes and was not graded.")
+            continue
+        (destination / name).write_bytes(normalise(data))
+        found[name] = chosen
+        if len(matches) > 1:
+            others = ", ".join(sorted(m for m in matches if m != chosen))
+            notes.append(f"Several files are named {name}; graded {chosen}, ignored {others}.")
+    missing = [name for name in wanted if name not in found]
+    used = set(found.values())
+    ignored = sorted(rel for rel in candidates
+                     if rel not in used and not IGNORED_PARTS.intersection(pathlib.PurePosixPath(rel).parts))
+    if ignored:
+        shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+        notes.append(f"Ignored (not part of the assignment): {shown}.")
+    return Intake(found=found, missing=missing, notes=notes)

@@ -1,0 +1,146 @@
+"""Turn a test run into Gradescope's results.json.
+
+Format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ (top level:
+score, execution_time, output, output_format, visibility, stdout_visibility, tests;
+per test: name, number, score, max_score, status, output, visibility, tags).
+Every test entry's `tags` lists the contract problems it grades. Points of a problem
+are split equally over its tests; a test marked with several problems gets a share of each.
+"""
+from __future__ import annotations
+
+import collections
+
+from ..manifest import Manifest
+from ..testing import messages
+from .intake import Intake
+from .runner import Run
+
+PRECISION = 4
+
+
+def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, float]:
+    """Each problem's points split over its tests in units of 10**-PRECISION that add up exactly."""
+    unit = 10 ** PRECISION
+    shares: dict[str, int] = {test["nodeid"]: 0 for test in collected}
+    for problem, spec in manifest.problems.items():
+        tests = [t["nodeid"] for t in collected if problem in t["problems"]]
+        if not tests:
+            continue
+        base, extra = divmod(round(spec.points * unit), len(tests))
+        for k, nodeid in enumerate(tests):
+            shares[nodeid] += base + (1 if k < extra else 0)
+    return {nodeid: units / unit for nodeid, units in shares.items()}
+
+
+def _param_id(nodeid: str) -> str:
+    return nodeid[nodeid.index("["):] if "[" in nodeid else ""
+
+
+def test_name(test: dict) -> str:
+    problems = ", ".join(test["problems"])
+    label = test.get("doc") or test["name"].split("[")[0].removeprefix("test_").replace("_", " ")
+    return f"{problems}: {label} {_param_id(test['nodeid'])}".strip()
+
+
+def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
+    """results.json for a run whose tests were collected (run.collected is not None)."""
+    problem_order = list(manifest.problems)
+    unknown = sorted({p for t in run.collected for p in t["problems"] if p not in manifest.problems})
+    tests = sorted(run.collected, key=lambda t: (
+        min(problem_order.index(p) for p in t["problems"] if p in manifest.problems) if set(t["problems"]) - set(unknown) else len(problem_order),
+        not (manifest.folder_of(t["file"]) or _NO_FOLDER).public))
+    shares = points_per_test(manifest, tests)
+    entries, numbering = [], collections.Counter()
+    for test in tests:
+        outcome = run.outcomes.get(test["nodeid"])
+        folder = manifest.folder_of(test["file"]) or _NO_FOLDER
+        first = next((p for p in test["problems"] if p in manifest.problems), None)
+        index = problem_order.index(first) + 1 if first else 0
+        numbering[index] += 1
+        max_score = shares[test["nodeid"]]
+        passed = outcome is not None and outcome.passed
+        output = ""
+        if outcome is not None and not passed:
+            output = outcome.summary
+            if folder.public and outcome.details:
+                output += "\n" + outcome.details
+        elif outcome is None:
+            output = messages.GRADER_ERROR
+        if outcome is not None and outcome.stdout.strip():
+            output += ("\n\n" if output else "") + messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
+        entries.append({
+            "name": test_name(test),
+            "number": f"{index}.{numbering[index]}",
+            "score": max_score if passed else 0.0,
+            "max_score": max_score,
+            "status": "passed" if passed else "failed",
+            "output": output,
+            "output_format": "text",
+            "visibility": folder.visibility,
+            "tags": list(test["problems"]),
+        })
+    missing_problems = [p for p in manifest.problems if not any(p in t["problems"] for t in tests)]
+    for name in missing_problems:  # a problem with no test at all still shows, failed, so points add up
+        entries.append(_problem_failed(manifest, name, messages.GRADER_ERROR))
+    notes = _intake_notes(intake)
+    if unknown:
+        notes.append(f"(instructor) tests name unknown problems: {', '.join(unknown)}")
+    return _top(manifest, entries, notes)
+
+
+class _NoFolder:
+    public = False
+    visibility = "hidden"
+
+
+_NO_FOLDER = _NoFolder()
+
+
+def _problem_failed(manifest: Manifest, name: str, output: str) -> dict:
+    index = list(manifest.problems).index(name) + 1
+    return {"name": f"{name}: not graded", "number": f"{index}.0", "score": 0.0,
+            "max_score": manifest.problems[name].points, "status": "failed", "output": output,
+            "output_format": "text", "visibility": "visible", "tags": [name]}
+
+
+def failed_run(manifest: Manifest, why: str, intake: Intake | None = None) -> dict:
+    """results.json when the tests could not run at all: every problem failed, with the reason."""
+    entries = [_problem_failed(manifest, name, messages.COLLECTION_FAILED.format(why=why, problem=name))
+               for name in manifest.problems]
+    return _top(manifest, entries, _intake_notes(intake) if intake else [])
+
+
+def _intake_notes(intake: Intake) -> list[str]:
+    notes = []
+    if intake.missing:
+        notes.append("Missing from your submission: " + ", ".join(intake.missing)
+                     + ". The problems in these files score 0.")
+    return notes + intake.notes
+
+
+def _top(manifest: Manifest, entries: list[dict], notes: list[str]) -> dict:
+    score = round(sum(e["score"] for e in entries), PRECISION)
+    total = round(sum(e["max_score"] for e in entries), PRECISION)
+    lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
+    lines += [f"- {note}" for note in notes]
+    return {
+        "score": score,
+        "execution_time": 0,
+        "output": "\n".join(lines).strip(),
+        "output_format": "md",
+        "test_output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": entries,
+    }
+
+
+def per_problem(results: dict) -> dict[str, tuple[float, float]]:
+    """{problem: (score, max_score)} summed over the tests tagged with it (first tag)."""
+    table: dict[str, list[float]] = {}
+    for entry in results["tests"]:
+        for tag in entry["tags"][:1]:
+            row = table.setdefault(tag, [0.0, 0.0])
+            row[0] += entry["score"]
+            row[1] += entry["max_score"]
+    return {k: (round(v[0], 2), round(v[1], 2)) for k, v in table.items()}

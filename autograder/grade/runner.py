@@ -1,0 +1,165 @@
+"""Run an assignment's tests on one submission in a child pytest process, surviving its crashes.
+
+The child writes grading events (see autograder/testing/plugin.py) to a file as it goes.
+The grader watches it: a test that runs past its limit is killed by a watchdog (beyond
+pytest-timeout's own signal), a child that dies mid-test (segfault, os._exit, ...) costs
+that test only, and a new child runs the tests that are left.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from ..manifest import Manifest
+from ..testing import messages
+
+MAX_RESTARTS = 5          # child processes started after a crash, at most
+POLL_S = 0.02
+
+
+@dataclasses.dataclass
+class Outcome:
+    nodeid: str
+    passed: bool
+    summary: str = ""
+    details: str = ""
+    stdout: str = ""
+    duration: float = 0.0
+
+
+@dataclasses.dataclass
+class Run:
+    collected: list[dict] | None = None            # [{"nodeid", "file", "name", "doc", "problems"}]
+    outcomes: dict[str, Outcome] = dataclasses.field(default_factory=dict)
+    log: list[str] = dataclasses.field(default_factory=list)   # for instructors (stdout), never students
+
+
+def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "AUTOGRADER"))}
+    env.update(
+        PYTHONPATH=str(manifest.root),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONHASHSEED="0",
+        AUTOGRADER_SUBMISSION=str(submission),
+        AUTOGRADER_REFERENCE=str(manifest.path(manifest.reference)),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        MALLOC_ARENA_MAX="2",
+    )
+    return env
+
+
+def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None) -> list[str]:
+    command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
+               "-p", "autograder.testing.plugin", "-p", "no:cacheprovider",
+               "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
+               "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
+               "--report", str(report)]
+    if only is not None:
+        command += ["--only", str(only)]
+    return command
+
+
+def _read_events(path: pathlib.Path, offset: int) -> tuple[list[dict], int]:
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        data = stream.read()
+    complete = data.rfind(b"\n") + 1
+    events = [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
+    return events, offset + complete
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Path,
+              python: str = sys.executable) -> Run:
+    """Run every test folder of `manifest` on the files in `submission`."""
+    run = Run()
+    deadline = time.monotonic() + manifest.total_timeout_s
+    only: pathlib.Path | None = None
+    for attempt in range(MAX_RESTARTS + 1):
+        report = workdir / f"events-{attempt}.jsonl"
+        log = open(workdir / f"child-{attempt}.log", "wb")
+        process = subprocess.Popen(pytest_command(manifest, python, report, only), cwd=workdir,
+                                   env=child_env(manifest, submission), stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        offset, current, started = 0, None, 0.0
+        stop_reason, progressed = None, False
+        while True:
+            events, offset = _read_events(report, offset)
+            for event in events:
+                if event["event"] == "collected" and run.collected is None:
+                    run.collected = event["tests"]
+                elif event["event"] == "start":
+                    current, started, progressed = event["nodeid"], time.monotonic(), True
+                elif event["event"] == "result":
+                    run.outcomes[event["nodeid"]] = Outcome(
+                        event["nodeid"], event["outcome"] == "passed", event["summary"], event["details"],
+                        event["stdout"], event["duration"])
+                    current = None
+            if process.poll() is not None:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                stop_reason = "total"
+            elif current is not None and now - started > manifest.test_timeout_s + manifest.watchdog_grace_s:
+                stop_reason = "test"
+            if stop_reason:
+                _kill(process)
+                events, offset = _read_events(report, offset)  # nothing new can matter now
+                break
+            time.sleep(POLL_S)
+        log.close()
+        run.log.append(f"child {attempt}: exit {process.returncode}, stop {stop_reason}\n"
+                       + (workdir / f"child-{attempt}.log").read_text(errors="replace")[-4000:])
+        if run.collected is None:
+            return run  # the tests could not even be collected: a grader problem, reported as such
+        if current is not None and current not in run.outcomes:
+            if stop_reason == "total":
+                summary = messages.NOT_RUN_TOTAL_TIMEOUT.format(seconds=manifest.total_timeout_s)
+            elif stop_reason == "test":
+                summary = messages.TIMEOUT.format(seconds=manifest.test_timeout_s)
+            else:
+                summary = messages.CRASH.format(how=_describe_exit(process.returncode))
+            run.outcomes[current] = Outcome(current, False, summary)
+        remaining = [t["nodeid"] for t in run.collected if t["nodeid"] not in run.outcomes]
+        if not remaining:
+            return run
+        if stop_reason == "total":
+            break
+        if not progressed:  # the child ran no test at all: restarting it would not help
+            for nodeid in remaining:
+                run.outcomes[nodeid] = Outcome(nodeid, False, messages.GRADER_ERROR)
+            return run
+        only = workdir / f"only-{attempt + 1}.txt"
+        only.write_text("\n".join(remaining), encoding="utf-8")
+    reason = (messages.NOT_RUN_TOTAL_TIMEOUT.format(seconds=manifest.total_timeout_s)
+              if time.monotonic() > deadline else messages.NOT_RUN_CRASHES)
+    for test in run.collected:
+        run.outcomes.setdefault(test["nodeid"], Outcome(test["nodeid"], False, reason))
+    return run
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

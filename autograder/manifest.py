@@ -1,0 +1,148 @@
+"""Read an assignment's manifest, `assignments/<name>/assignment.toml`.
+
+Keys (default in brackets):
+
+    name               the assignment's name; must match its folder           [required]
+    title              one line shown at the top of results                   [name]
+    submission_files   files a student submits, found at any depth            [required]
+    reference          folder of the reference solution                      ["reference/<name>"]
+    starter            folder of the generated student stubs                  ["starter/<name>"]
+    handout            the student handout (Markdown)                         ["assignments/<name>/README.md"]
+    extra_requirements pip requirement lines the grader image also needs      [[]]
+    [limits]
+    test_timeout_s     seconds one test may run                               [30]
+    total_timeout_s    seconds the whole grading run may take                 [600]
+    watchdog_grace_s   seconds past test_timeout_s before the grader kills a  [10]
+                       test that pytest-timeout could not stop
+    [[tests]]          test folders, each with:
+      path             folder of test modules                                 [required]
+      public           shipped to students, run by their one-command runner    [false]
+      visibility       Gradescope visibility of these tests                  ["visible" if public
+                                                                                else "after_published"]
+    [problems.<name>]  one per graded problem, with:
+      points           points, split equally over the tests marked with it    [required]
+      file             the submitted file that holds it                       [required]
+
+Paths are relative to the repository root (or to /autograder/source in the zip).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11 (e.g. Ubuntu 22.04's python3)
+    import tomli as tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+
+
+class ManifestError(ValueError):
+    """The manifest is missing a key or has a wrong value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TestFolder:
+    path: str
+    public: bool
+    visibility: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    name: str
+    points: float
+    file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    name: str
+    title: str
+    root: pathlib.Path
+    submission_files: tuple[str, ...]
+    reference: str
+    starter: str
+    handout: str
+    extra_requirements: tuple[str, ...]
+    test_timeout_s: float
+    total_timeout_s: float
+    watchdog_grace_s: float
+    tests: tuple[TestFolder, ...]
+    problems: dict[str, Problem]
+
+    def path(self, relative: str) -> pathlib.Path:
+        return self.root / relative
+
+    @property
+    def manifest_path(self) -> pathlib.Path:
+        return self.root / "assignments" / self.name / "assignment.toml"
+
+    @property
+    def total_points(self) -> float:
+        return sum(p.points for p in self.problems.values())
+
+    def visibility_of(self, test_file: str) -> str:
+        folder = self.folder_of(test_file)
+        return folder.visibility if folder else "hidden"
+
+    def folder_of(self, test_file: str) -> TestFolder | None:
+        """The [[tests]] folder that holds `test_file` (a path relative to the root)."""
+        parts = pathlib.PurePosixPath(test_file).parts
+        for folder in self.tests:
+            prefix = pathlib.PurePosixPath(folder.path).parts
+            if parts[: len(prefix)] == prefix:
+                return folder
+        return None
+
+
+def _require(table: dict, key: str, where: str):
+    if key not in table:
+        raise ManifestError(f"{where}: missing key {key!r}")
+    return table[key]
+
+
+def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
+    """Load and check `assignments/<name>/assignment.toml` under `root`."""
+    root = pathlib.Path(root)
+    path = root / "assignments" / name / "assignment.toml"
+    if not path.is_file():
+        known = sorted(p.name for p in (root / "assignments").glob("*") if (p / "assignment.toml").is_file())
+        raise ManifestError(f"no assignment {name!r} (no {path}); known: {', '.join(known) or 'none'}")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    where = str(path)
+    if _require(data, "name", where) != name:
+        raise ManifestError(f"{where}: name {data['name']!r} does not match its folder {name!r}")
+    limits = data.get("limits", {})
+    tests = []
+    for entry in _require(data, "tests", where):
+        public = bool(entry.get("public", False))
+        visibility = entry.get("visibility", "visible" if public else "after_published")
+        if visibility not in VISIBILITIES:
+            raise ManifestError(f"{where}: visibility {visibility!r} is not one of {VISIBILITIES}")
+        tests.append(TestFolder(path=_require(entry, "path", where), public=public, visibility=visibility))
+    files = tuple(_require(data, "submission_files", where))
+    problems = {}
+    for pname, table in _require(data, "problems", where).items():
+        problem = Problem(pname, float(_require(table, "points", f"{where} [problems.{pname}]")),
+                          _require(table, "file", f"{where} [problems.{pname}]"))
+        if problem.file not in files:
+            raise ManifestError(f"{where}: problem {pname} is in {problem.file}, which is not a submission file")
+        problems[pname] = problem
+    return Manifest(
+        name=name,
+        title=data.get("title", name),
+        root=root,
+        submission_files=files,
+        reference=data.get("reference", f"reference/{name}"),
+        starter=data.get("starter", f"starter/{name}"),
+        handout=data.get("handout", f"assignments/{name}/README.md"),
+        extra_requirements=tuple(data.get("extra_requirements", ())),
+        test_timeout_s=float(limits.get("test_timeout_s", 30)),
+        total_timeout_s=float(limits.get("total_timeout_s", 600)),
+        watchdog_grace_s=float(limits.get("watchdog_grace_s", 10)),
+        tests=tuple(tests),
+        problems=problems,
+    )

@@ -1,0 +1,212 @@
+"""The one way tests reach student code: `Submission`, behind the `student` fixture.
+
+`student.attention.self_attention(...)` imports `attention.py` from the submission folder
+on first use (so an import error costs only the tests that need that file), checks the
+name exists, and records each call so that failure messages can say what was called
+with which shapes. Test modules never import a submission themselves.
+"""
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+import threading
+import traceback
+
+from . import messages
+
+
+class SubmissionError(Exception):
+    """A problem with the submission itself, with a message meant for the student."""
+
+
+class MissingFileError(SubmissionError):
+    pass
+
+
+class ContractError(SubmissionError, AttributeError):
+    """A name or attribute the contract asks for is missing or wrong."""
+
+
+class StudentImportError(SubmissionError):
+    pass
+
+
+# The last call into student code in this test, as text (reset by the plugin before each test).
+_state = threading.local()
+
+
+def last_call() -> str | None:
+    return getattr(_state, "last_call", None)
+
+
+def reset_last_call() -> None:
+    _state.last_call = None
+
+
+def describe(value) -> str:
+    """A short description of a value for messages: shapes and dtypes, never contents of big tensors."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        where = "" if value.device.type == "cpu" else f" on {value.device}"
+        return f"{dtype}{list(value.shape)}{where}"
+    if isinstance(value, torch.nn.Module):
+        return type(value).__name__
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(describe(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return repr(value) if not isinstance(value, str) or len(value) < 40 else repr(value[:37] + "...")
+    return type(value).__name__
+
+
+def describe_call(name: str, args: tuple, kwargs: dict) -> str:
+    parts = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def record_call(name: str, args: tuple = (), kwargs: dict | None = None) -> None:
+    _state.last_call = describe_call(name, args, kwargs or {})
+
+
+def call(fn, *args, name: str | None = None, **kwargs):
+    """Call `fn` (e.g. a student module instance) and record the call for failure messages."""
+    if name is None:
+        name = f"{type(fn).__name__}.forward" if hasattr(fn, "forward") else getattr(fn, "__name__", "function")
+    record_call(name, args, kwargs)
+    return fn(*args, **kwargs)
+
+
+class StudentCallable:
+    """A student function or class: calling it records the call; `.raw` is the object itself."""
+
+    def __init__(self, name: str, obj, record: bool):
+        self.name, self.raw, self._record = name, obj, record
+
+    def __call__(self, *args, **kwargs):
+        if self._record:
+            record_call(self.name, args, kwargs)
+        return self.raw(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<submitted {self.name}>"
+
+
+class ModuleView:
+    """A submitted module: attribute access checks the contract's names exist."""
+
+    def __init__(self, module, filename: str, record: bool):
+        self._module, self._filename, self._record = module, filename, record
+
+    def __getattr__(self, name: str):
+        try:
+            obj = getattr(self._module, name)
+        except AttributeError:
+            raise ContractError(messages.MISSING_NAME.format(file=self._filename, name=name)) from None
+        if callable(obj):
+            return StudentCallable(name, obj, self._record)
+        return obj
+
+
+def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str:
+    """The traceback of `exc`, keeping only frames in `directory` (the student's own files)."""
+    directory = pathlib.Path(directory).resolve()
+    lines = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if not _in_dir(frame.filename, directory):
+            continue
+        lines.append(f'  File "{pathlib.Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line.strip()}")
+    if isinstance(exc, SyntaxError) and exc.filename:
+        name = pathlib.Path(exc.filename).name
+        lines.append(f'  File "{name}", line {exc.lineno}')
+        if exc.text:
+            lines.append(f"    {exc.text.strip()}")
+    head = "Traceback (your files only):\n" if lines else ""
+    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return head + "\n".join(lines) + ("\n" if lines else "") + summary
+
+
+class Submission:
+    """Modules of one submission folder, imported lazily under isolation from other folders.
+
+    The submission's modules are imported with its folder first on sys.path, then removed
+    from sys.modules again, so a reference and a student folder with the same module names
+    can live in one process. `import attention` inside `model.py` gets this folder's file.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, record_calls: bool = True):
+        self.directory = pathlib.Path(directory).resolve()
+        self._record = record_calls
+        self._loaded: dict[str, object] = {}
+        self._failed: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Submission({str(self.directory)!r})"
+
+    def _siblings(self) -> set[str]:
+        return {p.stem for p in self.directory.glob("*.py")}
+
+    def module(self, name: str):
+        """The imported module `name` (raises SubmissionError with a student-facing message)."""
+        if name in self._loaded:
+            return self._loaded[name]
+        if name in self._failed:
+            raise StudentImportError(self._failed[name])
+        filename = f"{name}.py"
+        if not (self.directory / filename).is_file():
+            raise MissingFileError(messages.MISSING_FILE.format(file=filename))
+        siblings = self._siblings()
+        saved = {n: sys.modules.pop(n) for n in siblings if n in sys.modules}
+        sys.modules.update(self._loaded)
+        sys.path.insert(0, str(self.directory))
+        importlib.invalidate_caches()
+        try:
+            module = importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - any failure at import is the student's to see
+            if isinstance(exc, KeyboardInterrupt) and not _is_student_exception(exc, self.directory):
+                raise
+            text = messages.IMPORT_FAILED.format(file=filename, error=format_student_traceback(exc, self.directory))
+            self._failed[name] = text
+            raise StudentImportError(text) from None
+        finally:
+            sys.path.remove(str(self.directory))
+            for n in siblings:
+                loaded = sys.modules.pop(n, None)
+                if loaded is not None and _defined_in(loaded, self.directory):
+                    self._loaded.setdefault(n, loaded)
+            sys.modules.update(saved)
+        self._loaded[name] = module
+        return module
+
+    def __getattr__(self, name: str) -> ModuleView:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return ModuleView(self.module(name), f"{name}.py", self._record)
+
+
+def _defined_in(module, directory: pathlib.Path) -> bool:
+    path = getattr(module, "__file__", None)
+    try:
+        return path is not None and pathlib.Path(path).resolve().parent == directory
+    except OSError:
+        return False
+
+
+def _is_student_exception(exc: BaseException, directory: pathlib.Path) -> bool:
+    return any(_in_dir(f.filename, directory) for f in traceback.extract_tb(exc.__traceback__))
+
+
+NOT_STUDENT_FILES = {"conftest.py", "run_tests.py"}
+
+
+def _in_dir(filename: str, directory: pathlib.Path) -> bool:
+    """Is `filename` one of the student's files: a module directly in the submission folder?"""
+    try:
+        path = pathlib.Path(filename).resolve()
+    except OSError:
+        return False
+    return path.parent == pathlib.Path(directory).resolve() and path.name not in NOT_STUDENT_FILES

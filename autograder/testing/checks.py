@@ -1,0 +1,116 @@
+"""Comparisons that fail with messages a student can act on.
+
+A failure raises `GradingFailure(summary, details)`: `summary` is safe to show for any test
+(what was compared, shapes, how far off and where); `details` may hold expected values and
+is shown only for public tests.
+"""
+from __future__ import annotations
+
+import torch
+
+from .adapter import describe
+
+# (rtol, atol) per dtype for comparisons on the CPU; see the contract's "Tolerances".
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-5),
+    torch.bfloat16: (2e-2, 2e-2),
+    torch.float16: (1e-3, 1e-3),
+}
+SMALL_TENSOR = 48  # show whole tensors in public details up to this many elements
+
+
+class GradingFailure(AssertionError):
+    """A check failed; `summary` is for every student, `details` only for public tests."""
+
+    def __init__(self, summary: str, details: str = ""):
+        super().__init__(summary + (f"\n{details}" if details else ""))
+        self.summary, self.details = summary, details
+
+
+def fail(summary: str, details: str = ""):
+    raise GradingFailure(summary, details)
+
+
+def expect(condition: bool, summary: str, details: str = "") -> None:
+    if not condition:
+        fail(summary, details)
+
+
+def expect_tensor(got, *, what: str, shape=None, dtype=None, device=None) -> torch.Tensor:
+    """Check `got` is a plain tensor with this shape, dtype and device; return it detached."""
+    if not isinstance(got, torch.Tensor):
+        fail(f"{what} should be a torch.Tensor, but it is {describe(got)}.")
+    if type(got) is not torch.Tensor and not isinstance(got, torch.nn.Parameter):
+        fail(f"{what} should be a plain torch.Tensor, but it is a {type(got).__name__}.")
+    if shape is not None and tuple(got.shape) != tuple(shape):
+        fail(f"{what} has shape {list(got.shape)}, expected {list(shape)}.")
+    if dtype is not None and got.dtype != dtype:
+        fail(f"{what} has dtype {got.dtype}, expected {dtype} (the dtype of the inputs).")
+    if device is not None and got.device != torch.device(device):
+        fail(f"{what} is on device {got.device}, expected {torch.device(device)} (the device of the inputs).")
+    return got.detach()
+
+
+def tolerance(dtype: torch.dtype, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
+    default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES[torch.float32])
+    return (default_rtol if rtol is None else rtol, default_atol if atol is None else atol)
+
+
+def _index(flat_index: int, shape) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat_index % size)
+        flat_index //= size
+    return tuple(reversed(index))
+
+
+def assert_close(got, expected: torch.Tensor, *, what: str, rtol: float | None = None,
+                 atol: float | None = None, check_dtype: bool = True) -> None:
+    """`got` equals `expected` within the dtype's tolerance: same shape, dtype and device."""
+    got = expect_tensor(got, what=what, shape=expected.shape,
+                        dtype=expected.dtype if check_dtype else None, device=expected.device)
+    rtol, atol = tolerance(expected.dtype, rtol, atol)
+    g = got.to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    if g.numel() == 0:
+        return
+    same_nonfinite = (g == e) & ~torch.isfinite(e)
+    excess = (g - e).abs() - (atol + rtol * e.abs())
+    excess = torch.where(same_nonfinite, torch.zeros_like(excess), excess)
+    excess = torch.nan_to_num(excess, nan=float("inf"))
+    bad = excess > 0
+    if not bad.any():
+        return
+    flat = int(excess.flatten().argmax())
+    where = _index(flat, g.shape)
+    err = float((g - e).abs().flatten()[flat])
+    n_bad = int(bad.sum())
+    summary = (f"{what} is wrong at {n_bad} of {g.numel()} values; the largest error is {err:.3g} "
+               f"at index {list(where)} (allowed: {atol:g} + {rtol:g} x |expected|).")
+    if not torch.isfinite(g.flatten()[flat]):
+        summary += f" Your value there is {float(g.flatten()[flat])}."
+    details = f"At index {list(where)}: expected {float(e.flatten()[flat]):.6g}, got {float(g.flatten()[flat]):.6g}."
+    if g.numel() <= SMALL_TENSOR:
+        details += f"\nexpected:\n{e.to(expected.dtype)}\ngot:\n{g.to(expected.dtype)}"
+    fail(summary, details)
+
+
+def assert_equal(got, expected: torch.Tensor, *, what: str) -> None:
+    """Exact equality of integer or boolean tensors (same shape, dtype, device)."""
+    got = expect_tensor(got, what=what, shape=expected.shape, dtype=expected.dtype, device=expected.device)
+    diff = got.cpu() != expected.detach().cpu()
+    if diff.any():
+        flat = int(diff.flatten().nonzero()[0])
+        where = _index(flat, got.shape)
+        summary = f"{what} differs at {int(diff.sum())} of {got.numel()} positions, first at index {list(where)}."
+        details = (f"At index {list(where)}: expected {expected.flatten()[flat].item()}, "
+                   f"got {got.flatten()[flat].item()}.")
+        if got.numel() <= SMALL_TENSOR:
+            details += f"\nexpected:\n{expected.cpu()}\ngot:\n{got.cpu()}"
+        fail(summary, details)
+
+
+def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+    if not abs(got - expected) <= atol + rtol * abs(expected):
+        fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.")

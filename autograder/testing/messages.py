@@ -1,0 +1,17 @@
+"""Student-facing messages, as constants that tests import."""
+
+TIMEOUT = "Timed out after {seconds:g} s: look for an endless loop, or work that grows too fast with the input."
+CRASH = ("The test process died while running this test ({how}). Grading went on with the other tests; "
+         "look for os._exit, sys.exit, or a crash in native code.")
+NOT_RUN_TOTAL_TIMEOUT = "Not run: the whole grading run went past its limit of {seconds:g} s."
+NOT_RUN_CRASHES = "Not run: the test process crashed too many times."
+COLLECTION_FAILED = "The grader could not start these tests ({why}); no points could be given for {problem}."
+MISSING_FILE = "{file} was not found in your submission (looked in every folder of it)."
+MISSING_NAME = "{file} does not define `{name}`, which the assignment asks for."
+IMPORT_FAILED = "Importing {file} failed, so nothing in it could be graded:\n{error}"
+RAISED = "Your code raised {exc}"
+LAST_CALL = "Last call into your code: {call}"
+SKIPPED = "This test was skipped ({reason}); a skipped test earns no points."
+REFERENCE_UNAVAILABLE = "The reference solution is only available to the grader."
+PRINTED = "Your code printed (cut to {limit} characters):\n{text}"
+GRADER_ERROR = "The grader could not run this test (a problem on our side, not in your code): please tell your instructor."

@@ -1,0 +1,190 @@
+"""The pytest plugin behind every assignment's tests (`-p autograder.testing.plugin`).
+
+It provides the `student` fixture (the submission, see adapter.py) and the `reference`
+fixture (grader only), the `problem` marker that ties a test to contract problems,
+student-facing failure messages (traceback cut to the student's files, no grader
+internals), and, with `--report FILE`, one JSON line per event for the grader:
+
+    {"event": "collected", "tests": [{"nodeid", "file", "name", "problems"}, ...]}
+    {"event": "start", "nodeid"}
+    {"event": "result", "nodeid", "outcome", "summary", "details", "stdout", "duration"}
+
+Lines are flushed as they happen, so a crash mid-run still leaves what came before.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import pytest
+
+from . import adapter, messages
+from .checks import GradingFailure
+
+STDOUT_LIMIT = 2000
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("autograder")
+    group.addoption("--submission", default=os.environ.get("AUTOGRADER_SUBMISSION"),
+                    help="folder holding the student's files [env AUTOGRADER_SUBMISSION, else the rootdir]")
+    group.addoption("--reference", default=os.environ.get("AUTOGRADER_REFERENCE"),
+                    help="folder holding the reference solution (grader only) [env AUTOGRADER_REFERENCE]")
+    group.addoption("--report", default=None, help="write grading events as JSON lines to this file")
+    group.addoption("--only", default=None, help="file listing the node ids to run, one per line")
+    group.addoption("--grader-internals", action="store_true",
+                    help="show pytest's full tracebacks instead of the student's view")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "problem(*names): the contract problem(s) this test grades")
+    config._autograder_report = None
+    path = config.getoption("--report")
+    if path:
+        config._autograder_report = open(path, "a", encoding="utf-8")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_autograder_report", None):
+        config._autograder_report.close()
+
+
+def _emit(config, **event) -> None:
+    stream = getattr(config, "_autograder_report", None)
+    if stream is not None:
+        stream.write(json.dumps(event) + "\n")
+        stream.flush()
+
+
+def problems_of(item) -> list[str]:
+    names = []
+    for mark in item.iter_markers("problem"):
+        names.extend(mark.args)
+    return sorted(set(names))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    unmarked = [item.nodeid for item in items if not problems_of(item)]
+    if unmarked:
+        raise pytest.UsageError("tests without @pytest.mark.problem(...): " + ", ".join(unmarked))
+    only = config.getoption("--only")
+    if only:
+        wanted = set(pathlib.Path(only).read_text(encoding="utf-8").split("\n"))
+        items[:] = [item for item in items if item.nodeid in wanted]
+    rootdir = pathlib.Path(str(config.rootpath))
+    _emit(config, event="collected", tests=[
+        {"nodeid": item.nodeid, "file": _relative(item.path, rootdir), "name": item.name,
+         "doc": _doc(item), "problems": problems_of(item)}
+        for item in items])
+
+
+def _relative(path, rootdir: pathlib.Path) -> str:
+    try:
+        return pathlib.Path(path).resolve().relative_to(rootdir.resolve()).as_posix()
+    except ValueError:
+        return pathlib.Path(path).as_posix()
+
+
+def _doc(item) -> str:
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    return doc.strip().split("\n")[0]
+
+
+def _submission_dir(config) -> pathlib.Path:
+    return pathlib.Path(config.getoption("--submission") or str(config.rootpath)).resolve()
+
+
+@pytest.fixture(scope="session")
+def student(request) -> adapter.Submission:
+    """The student's submission: `student.attention.self_attention(...)`."""
+    return adapter.Submission(_submission_dir(request.config))
+
+
+@pytest.fixture(scope="session")
+def reference(request) -> adapter.Submission:
+    """The reference solution, for hidden tests run by the grader."""
+    path = request.config.getoption("--reference")
+    if not path:
+        pytest.fail(messages.REFERENCE_UNAVAILABLE, pytrace=False)
+    return adapter.Submission(path, record_calls=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Each test starts from the same random state and with no recorded call."""
+    import torch
+
+    adapter.reset_last_call()
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_runtest_logstart(nodeid, location):
+    config = _CONFIG.get("config")
+    if config is not None:
+        _emit(config, event="start", nodeid=nodeid)
+
+
+_CONFIG: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _CONFIG["config"] = session.config
+
+
+def student_message(excinfo, submission: pathlib.Path) -> tuple[str, str]:
+    """(summary, details) for a failure: what a student may read, and what only public tests show."""
+    exc = excinfo.value
+    details = ""
+    if isinstance(exc, GradingFailure):
+        summary, details = exc.summary, exc.details
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and adapter._is_student_exception(cause, submission):
+            summary += "\n" + adapter.format_student_traceback(cause, submission)
+    elif isinstance(exc, adapter.SubmissionError):
+        summary = str(exc)
+    elif excinfo.typename == "Failed" and str(exc).startswith("Timeout"):
+        seconds = float(str(exc).split(">")[-1].rstrip("s")) if ">" in str(exc) else 0
+        summary = messages.TIMEOUT.format(seconds=seconds)
+    elif adapter._is_student_exception(exc, submission):
+        summary = messages.RAISED.format(exc=type(exc).__name__) + ":\n" + adapter.format_student_traceback(exc, submission)
+    else:
+        summary = "".join(__import__("traceback").format_exception_only(type(exc), exc)).strip()
+    call = adapter.last_call()
+    if call and not isinstance(exc, adapter.SubmissionError):
+        summary += "\n" + messages.LAST_CALL.format(call=call)
+    return summary, details
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.student_summary = report.student_details = ""
+    if call.excinfo is not None and report.failed:
+        summary, details = student_message(call.excinfo, _submission_dir(item.config))
+        report.student_summary, report.student_details = summary, details
+        if not item.config.getoption("--grader-internals"):
+            report.longrepr = summary + (f"\n{details}" if details else "")
+    elif report.skipped and call.excinfo is not None:
+        reason = str(call.excinfo.value)
+        report.student_summary = messages.SKIPPED.format(reason=reason)
+
+
+def pytest_runtest_logreport(report):
+    config = _CONFIG.get("config")
+    if config is None:
+        return
+    state = _CONFIG.setdefault("outcomes", {})
+    entry = state.setdefault(report.nodeid, {"outcome": "passed", "summary": "", "details": "", "duration": 0.0})
+    entry["duration"] += report.duration
+    if report.outcome != "passed" and entry["outcome"] == "passed":
+        entry.update(outcome=report.outcome, summary=report.student_summary, details=report.student_details)
+    if report.when == "teardown":
+        stdout = (report.capstdout or "")
+        if len(stdout) > STDOUT_LIMIT:
+            stdout = stdout[:STDOUT_LIMIT] + "\n[... cut]"
+        _emit(config, event="result", nodeid=report.nodeid, stdout=stdout, **state.pop(report.nodeid))

@@ -1,0 +1,134 @@
+"""PyTorch helpers for tests: weights by name, seeded inputs, device checks op by op."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from .checks import fail
+
+
+def randomize_(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
+    """Fill every parameter with seeded normal noise (so LayerNorm weights, biases... all matter)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(module.named_parameters()):
+            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64) * scale
+            if p.dim() == 1 and p.shape[0] > 0 and _is_norm_weight(module, p):
+                noise = noise + 1.0  # keep norm gains around 1
+            p.copy_(noise.to(p.dtype))
+    return module
+
+
+def _is_norm_weight(module: torch.nn.Module, p: torch.Tensor) -> bool:
+    return any(isinstance(m, torch.nn.LayerNorm) and m.weight is p for m in module.modules())
+
+
+def copy_parameters(dst: torch.nn.Module, src: torch.nn.Module, *, what: str) -> None:
+    """Load `src`'s parameters into `dst` by name (named_parameters); buffers are ignored.
+
+    A missing, extra or wrongly shaped parameter is a contract violation naming it.
+    """
+    expected = dict(src.named_parameters())
+    got = dict(dst.named_parameters())
+    missing = sorted(expected.keys() - got.keys())
+    extra = sorted(got.keys() - expected.keys())
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing parameter(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected parameter(s) {', '.join(extra)}")
+        fail(f"{what} does not have the parameters the contract names: {'; '.join(parts)}. "
+             "Use exactly the attribute names of the handout.")
+    for name, p in expected.items():
+        if tuple(got[name].shape) != tuple(p.shape):
+            fail(f"{what}: parameter {name} has shape {list(got[name].shape)}, expected {list(p.shape)}.")
+    with torch.no_grad():
+        for name, p in expected.items():
+            got[name].copy_(p)
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def randn(*shape, seed: int, dtype=torch.float32, device="cpu", scale: float = 1.0) -> torch.Tensor:
+    """Seeded normal tensor, drawn in float64 on the CPU so every dtype and device sees the same values."""
+    x = torch.randn(shape, generator=seeded(seed), dtype=torch.float64) * scale
+    return x.to(device=device, dtype=dtype)
+
+
+def randint(high: int, *shape, seed: int, device="cpu") -> torch.Tensor:
+    return torch.randint(high, shape, generator=seeded(seed)).to(device)
+
+
+class DeviceMismatch(AssertionError):
+    pass
+
+
+DEVICE_HINT = ("Tensors created inside your code must go on the device of the inputs, "
+               "e.g. torch.arange(T, device=x.device), or be registered buffers of the module.")
+TRANSFER_OPS = {"aten::_to_copy", "aten::copy_", "aten::to", "aten::_copy_from", "aten::lift_fresh"}
+
+
+def _skip_dynamo_import() -> None:
+    """TorchDispatchMode.__enter__/__exit__ are wrapped by torch._disable_dynamo, whose first
+    call imports torch._dynamo: about 2 s, most of a test run. Nothing here is compiled, so
+    mark them as already wrapped (the wrapper then calls them as they are)."""
+    for name in ("__enter__", "__exit__"):
+        fn = getattr(getattr(TorchDispatchMode, name), "__wrapped__", None)
+        if fn is not None and not hasattr(fn, "__dynamo_disable"):
+            fn.__dynamo_disable = fn
+
+
+_skip_dynamo_import()
+
+
+class DeviceCheckMode(TorchDispatchMode):
+    """Fail an op whose tensor inputs sit on different devices, as CUDA would.
+
+    Plain `meta` tensors miss some mixes (an embedding indexed by a CPU tensor) and reject
+    a 0-dim CPU scalar that CUDA accepts; this checks each op: its non-scalar tensor
+    arguments must share one device, and 0-dim CPU tensors are moved to it silently.
+    Work done wholly on the CPU and copies between devices (`.to`, `copy_`) are allowed.
+    """
+
+    def __init__(self, device):
+        super().__init__()
+        self.device = torch.device(device)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name
+        if name not in TRANSFER_OPS:
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            devices = {t.device for t in tensors if not (t.dim() == 0 and t.device.type == "cpu")}
+            if len(devices) > 1:
+                found = ", ".join(sorted(str(d) for d in devices))
+                raise DeviceMismatch(f"{name} got tensors on different devices ({found}) while the inputs "
+                                     f"are on {self.device}. {DEVICE_HINT}")
+
+            def scalar_to_device(t):
+                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.device.type == "cpu":
+                    return t.to(target)
+                return t
+
+            target = next(iter(devices), None)
+            if target is None or target.type == "cpu":
+                return func(*args, **kwargs)
+
+            args, kwargs = tree_map(scalar_to_device, (args, kwargs))
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def strict_device(device="meta"):
+    """Run code under DeviceCheckMode; a mismatch becomes a GradingFailure with a hint."""
+    try:
+        with DeviceCheckMode(device):
+            yield
+    except DeviceMismatch as exc:
+        fail(f"Your code mixes devices: {exc}")

@@ -1,0 +1,124 @@
+import hashlib
+import os
+import pathlib
+import stat
+import subprocess
+import zipfile
+
+import pytest
+
+from autograder import build as build_module
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def zips(tmp_path_factory, transformer):
+    dist = tmp_path_factory.mktemp("dist")
+    return build_module.build_autograder_zip(transformer, dist), build_module.build_student_zip(transformer, dist)
+
+
+def digest(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_same_inputs_same_bytes(zips, tmp_path, transformer):
+    again = (build_module.build_autograder_zip(transformer, tmp_path), build_module.build_student_zip(transformer, tmp_path))
+    assert [digest(p) for p in zips] == [digest(p) for p in again]
+
+
+def test_autograder_zip_layout(zips):
+    with zipfile.ZipFile(zips[0]) as archive:
+        names = set(archive.namelist())
+        for script in ("setup.sh", "run_autograder"):
+            assert script in names
+            assert stat.S_IMODE(archive.getinfo(script).external_attr >> 16) == 0o755
+        assert {"requirements.txt", "fallback_results.json", "autograder/__main__.py",
+                "assignments/transformer/assignment.toml", "reference/transformer/model.py"} <= names
+        assert any(n.startswith("tests_hidden/transformer/test_") for n in names)
+        assert "torch==2.13.0" in archive.read("requirements.txt").decode()
+        assert "@" not in archive.read("run_autograder").decode().split("grade ")[1].split()[0]
+
+
+def test_student_zip_has_no_reference_and_no_hidden_test(zips, transformer):
+    reference = transformer.path(transformer.reference)
+    solution_lines, given_lines = set(), set()
+    for path in reference.glob("*.py"):
+        inside = False
+        for line in path.read_text().splitlines():
+            if line.strip() == "# BEGIN SOLUTION":
+                inside = True
+            elif line.strip() == "# END SOLUTION":
+                inside = False
+            elif len(line.strip()) > 25:
+                (solution_lines if inside else given_lines).add(line.strip())
+    solution_lines -= given_lines  # e.g. the buggy layer's __init__, given to students, equals the fixed one
+    hidden_lines = {line.strip() for path in (ROOT / "tests_hidden").rglob("*.py")
+                    for line in path.read_text().splitlines() if len(line.strip()) > 40}
+    with zipfile.ZipFile(zips[1]) as archive:
+        names = archive.namelist()
+        assert all(n.startswith("transformer/") for n in names)
+        assert not any("reference" in n or "hidden" in n for n in names)
+        assert {"transformer/attention.py", "transformer/run_tests.py", "transformer/README.md",
+                "transformer/tests/test_attention.py", "transformer/autograder/testing/plugin.py"} <= set(names)
+        text = "\n".join(archive.read(n).decode() for n in names)
+    assert solution_lines and not [line for line in solution_lines if line in text]
+    public_lines = {line.strip() for path in (ROOT / "tests_public").rglob("*.py") for line in path.read_text().splitlines()}
+    leaked = [line for line in hidden_lines - public_lines if line in text]
+    assert not leaked
+
+
+def run_student_zip(zip_path, tmp_path, replace_with=None):
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(tmp_path)
+    folder = tmp_path / "transformer"
+    if replace_with:
+        for name in ("attention.py", "model.py", "debugging.py"):
+            (folder / name).write_bytes((replace_with / name).read_bytes())
+    return subprocess.run([os.sys.executable, "run_tests.py", "-q"], cwd=folder, capture_output=True, text=True)
+
+
+def test_student_runner_on_the_starter_fails_everything(zips, tmp_path):
+    result = run_student_zip(zips[1], tmp_path)
+    assert result.returncode == 1
+    assert " passed" not in result.stdout and " failed" in result.stdout
+    assert "autograder/" not in result.stdout  # the student sees their own files only
+
+
+def test_student_runner_passes_on_a_correct_solution(zips, tmp_path, transformer):
+    result = run_student_zip(zips[1], tmp_path, transformer.path(transformer.reference))
+    assert result.returncode == 0, result.stdout
+    assert " failed" not in result.stdout
+
+
+def fake_bin(folder: pathlib.Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/usr/bin/env bash\n" + body + "\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_setup_sh_picks_the_torch_build(zips, tmp_path, gpu):
+    """setup.sh installs the CPU build from PyTorch's index without a GPU, the CUDA build with one."""
+    root = tmp_path / "ag"
+    with zipfile.ZipFile(zips[0]) as archive:
+        archive.extractall(root / "source")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    # a fake python3 whose venv holds a fake python that logs its pip calls
+    fake_bin(bin_dir, "python3", f'''
+if [ "$1 $2" = "-m venv" ]; then
+  [ "${{3:-}}" = "--help" ] && exit 0
+  mkdir -p "$3/bin"; printf '#!/usr/bin/env bash\\necho "$@" >> {log}\\n' > "$3/bin/python"; chmod +x "$3/bin/python"; exit 0
+fi
+exit 0''')
+    if gpu:
+        fake_bin(bin_dir, "nvidia-smi", "exit 0")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "AUTOGRADER_ROOT": str(root), "HOME": str(tmp_path)}
+    result = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    torch_call = next(c for c in calls if "torch==2.13.0" in c)
+    assert ("download.pytorch.org/whl/cpu" in torch_call) is (not gpu)
+    assert any("-r" in c and "requirements.txt" in c for c in calls)

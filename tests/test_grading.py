@@ -1,0 +1,201 @@
+"""End to end: grade real submissions (reference, starter, mutants, crashing ones) and read results.json."""
+import json
+import pathlib
+import zipfile
+
+import pytest
+
+from autograder import mutants as mutants_module
+from autograder.grade import grade, grade_via_zip
+from autograder.grade.results import per_problem
+from autograder.testing import messages
+
+from .conftest import copy_root
+
+TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "visibility", "tags"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def check_schema(results: dict, manifest) -> None:
+    """Gradescope's documented fields, and our own promises about them."""
+    json.dumps(results)
+    assert {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"} <= set(results)
+    assert results["stdout_visibility"] == "hidden"
+    numbers = set()
+    for test in results["tests"]:
+        assert TEST_FIELDS <= set(test), test
+        assert test["status"] in {"passed", "failed"}
+        assert test["visibility"] in VISIBILITIES
+        assert test["tags"] and set(test["tags"]) <= set(manifest.problems), test
+        assert 0 <= test["score"] <= test["max_score"]
+        assert (test["score"] == test["max_score"]) is (test["status"] == "passed")
+        if test["status"] == "failed":
+            assert test["output"].strip(), f"a failed test needs a message: {test['name']}"
+        numbers.add(test["number"])
+    assert len(numbers) == len(results["tests"])
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]), abs=1e-3)
+    assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(manifest.total_points, abs=1e-3)
+    for problem in manifest.problems:
+        assert any(problem in t["tags"] for t in results["tests"]), f"no test for {problem}"
+
+
+@pytest.fixture(scope="module")
+def reference_results(tmp_path_factory, transformer):
+    out = tmp_path_factory.mktemp("ref") / "results.json"
+    grade("transformer", transformer.path(transformer.reference), out)
+    return json.loads(out.read_text())
+
+
+def test_reference_gets_full_marks(reference_results, transformer):
+    check_schema(reference_results, transformer)
+    failed = [t["name"] + ": " + t["output"] for t in reference_results["tests"] if t["status"] != "passed"]
+    assert not failed
+    assert reference_results["score"] == pytest.approx(transformer.total_points)
+
+
+def test_public_and_hidden_visibility(reference_results):
+    visibilities = {t["visibility"] for t in reference_results["tests"]}
+    assert visibilities == {"visible", "after_published"}
+
+
+def test_starter_scores_zero(tmp_path, transformer):
+    results = grade("transformer", transformer.path(transformer.starter), tmp_path / "r.json")
+    check_schema(results, transformer)
+    assert results["score"] == 0
+    assert all("NotImplementedError" in t["output"] for t in results["tests"])
+    assert not any("autograder/" in t["output"] or "tests_hidden" in t["output"] for t in results["tests"])
+
+
+def test_via_zip_gives_the_same_scores(tmp_path, transformer, reference_results):
+    buggy = make_submission(tmp_path / "buggy", transformer, "lm_loss-no-shift")
+    plain = grade("transformer", buggy, tmp_path / "plain.json")
+    zipped = grade_via_zip("transformer", buggy, tmp_path / "zip.json")
+    check_schema(zipped, transformer)
+    assert [(t["name"], t["score"]) for t in zipped["tests"]] == [(t["name"], t["score"]) for t in plain["tests"]]
+    reference_zip = grade_via_zip("transformer", transformer.path(transformer.reference))
+    assert reference_zip["score"] == reference_results["score"]
+
+
+def make_submission(folder: pathlib.Path, manifest, *names: str, extra: list | None = None) -> pathlib.Path:
+    catalogue, _ = mutants_module.load(manifest)
+    chosen = [m for m in catalogue if m.name in names] + list(extra or [])
+    return mutants_module.materialise(manifest, chosen, folder)
+
+
+def lost(results: dict) -> set[str]:
+    return {p for p, (score, total) in per_problem(results).items() if score < total}
+
+
+@pytest.mark.parametrize("mutant", [m.name for m in mutants_module.load(
+    __import__("autograder.manifest", fromlist=["load"]).load("transformer"))[0]])
+def test_each_mutant_loses_points_only_where_its_bug_is(mutant, tmp_path, transformer):
+    catalogue = {m.name: m for m in mutants_module.load(transformer)[0]}
+    submission = make_submission(tmp_path / "s", transformer, mutant)
+    results = grade("transformer", submission)
+    assert lost(results) == set(catalogue[mutant].problems)
+
+
+def Mutant(file, find, replace, name="case"):
+    return mutants_module.Mutant(name, file, (), find, replace)
+
+
+def test_hidden_outputs_show_no_expected_values(tmp_path, transformer):
+    submission = make_submission(tmp_path / "s", transformer, "lm_loss-no-shift")
+    results = grade("transformer", submission)
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert any(t["visibility"] == "after_published" for t in failed)
+    for test in failed:
+        if test["visibility"] != "visible":  # checks.py puts expected values in `details` only
+            assert "\nexpected:\n" not in test["output"] and ": expected " not in test["output"], test["output"]
+
+
+def test_syntax_error_costs_only_its_file(tmp_path, transformer):
+    submission = make_submission(tmp_path / "s", transformer, extra=[
+        Mutant("model.py", "class FeedForward(nn.Module):", "class FeedForward(nn.Module)")])
+    results = grade("transformer", submission)
+    model_problems = {p for p, pr in transformer.problems.items() if pr.file == "model.py"}
+    assert lost(results) == model_problems
+    outputs = [t["output"] for t in results["tests"] if t["status"] == "failed"]
+    assert all("model.py" in o and "SyntaxError" in o for o in outputs)
+    assert any("line " in o for o in outputs)
+
+
+def test_missing_file_is_reported(tmp_path, transformer):
+    submission = make_submission(tmp_path / "s", transformer)
+    (submission / "debugging.py").unlink()
+    results = grade("transformer", submission)
+    assert lost(results) == {"attach_attention_hook", "FixedTransformerEncoderLayer"}
+    assert "debugging.py" in results["output"]
+
+
+def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
+    """os._exit and a segfault kill the test process; grading restarts and goes on."""
+    submission = make_submission(tmp_path / "s", transformer, extra=[
+        Mutant("attention.py", '    """Boolean (T, T) mask, True where key j <= query i (what query i may see)."""\n',
+               '    """Crash on T == 1."""\n    if T == 1:\n        import os\n        os._exit(3)\n'),
+        Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
+               "        if x.dim() == 2:\n            import ctypes\n            ctypes.string_at(0)\n"
+               "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
+    ])
+    results = grade("transformer", submission)
+    check_schema(results, transformer)
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert {tag for t in failed for tag in t["tags"]} <= {"causal_mask", "FeedForward"}
+    assert any("causal_mask" in t["tags"] for t in failed)
+    assert all(messages.CRASH.split("(")[0] in t["output"] for t in failed)
+    assert sum(t["status"] == "passed" for t in results["tests"]) > 0.8 * len(results["tests"])
+
+
+def test_endless_loop_times_out(tmp_path, transformer):
+    root = copy_root(tmp_path / "root", test_timeout_s=1, watchdog_grace_s=1)
+    submission = make_submission(tmp_path / "s", transformer, extra=[
+        Mutant("attention.py", '    """Boolean (T, T) mask, True where key j <= query i (what query i may see)."""\n',
+               '    """Loop on T == 1."""\n    while T == 1:\n        pass\n'),
+        # signals cannot stop this one: the grader's watchdog must
+        Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
+               "        if x.dim() == 2:\n            import signal\n            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+               "            while True:\n                pass\n"
+               "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
+    ])
+    results = grade("transformer", submission, root=root)
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert failed and {tag for t in failed for tag in t["tags"]} <= {"causal_mask", "FeedForward"}
+    assert all(t["output"].startswith(messages.TIMEOUT.format(seconds=1)) for t in failed)
+
+
+def test_results_written_when_the_tests_cannot_run(tmp_path, transformer):
+    root = copy_root(tmp_path / "root")
+    (root / "tests_public" / "transformer" / "test_attention.py").write_text("import nonexistent_module\n")
+    out = tmp_path / "r.json"
+    results = grade("transformer", transformer.path(transformer.reference), out, root=root)
+    assert json.loads(out.read_text()) == results
+    assert results["score"] == 0 and len(results["tests"]) == len(transformer.problems)
+    assert all(t["status"] == "failed" and t["output"] for t in results["tests"])
+
+
+def test_results_written_for_a_zip_submission_at_depth(tmp_path, transformer):
+    reference = transformer.path(transformer.reference)
+    archive_path = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for name in transformer.submission_files:
+            archive.write(reference / name, f"homework/final/{name}")
+    results = grade("transformer", archive_path, tmp_path / "r.json")
+    assert results["score"] == pytest.approx(transformer.total_points)
+
+
+def test_run_autograder_falls_back_when_python_cannot_start(tmp_path, transformer):
+    import os
+    import subprocess
+
+    from autograder.build import build_autograder_zip
+
+    root = tmp_path / "ag"
+    zip_path = build_autograder_zip(transformer, tmp_path / "dist")
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(root / "source")
+    (root / "submission").mkdir()
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON="/nonexistent/python")
+    subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, check=True, capture_output=True)
+    results = json.loads((root / "results" / "results.json").read_text())
+    check_schema(results, transformer)
+    assert results["score"] == 0

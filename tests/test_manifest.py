@@ -1,0 +1,53 @@
+import pytest
+
+from autograder import manifest as manifest_module
+from autograder.manifest import ManifestError
+
+
+def test_transformer_manifest(transformer):
+    assert transformer.submission_files == ("attention.py", "model.py", "debugging.py")
+    assert transformer.total_points == 100
+    assert len(transformer.problems) == 14
+    assert [t.visibility for t in transformer.tests] == ["visible", "after_published"]
+    assert transformer.visibility_of("tests_hidden/transformer/test_x.py") == "after_published"
+    assert transformer.visibility_of("elsewhere/test_x.py") == "hidden"
+
+
+def write(tmp_path, body):
+    folder = tmp_path / "assignments" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "assignment.toml").write_text(body)
+    return tmp_path
+
+
+GOOD = '''
+name = "demo"
+submission_files = ["a.py"]
+[[tests]]
+path = "t"
+[problems]
+f = { points = 3, file = "a.py" }
+'''
+
+
+def test_defaults(tmp_path):
+    m = manifest_module.load("demo", write(tmp_path, GOOD))
+    assert (m.reference, m.starter, m.title) == ("reference/demo", "starter/demo", "demo")
+    assert (m.test_timeout_s, m.total_timeout_s) == (30, 600)
+    assert m.tests[0].public is False and m.tests[0].visibility == "after_published"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("name = \"demo\"", "name = \"other\""), "does not match"),
+    (("file = \"a.py\"", "file = \"b.py\""), "not a submission file"),
+    (("path = \"t\"", "path = \"t\"\nvisibility = \"sometimes\""), "visibility"),
+    (("points = 3, ", ""), "points"),
+])
+def test_errors(tmp_path, change, message):
+    with pytest.raises(ManifestError, match=message):
+        manifest_module.load("demo", write(tmp_path, GOOD.replace(*change)))
+
+
+def test_unknown_assignment(tmp_path):
+    with pytest.raises(ManifestError, match="no assignment"):
+        manifest_module.load("nope", tmp_path)

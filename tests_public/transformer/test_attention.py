@@ -1,0 +1,164 @@
+"""Public tests for attention.py: the notebook's shape checks and small values you can work out by hand.
+
+Run them with `python run_tests.py` (student zip). Hidden tests compare with a reference
+solution on many more inputs.
+"""
+import math
+
+import pytest
+import torch
+
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.testing.torchkit import randn
+
+
+@pytest.mark.problem("self_attention")
+def test_self_attention_shape(student):
+    """output shape (1, 13, 2) for the notebook's example"""
+    S = torch.rand(1, 13, 3)
+    W_Q, W_K, W_V = torch.rand(3, 2), torch.rand(3, 2), torch.rand(3, 2)
+    out = student.attention.self_attention(S, W_Q, W_K, W_V)
+    expect_tensor(out, what="self_attention(S, W_Q, W_K, W_V)", shape=(1, 13, 2), dtype=torch.float32)
+
+
+@pytest.mark.problem("self_attention")
+def test_self_attention_uniform_weights(student):
+    """with W_Q = 0 every weight is 1/T, so each output row is the mean of V"""
+    S = randn(2, 5, 3, seed=1)
+    W_Q, W_K, W_V = torch.zeros(3, 4), randn(3, 4, seed=2), randn(3, 4, seed=3)
+    out = student.attention.self_attention(S, W_Q, W_K, W_V)
+    expected = (S @ W_V).mean(dim=1, keepdim=True).expand(2, 5, 4)
+    assert_close(out, expected, what="self_attention(S, W_Q=0, W_K, W_V)")
+
+
+@pytest.mark.problem("self_attention")
+def test_self_attention_two_tokens(student):
+    """a 2-token example computed by hand: scores scaled by 1/sqrt(d_k), softmax over keys"""
+    S = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    I = torch.eye(2)
+    out = student.attention.self_attention(S, I, I, I)
+    # scores = I / sqrt(2); row 0 weights = softmax([1/sqrt2, 0])
+    a = 1 / (1 + math.exp(-1 / math.sqrt(2)))
+    expected = torch.tensor([[[a, 1 - a], [1 - a, a]]])
+    assert_close(out, expected, what="self_attention(S, I, I, I)")
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_shape(student):
+    """output shape (1, 13, 8) for the notebook's example, 4 heads by default"""
+    S = torch.rand(1, 13, 8)
+    W = [torch.rand(8, 8) for _ in range(4)]
+    out = student.attention.multi_head_attention(S, *W)
+    expect_tensor(out, what="multi_head_attention(S, W_Q, W_K, W_V, W_O)", shape=(1, 13, 8), dtype=torch.float32)
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_uniform_weights(student):
+    """with W_Q = 0 every head averages its values: output = mean_t(S W_V) W_O"""
+    S = randn(2, 6, 8, seed=4)
+    W_V, W_O = randn(8, 8, seed=5), randn(8, 8, seed=6)
+    out = student.attention.multi_head_attention(S, torch.zeros(8, 8), randn(8, 8, seed=7), W_V, W_O, num_heads=2)
+    expected = ((S @ W_V).mean(dim=1, keepdim=True) @ W_O).expand(2, 6, 8)
+    assert_close(out, expected, what="multi_head_attention(S, W_Q=0, W_K, W_V, W_O, num_heads=2)")
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_one_head_is_self_attention(student):
+    """with one head and W_O = I, multi-head attention is self_attention (scale 1/sqrt(d))"""
+    S = randn(2, 4, 6, seed=8)
+    W_Q, W_K, W_V = randn(6, 6, seed=9), randn(6, 6, seed=10), randn(6, 6, seed=11)
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    expected = torch.softmax(Q @ K.transpose(1, 2) / math.sqrt(6), dim=-1) @ V
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, torch.eye(6), num_heads=1)
+    assert_close(out, expected, what="multi_head_attention(S, W_Q, W_K, W_V, I, num_heads=1)")
+
+
+@pytest.mark.problem("causal_mask")
+def test_causal_mask_3(student):
+    """causal_mask(3) is lower-triangular and boolean"""
+    expected = torch.tensor([[True, False, False], [True, True, False], [True, True, True]])
+    assert_equal(student.attention.causal_mask(3), expected, what="causal_mask(3)")
+
+
+@pytest.mark.problem("causal_mask")
+def test_causal_mask_1(student):
+    """causal_mask(1) lets the only token see itself"""
+    assert_equal(student.attention.causal_mask(1), torch.ones(1, 1, dtype=torch.bool), what="causal_mask(1)")
+
+
+@pytest.mark.problem("causal_multi_head_attention")
+def test_causal_multi_head_attention_shape(student):
+    """output shape (1, 3, 8) for the notebook's example"""
+    S = torch.rand(1, 3, 8)
+    W = [torch.rand(8, 8) for _ in range(4)]
+    out = student.attention.causal_multi_head_attention(S, *W)
+    expect_tensor(out, what="causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)", shape=(1, 3, 8),
+                  dtype=torch.float32)
+
+
+@pytest.mark.problem("causal_multi_head_attention")
+def test_causal_first_token_sees_only_itself(student):
+    """the first position attends only to itself: its output is (S[:, 0] W_V) W_O"""
+    S = randn(2, 5, 8, seed=12)
+    W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (13, 14, 15, 16))
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
+    expect_tensor(out, what="causal_multi_head_attention(S, ...)", shape=(2, 5, 8))
+    assert_close(out[:, 0], S[:, 0] @ W_V @ W_O, what="causal_multi_head_attention(S, ...)[:, 0]")
+
+
+@pytest.mark.problem("causal_multi_head_attention")
+def test_causal_last_token_sees_everything(student):
+    """the last position sees every token, like multi_head_attention"""
+    S = randn(1, 4, 8, seed=17)
+    W_V, W_O = randn(8, 8, seed=18), randn(8, 8, seed=19)
+    out = student.attention.causal_multi_head_attention(S, torch.zeros(8, 8), torch.zeros(8, 8), W_V, W_O)
+    expect_tensor(out, what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)", shape=(1, 4, 8))
+    # with zero scores, position t averages the values of positions 0..t
+    values = S @ W_V
+    expected = torch.stack([values[:, : t + 1].mean(dim=1) for t in range(4)], dim=1) @ W_O
+    assert_close(out, expected, what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)")
+
+
+@pytest.mark.problem("scaled_dot_product_attention")
+def test_sdpa_shapes(student):
+    """returns (output, weights) with shapes (B, H, T_q, dv) and (B, H, T_q, T_k)"""
+    Q, K, V = torch.rand(2, 3, 4, 5), torch.rand(2, 3, 6, 5), torch.rand(2, 3, 6, 7)
+    result = student.attention.scaled_dot_product_attention(Q, K, V)
+    expect(isinstance(result, tuple) and len(result) == 2,
+           "scaled_dot_product_attention(Q, K, V) should return a tuple (output, weights).")
+    output, weights = result
+    expect_tensor(output, what="output", shape=(2, 3, 4, 7))
+    expect_tensor(weights, what="weights", shape=(2, 3, 4, 6))
+
+
+@pytest.mark.problem("scaled_dot_product_attention")
+def test_sdpa_masked_keys_get_no_weight(student):
+    """keys where mask == 0 get (almost) zero weight; the others share it by score"""
+    Q, K, V = torch.zeros(1, 1, 2, 4), randn(1, 1, 3, 4, seed=20), randn(1, 1, 3, 2, seed=21)
+    mask = torch.tensor([1, 1, 0]).view(1, 1, 1, 3)
+    output, weights = student.attention.scaled_dot_product_attention(Q, K, V, mask)
+    expected_weights = torch.tensor([0.5, 0.5, 0.0]).expand(1, 1, 2, 3)
+    assert_close(weights, expected_weights, what="weights with mask [1, 1, 0] and Q = 0")
+    assert_close(output, V[:, :, :2].mean(dim=2, keepdim=True).expand(1, 1, 2, 2),
+                 what="output with mask [1, 1, 0] and Q = 0")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+def test_mha_module_shapes(student):
+    """the notebook's unit test: context (4, 10, 64) and weights (4, 8, 10, 10)"""
+    mha = student.attention.MultiHeadAttention(embed_dim=64, num_heads=8)
+    context, weights = mha(torch.rand(4, 10, 64))
+    expect_tensor(context, what="context", shape=(4, 10, 64))
+    expect_tensor(weights, what="attention weights", shape=(4, 8, 10, 10))
+    assert_close(weights.sum(dim=-1), torch.ones(4, 8, 10), what="attention weights summed over keys")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+def test_mha_module_layers(student):
+    """W_q, W_k, W_v, W_o are nn.Linear(embed_dim, embed_dim) with bias"""
+    mha = student.attention.MultiHeadAttention(16, 4)
+    for name in ("W_q", "W_k", "W_v", "W_o"):
+        layer = getattr(mha, name, None)
+        expect(isinstance(layer, torch.nn.Linear), f"MultiHeadAttention.{name} should be an nn.Linear.")
+        expect(tuple(layer.weight.shape) == (16, 16) and layer.bias is not None,
+               f"MultiHeadAttention.{name} should be nn.Linear(16, 16) with a bias.")

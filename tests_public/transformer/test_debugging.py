@@ -1,0 +1,64 @@
+"""Public tests for debugging.py: the attention hook and the fixed encoder layer."""
+import pytest
+import torch
+import torch.nn as nn
+
+from autograder.testing.adapter import call
+from autograder.testing.checks import assert_close, expect, expect_tensor
+from autograder.testing.torchkit import randn
+
+
+class TwoOutputs(nn.Module):
+    """Stands in for MultiHeadAttention: returns (x * 2, fixed weights)."""
+
+    def forward(self, x, mask=None):
+        B, T, _ = x.shape
+        return x * 2, torch.full((B, 1, T, T), 1.0 / T)
+
+
+@pytest.mark.problem("attach_attention_hook")
+def test_hook_captures_weights(student):
+    """one forward call stores one tensor: the weights, detached"""
+    module, storage = TwoOutputs(), []
+    handle = student.debugging.attach_attention_hook(module, storage)
+    x = torch.ones(2, 3, 4, requires_grad=True)
+    output, _ = module(x)
+    expect(len(storage) == 1, f"after one forward call storage should hold 1 tensor, it holds {len(storage)}.")
+    weights = expect_tensor(storage[0], what="storage[0]", shape=(2, 1, 3, 3))
+    assert_close(weights, torch.full((2, 1, 3, 3), 1 / 3), what="storage[0] (the attention weights)")
+    expect(not storage[0].requires_grad, "the stored weights should be detached (.detach()).")
+    expect(hasattr(handle, "remove"), "attach_attention_hook should return the hook's handle.")
+
+
+@pytest.mark.problem("attach_attention_hook")
+def test_hook_remove(student):
+    """after handle.remove() nothing more is stored"""
+    module, storage = TwoOutputs(), []
+    handle = student.debugging.attach_attention_hook(module, storage)
+    module(torch.ones(1, 2, 4))
+    handle.remove()
+    module(torch.ones(1, 2, 4))
+    expect(len(storage) == 1, f"storage should hold 1 tensor after remove(), it holds {len(storage)}.")
+
+
+@pytest.mark.problem("FixedTransformerEncoderLayer")
+def test_fixed_layer_shapes(student):
+    """forward returns (x (B, T, d), weights (B, H, T, T))"""
+    layer = student.debugging.FixedTransformerEncoderLayer(16, 4, 32).eval()
+    x, weights = call(layer, randn(2, 5, 16, seed=1))
+    expect_tensor(x, what="FixedTransformerEncoderLayer(16, 4, 32)(x)[0]", shape=(2, 5, 16))
+    expect_tensor(weights, what="FixedTransformerEncoderLayer(16, 4, 32)(x)[1]", shape=(2, 4, 5, 5))
+
+
+@pytest.mark.problem("FixedTransformerEncoderLayer")
+def test_fixed_layer_keeps_the_input(student):
+    """with attention and feed-forward outputs zeroed, the output is norm2(norm1(x)): the residuals carry x"""
+    layer = student.debugging.FixedTransformerEncoderLayer(8, 2, 16).eval()
+    with torch.no_grad():
+        for linear in (layer.mha.W_o, layer.ffn[2]):
+            linear.weight.zero_()
+            linear.bias.zero_()
+        x = randn(2, 4, 8, seed=2)
+        out, _ = call(layer, x)
+        expected = layer.norm2(layer.norm1(x))
+    assert_close(out, expected, what="FixedTransformerEncoderLayer(x) with mha.W_o and ffn[2] set to zero")
