@@ -14,7 +14,12 @@ def transformer():
     return manifest_module.load("transformer")
 
 
-def copy_root(destination: pathlib.Path, assignment: str = "transformer", **limits) -> pathlib.Path:
+@pytest.fixture
+def copy_root():
+    return _copy_root
+
+
+def _copy_root(destination: pathlib.Path, assignment: str = "transformer", **limits) -> pathlib.Path:
     """A copy of the repository parts grading needs, with the manifest's [limits] changed."""
     manifest = manifest_module.load(assignment)
     for folder in ["autograder", f"assignments/{assignment}", manifest.reference, manifest.starter,

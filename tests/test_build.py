@@ -61,11 +61,10 @@ def test_student_zip_has_no_reference_and_no_hidden_test(zips, transformer):
         assert not any("reference" in n or "hidden" in n for n in names)
         assert {"transformer/attention.py", "transformer/run_tests.py", "transformer/README.md",
                 "transformer/tests/test_attention.py", "transformer/autograder/testing/plugin.py"} <= set(names)
-        text = "\n".join(archive.read(n).decode() for n in names)
-    assert solution_lines and not [line for line in solution_lines if line in text]
+        zip_lines = {line.strip() for n in names for line in archive.read(n).decode().splitlines()}
+    assert solution_lines and not solution_lines & zip_lines
     public_lines = {line.strip() for path in (ROOT / "tests_public").rglob("*.py") for line in path.read_text().splitlines()}
-    leaked = [line for line in hidden_lines - public_lines if line in text]
-    assert not leaked
+    assert not (hidden_lines - public_lines) & zip_lines
 
 
 def run_student_zip(zip_path, tmp_path, replace_with=None):

@@ -5,12 +5,11 @@ import zipfile
 
 import pytest
 
+from autograder import manifest as manifest_module
 from autograder import mutants as mutants_module
 from autograder.grade import grade, grade_via_zip
 from autograder.grade.results import per_problem
 from autograder.testing import messages
-
-from .conftest import copy_root
 
 TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "visibility", "tags"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
@@ -86,8 +85,7 @@ def lost(results: dict) -> set[str]:
     return {p for p, (score, total) in per_problem(results).items() if score < total}
 
 
-@pytest.mark.parametrize("mutant", [m.name for m in mutants_module.load(
-    __import__("autograder.manifest", fromlist=["load"]).load("transformer"))[0]])
+@pytest.mark.parametrize("mutant", [m.name for m in mutants_module.load(manifest_module.load("transformer"))[0]])
 def test_each_mutant_loses_points_only_where_its_bug_is(mutant, tmp_path, transformer):
     catalogue = {m.name: m for m in mutants_module.load(transformer)[0]}
     submission = make_submission(tmp_path / "s", transformer, mutant)
@@ -131,8 +129,8 @@ def test_missing_file_is_reported(tmp_path, transformer):
 def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
     """os._exit and a segfault kill the test process; grading restarts and goes on."""
     submission = make_submission(tmp_path / "s", transformer, extra=[
-        Mutant("attention.py", '    """Boolean (T, T) mask, True where key j <= query i (what query i may see)."""\n',
-               '    """Crash on T == 1."""\n    if T == 1:\n        import os\n        os._exit(3)\n'),
+        Mutant("model.py", "    for _ in range(max_new_tokens):\n",
+               "    if max_new_tokens == 3:\n        import os\n        os._exit(3)\n    for _ in range(max_new_tokens):\n"),
         Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
                "        if x.dim() == 2:\n            import ctypes\n            ctypes.string_at(0)\n"
                "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
@@ -140,17 +138,15 @@ def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
     results = grade("transformer", submission)
     check_schema(results, transformer)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
-    assert {tag for t in failed for tag in t["tags"]} <= {"causal_mask", "FeedForward"}
-    assert any("causal_mask" in t["tags"] for t in failed)
+    assert {tag for t in failed for tag in t["tags"]} == {"greedy_decode", "FeedForward"}
     assert all(messages.CRASH.split("(")[0] in t["output"] for t in failed)
     assert sum(t["status"] == "passed" for t in results["tests"]) > 0.8 * len(results["tests"])
 
 
-def test_endless_loop_times_out(tmp_path, transformer):
-    root = copy_root(tmp_path / "root", test_timeout_s=1, watchdog_grace_s=1)
+def test_endless_loop_times_out(tmp_path, transformer, copy_root):
+    root = copy_root(tmp_path / "root", test_timeout_s=2, watchdog_grace_s=1)
     submission = make_submission(tmp_path / "s", transformer, extra=[
-        Mutant("attention.py", '    """Boolean (T, T) mask, True where key j <= query i (what query i may see)."""\n',
-               '    """Loop on T == 1."""\n    while T == 1:\n        pass\n'),
+        Mutant("model.py", "    B, T, V = logits.size()\n", "    B, T, V = logits.size()\n    while pad_token_id == 5:\n        pass\n"),
         # signals cannot stop this one: the grader's watchdog must
         Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
                "        if x.dim() == 2:\n            import signal\n            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
@@ -159,18 +155,19 @@ def test_endless_loop_times_out(tmp_path, transformer):
     ])
     results = grade("transformer", submission, root=root)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
-    assert failed and {tag for t in failed for tag in t["tags"]} <= {"causal_mask", "FeedForward"}
-    assert all(t["output"].startswith(messages.TIMEOUT.format(seconds=1)) for t in failed)
+    assert {tag for t in failed for tag in t["tags"]} == {"lm_loss", "FeedForward"}
+    assert all(t["output"].startswith(messages.TIMEOUT.format(seconds=2)) for t in failed)
 
 
-def test_results_written_when_the_tests_cannot_run(tmp_path, transformer):
+def test_results_written_when_the_tests_cannot_run(tmp_path, transformer, copy_root):
     root = copy_root(tmp_path / "root")
     (root / "tests_public" / "transformer" / "test_attention.py").write_text("import nonexistent_module\n")
     out = tmp_path / "r.json"
     results = grade("transformer", transformer.path(transformer.reference), out, root=root)
     assert json.loads(out.read_text()) == results
-    assert results["score"] == 0 and len(results["tests"]) == len(transformer.problems)
-    assert all(t["status"] == "failed" and t["output"] for t in results["tests"])
+    check_schema(results, transformer)
+    assert results["score"] == 0
+    assert all(t["status"] == "failed" and messages.GRADER_ERROR in t["output"] for t in results["tests"])
 
 
 def test_results_written_for_a_zip_submission_at_depth(tmp_path, transformer):

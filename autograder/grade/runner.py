@@ -57,10 +57,10 @@ def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
 
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None) -> list[str]:
     command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
-               "-p", "autograder.testing.plugin", "-p", "no:cacheprovider",
+               "-p", "autograder.testing.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
-               "--report", str(report)]
+               "--report", str(report), "--warm-up"]
     if only is not None:
         command += ["--only", str(only)]
     return command

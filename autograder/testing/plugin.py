@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import traceback
 
 import pytest
 
@@ -33,6 +34,8 @@ def pytest_addoption(parser):
                     help="folder holding the reference solution (grader only) [env AUTOGRADER_REFERENCE]")
     group.addoption("--report", default=None, help="write grading events as JSON lines to this file")
     group.addoption("--only", default=None, help="file listing the node ids to run, one per line")
+    group.addoption("--warm-up", action="store_true",
+                    help="before the first test, pay the one-time cost of the meta device (grader runs)")
     group.addoption("--grader-internals", action="store_true",
                     help="show pytest's full tracebacks instead of the student's view")
 
@@ -40,6 +43,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "problem(*names): the contract problem(s) this test grades")
     config._autograder_report = None
+    if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
+        # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
+        config.option.tbstyle = "native"
     path = config.getoption("--report")
     if path:
         config._autograder_report = open(path, "a", encoding="utf-8")
@@ -117,7 +123,10 @@ def _fresh_state():
     import torch
 
     adapter.reset_last_call()
-    torch.manual_seed(0)
+    # torch.manual_seed(0) would also queue a CUDA seeding, recording a stack trace (~4 ms a test)
+    torch.random.default_generator.manual_seed(0)
+    if torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(0)
     yield
 
 
@@ -133,6 +142,10 @@ _CONFIG: dict = {}
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     _CONFIG["config"] = session.config
+    if session.config.getoption("--warm-up"):
+        from .torchkit import warm_up
+
+        warm_up()
 
 
 def student_message(excinfo, submission: pathlib.Path) -> tuple[str, str]:
@@ -152,7 +165,7 @@ def student_message(excinfo, submission: pathlib.Path) -> tuple[str, str]:
     elif adapter._is_student_exception(exc, submission):
         summary = messages.RAISED.format(exc=type(exc).__name__) + ":\n" + adapter.format_student_traceback(exc, submission)
     else:
-        summary = "".join(__import__("traceback").format_exception_only(type(exc), exc)).strip()
+        summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     call = adapter.last_call()
     if call and not isinstance(exc, adapter.SubmissionError):
         summary += "\n" + messages.LAST_CALL.format(call=call)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
+import types
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -74,19 +77,6 @@ DEVICE_HINT = ("Tensors created inside your code must go on the device of the in
 TRANSFER_OPS = {"aten::_to_copy", "aten::copy_", "aten::to", "aten::_copy_from", "aten::lift_fresh"}
 
 
-def _skip_dynamo_import() -> None:
-    """TorchDispatchMode.__enter__/__exit__ are wrapped by torch._disable_dynamo, whose first
-    call imports torch._dynamo: about 2 s, most of a test run. Nothing here is compiled, so
-    mark them as already wrapped (the wrapper then calls them as they are)."""
-    for name in ("__enter__", "__exit__"):
-        fn = getattr(getattr(TorchDispatchMode, name), "__wrapped__", None)
-        if fn is not None and not hasattr(fn, "__dynamo_disable"):
-            fn.__dynamo_disable = fn
-
-
-_skip_dynamo_import()
-
-
 class DeviceCheckMode(TorchDispatchMode):
     """Fail an op whose tensor inputs sit on different devices, as CUDA would.
 
@@ -132,3 +122,45 @@ def strict_device(device="meta"):
             yield
     except DeviceMismatch as exc:
         fail(f"Your code mixes devices: {exc}")
+
+
+
+class _DynamoStandIn(types.ModuleType):
+    """Stands in for torch._dynamo until something needs more than `disable`.
+
+    Meta tensors and dispatch modes run Python functions that torch wraps with
+    `torch._disable_dynamo`, whose first call imports torch._dynamo (about 2 s, a quarter
+    of a grading run) only to mark the function as never compiled. Tests compile nothing,
+    so `disable` returns the function as it is; any other attribute (torch.compile in a
+    student's code, say) swaps the real module in and answers from it.
+    """
+
+    def __init__(self):
+        super().__init__("torch._dynamo")
+
+    @staticmethod
+    def disable(fn=None, recursive=True, **kwargs):
+        return fn
+
+    def __getattr__(self, name):
+        if sys.modules.get("torch._dynamo") is self:
+            del sys.modules["torch._dynamo"]
+        if torch.__dict__.get("_dynamo") is self:
+            del torch._dynamo
+        return getattr(importlib.import_module("torch._dynamo"), name)
+
+
+def _stand_in_for_dynamo() -> None:
+    if "torch._dynamo" not in sys.modules:
+        stand_in = _DynamoStandIn()
+        sys.modules["torch._dynamo"] = stand_in
+        torch._dynamo = stand_in
+
+
+def warm_up() -> None:
+    """Pay, once and outside any test's time limit, what the meta device costs on first use
+    (the imports behind meta kernels, about 1 s more)."""
+    _stand_in_for_dynamo()
+    x = torch.ones(2, 2, device="meta")
+    with DeviceCheckMode("meta"):
+        torch.tril(x + 1).masked_fill(x > 0, float("-inf")).softmax(-1)

@@ -3,9 +3,10 @@
 Every function and module is compared with the reference solution in float32 and float64 on
 several seeded shapes, checked in bfloat16 against the reference run in float32, run on the
 `meta` device under `strict_device` (nothing may be created on a fixed device), and checked
-for batch independence. Inputs are kept small (T <= 8, d <= 16) so the file runs in about a
-second. Projection weights are drawn with scale 1/sqrt(d_in) so that attention scores are of
-order 1: the softmax is then far from one-hot and every scaling or masking mistake shows.
+for batch independence. Inputs are kept small (T <= 8, d <= 16): the 90 tests take about half a
+second, plus strict_device's one-time start-up. Projection weights are drawn with scale
+1/sqrt(d_in) so that attention scores are of order 1: the softmax is then far from one-hot and
+every scaling or masking mistake shows.
 """
 import pytest
 import torch
@@ -299,8 +300,10 @@ def test_causal_mask_values(student, T):
 def test_causal_mask_is_bool(student):
     """returns a torch.bool tensor (not 0/1 numbers), on the CPU when no device is given"""
     mask = _mask_values(student, 6, "causal_mask(6)")
-    expect(mask.dtype == torch.bool, f"causal_mask(6) should return a torch.bool tensor, but its dtype is {mask.dtype}.")
-    expect(mask.device.type == "cpu", f"causal_mask(6) with no device given should be on the CPU, not on {mask.device}.")
+    expect(mask.dtype == torch.bool,
+           f"causal_mask(6) should return a torch.bool tensor, but its dtype is {mask.dtype}.")
+    expect(mask.device.type == "cpu",
+           f"causal_mask(6) with no device given should be on the CPU, not on {mask.device}.")
 
 
 @pytest.mark.problem("causal_mask")
@@ -361,9 +364,10 @@ def test_causal_multi_head_attention_ignores_future(student, H):
         S2[:, t + 1:] = randn(B, T - t - 1, d, seed=240 + t, dtype=F64)
         out = expect_tensor(fn(S2, *W, num_heads=H), what=f"causal_multi_head_attention(S, ..., num_heads={H})",
                             shape=(B, T, d))
+        where = "position 0" if t == 0 else f"positions 0..{t}"
         assert_close(out[:, :t + 1], base[:, :t + 1],
-                     what=f"outputs at positions 0..{t} after changing the tokens after position {t} "
-                          f"(a query may not see later keys), num_heads={H}")
+                     what=f"causal_multi_head_attention(S, ..., num_heads={H}) at {where} after changing the tokens "
+                          f"after position {t} (a query may not see later keys)")
         changed = (out[:, t + 1:] - base[:, t + 1:]).abs().amax(dim=-1) > 1e-8  # (B, T - t - 1)
         expect(bool(changed.all()),
                f"causal_multi_head_attention(S, ..., num_heads={H}): after changing the tokens after position {t}, "
@@ -379,8 +383,8 @@ def test_causal_multi_head_attention_prefix(student):
                          shape=(2, 7, 8))
     for t in (1, 3, 6):
         assert_close(fn(S[:, :t], *W, num_heads=2), full[:, :t],
-                     what=f"causal_multi_head_attention(S[:, :{t}], ..., num_heads=2) compared with the first {t} "
-                          f"positions of causal_multi_head_attention(S, ...)")
+                     what=f"causal_multi_head_attention(S[:, :{t}], ..., num_heads=2) compared with positions "
+                          f"0..{t - 1} of causal_multi_head_attention(S, ...)")
 
 
 @pytest.mark.problem("causal_multi_head_attention")
@@ -453,7 +457,8 @@ def test_sdpa_padding_mask(student, reference, mask_dtype):
     Q, K, V = _qkv((3, 2), 5, 7, 4, 3, seed=320, dtype=F64)
     mask = _padding_mask(3, 7, seed=321, dtype=mask_dtype)
     _check_sdpa(student, reference, Q, K, V, mask,
-                what=f"scaled_dot_product_attention(Q, K, V, mask) with a {_dt(mask_dtype)} padding mask (B, 1, 1, T_k)")
+                what=f"scaled_dot_product_attention(Q, K, V, mask) with a {_dt(mask_dtype)} padding mask "
+                     "(B, 1, 1, T_k)")
 
 
 MASK_SHAPES = [  # (shape of the mask, its dtype)
@@ -514,7 +519,8 @@ def test_sdpa_does_not_modify_inputs(student):
     copies = [t.clone() for t in (Q, K, V, mask)]
     student.attention.scaled_dot_product_attention(Q, K, V, mask)
     for name, t, c in zip(("Q", "K", "V", "mask"), (Q, K, V, mask), copies):
-        assert_equal(t, c, what=f"{name} after scaled_dot_product_attention(Q, K, V, mask) (inputs must not be changed)")
+        assert_equal(t, c,
+                     what=f"{name} after scaled_dot_product_attention(Q, K, V, mask) (inputs must not be changed)")
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
@@ -673,7 +679,8 @@ def test_mha_batch_independent(student, reference):
             what_b = f"MultiHeadAttention(8, 2)(x[{b}:{b + 1}], mask[{b}:{b + 1}])"
             ctx_b, weights_b = _pair(call(mine, x[s], mask[s], name="MultiHeadAttention.forward"), what_b)
             assert_close(ctx_b, ctx[s], what=f"context of {what_b} compared with row {b} of the batched context")
-            assert_close(weights_b, weights[s], what=f"weights of {what_b} compared with row {b} of the batched weights")
+            assert_close(weights_b, weights[s],
+                         what=f"weights of {what_b} compared with row {b} of the batched weights")
 
 
 @pytest.mark.problem("MultiHeadAttention")

@@ -57,6 +57,12 @@ def _two_outputs(result, what):
 HOOK = "attach_attention_hook(mha, storage)"
 
 
+def _hooked(module, *args):
+    """Call a grader-provided module with the student's hook attached (recorded for failure messages)."""
+    name = f"{type(module).__name__}.forward with your hook attached"
+    return _two_outputs(call(module, *args, name=name), name)
+
+
 # ---------------------------------------------------------------------------------------------
 # attach_attention_hook
 
@@ -67,7 +73,7 @@ def test_hook_stores_weights(student, reference):
     x = randn(2, 4, 8, seed=2, dtype=torch.float64)
     storage = []
     _attach(student, mha, storage)
-    _, weights = mha(x)
+    _, weights = _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
     expect_tensor(storage[0], what=f"storage[0] after {HOOK} and mha(x)", shape=weights.shape, dtype=weights.dtype,
                   device="cpu")
@@ -81,7 +87,7 @@ def test_hook_stores_detached(student, reference):
     x = randn(2, 3, 8, seed=4, dtype=torch.float64).requires_grad_()
     storage = []
     _attach(student, mha, storage)
-    mha(x)
+    _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
     stored = storage[0]
     expect(isinstance(stored, torch.Tensor), f"storage[0] should be a tensor, but it is {describe(stored)}.")
@@ -97,15 +103,15 @@ def test_hook_keeps_outputs(student, reference):
     x = randn(2, 4, 8, seed=6, dtype=torch.float64)
     r_ctx, r_w = randn(2, 4, 8, seed=7, dtype=torch.float64), randn(2, 2, 4, 4, seed=8, dtype=torch.float64)
 
-    def run():
+    def run(forward):
         xg = x.clone().requires_grad_()
-        result = mha(xg)
+        result = forward(xg)
         return result, xg
 
-    (ctx0, w0), x0 = run()
+    (ctx0, w0), x0 = run(mha)
     ((ctx0 * r_ctx).sum() + (w0 * r_w).sum()).backward()
     _attach(student, mha, [])
-    result, x1 = run()
+    result, x1 = run(lambda x: _hooked(mha, x))
     what = f"mha(x) after {HOOK}"
     ctx1, w1 = _two_outputs(result, what)
     assert_close(ctx1, ctx0.detach(), what=f"the context returned by {what}")
@@ -124,10 +130,10 @@ def test_hook_remove_stops_capture(student, reference):
     x = randn(2, 3, 8, seed=10, dtype=torch.float64)
     storage = []
     handle = _attach(student, mha, storage)
-    mha(x)
+    _hooked(mha, x)
     handle.remove()
-    mha(x)
-    mha(x)
+    _hooked(mha, x)
+    _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK}, one forward call, handle.remove() and two more forward calls, "
                               f"storage holds {len(storage)} entries instead of 1.")
 
@@ -139,8 +145,8 @@ def test_hook_appends_every_forward(student, reference):
     x1, x2 = randn(2, 3, 8, seed=12, dtype=torch.float64), randn(3, 5, 8, seed=13, dtype=torch.float64)
     storage = []
     _attach(student, mha, storage)
-    _, w1 = mha(x1)
-    _, w2 = mha(x2)
+    _, w1 = _hooked(mha, x1)
+    _, w2 = _hooked(mha, x2)
     expect(len(storage) == 2, f"After {HOOK} and two forward calls, storage holds {len(storage)} entries instead of 2.")
     assert_close(storage[0], w1, what=f"storage[0] after {HOOK}, mha(x1) and mha(x2) (the weights of mha(x1))")
     assert_close(storage[1], w2, what=f"storage[1] after {HOOK}, mha(x1) and mha(x2) (the weights of mha(x2))")
@@ -154,7 +160,7 @@ def test_hook_with_mask(student, reference):
     mask = _padding_mask([5, 3, 1], 5)
     storage = []
     _attach(student, mha, storage)
-    _, weights = mha(x, mask)
+    _, weights = _hooked(mha, x, mask)
     expect(len(storage) == 1, f"After {HOOK} and mha(x, mask), storage holds {len(storage)} entries instead of 1.")
     assert_close(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x, mask) (the weights mha returned)")
 
@@ -166,7 +172,7 @@ def test_hook_on_encoder_layer(student, reference):
     x = randn(2, 4, 8, seed=17, dtype=torch.float64)
     storage = []
     _attach(student, layer, storage)
-    out, weights = layer(x)
+    _, weights = _hooked(layer, x)
     expect(len(storage) == 1, f"After attach_attention_hook(layer, storage) and layer(x), storage holds "
                               f"{len(storage)} entries instead of 1.")
     assert_close(storage[0], weights, what="storage[0] after attach_attention_hook(BuggyTransformerEncoderLayer, "

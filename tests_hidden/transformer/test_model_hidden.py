@@ -129,10 +129,9 @@ def _check_mean(samples, expected, *, what):
                           "from the eval-mode output; dropout should keep the mean (rescale kept values by 1/(1-p)).")
 
 
-def _causal_attention_parts(ref, x):
-    """Attention weights (1, H, T, T) and values (1, H, T, dh) of reference CausalSelfAttention `ref` on x (1, T, C)."""
+def _causal_attention_parts(ref, x, H):
+    """Attention weights (1, H, T, T) and values (1, H, T, dh) of CausalSelfAttention `ref` (H heads) on x (1, T, C)."""
     _, T, C = x.shape
-    H = ref.num_heads
     dh = C // H
     q = F.linear(x, ref.q_proj.weight, ref.q_proj.bias).view(1, T, H, dh).transpose(1, 2)
     k = F.linear(x, ref.k_proj.weight, ref.k_proj.bias).view(1, T, H, dh).transpose(1, 2)
@@ -232,7 +231,7 @@ def test_csa_batch_independence(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
-@pytest.mark.parametrize("p", [0.5, 0.25])
+@pytest.mark.parametrize("p", [0.5, 0.25], ids=["p0.5", "p0.25"])
 def test_csa_resid_dropout_after_out_proj(student, reference, p):
     """train mode: resid_dropout acts on the output of out_proj (values are 0 or out_proj(y) / (1 - p))"""
     def values_zero(ref):  # v = 0, so the context is 0 and out_proj(context) is out_proj's (nonzero) bias
@@ -256,19 +255,18 @@ def test_csa_attention_weights_dropout(student, reference):
     """train mode: attn_dropout zeroes whole attention weights (shared by a head's values) and rescales the rest"""
     C, H, S, T, B, p = 8, 2, 4, 4, 200, 0.5
     dh = C // H
-    bias = torch.linspace(0.5, 1.5, C, dtype=torch.float64)
 
     def identity_out(ref):
         ref.out_proj.weight.copy_(torch.eye(C))
-        ref.out_proj.bias.copy_(bias)
+        ref.out_proj.bias.copy_(torch.linspace(0.5, 1.5, C, dtype=torch.float64))
 
     args = (C, H, p, S)
     what = f"{_sig('CausalSelfAttention', args)}.forward(x) in train mode with out_proj = identity and a bias b"
     stu, ref = _pair(student, reference, "CausalSelfAttention", args, seed=35, dtype=torch.float64, edit=identity_out)
     x1 = randn(1, T, C, seed=36, dtype=torch.float64)
-    bias = ref.out_proj.bias.detach().clone()  # as stored (built in float32, then made float64)
+    bias = ref.out_proj.bias.detach().clone()  # b as stored (set in float32, then made float64)
     with torch.no_grad():
-        a, v = _causal_attention_parts(ref, x1)  # (1, H, T, T), (1, H, T, dh)
+        a, v = _causal_attention_parts(ref, x1, H)  # (1, H, T, T), (1, H, T, dh)
     stu.train()
     torch.manual_seed(37)
     out = expect_tensor(call(stu, x1.expand(B, T, C).contiguous()), what=what, shape=(B, T, C), dtype=torch.float64)
@@ -337,7 +335,7 @@ def test_ffn_matches_reference(student, reference, C, shape, seed, dtype):
 
 
 @pytest.mark.problem("FeedForward")
-@pytest.mark.parametrize("p", [0.5, 0.2])
+@pytest.mark.parametrize("p", [0.5, 0.2], ids=["p0.5", "p0.2"])
 def test_ffn_dropout_on_output(student, reference, p):
     """train mode: dropout acts on the output (every value is 0 or eval value / (1 - p)), mean kept over draws"""
     args = (8, p)
@@ -665,7 +663,11 @@ def _check_lm_loss(student, reference, logits, ids, pad, *, what):
 
 
 @pytest.mark.problem("lm_loss")
-@pytest.mark.parametrize("B, T, V, seed", [(2, 5, 11, 91), (3, 2, 7, 92), (4, 8, 50, 93)])
+@pytest.mark.parametrize("B, T, V, seed", [
+    pytest.param(2, 5, 11, 91, id="B2-T5-V11"),
+    pytest.param(3, 2, 7, 92, id="B3-T2-V7"),
+    pytest.param(4, 8, 50, 93, id="B4-T8-V50"),
+])
 def test_lm_loss_no_padding(student, reference, B, T, V, seed):
     """equals the reference when no target is padding (position t predicts token t+1)"""
     logits, ids = _lm_inputs(B, T, V, pad=3, seed=seed)
@@ -674,7 +676,7 @@ def test_lm_loss_no_padding(student, reference, B, T, V, seed):
 
 
 @pytest.mark.problem("lm_loss")
-@pytest.mark.parametrize("pad", [0, 6, 16])
+@pytest.mark.parametrize("pad", [0, 6, 16], ids=["pad0", "pad6", "pad16-last-id"])
 def test_lm_loss_padding_at_end(student, reference, pad):
     """padding at the end of rows (different lengths) is left out of the mean, for any pad id"""
     logits, ids = _lm_inputs(3, 7, 17, pad, seed=94)

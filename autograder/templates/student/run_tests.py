@@ -13,4 +13,5 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
-    sys.exit(pytest.main([str(HERE / "tests"), "--rootdir", str(HERE), "-p", "no:cacheprovider", *sys.argv[1:]]))
+    sys.exit(pytest.main([str(HERE / "tests"), "--rootdir", str(HERE), "-p", "no:cacheprovider", "-p", "no:logging",
+                          *sys.argv[1:]]))
