@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASSIGNMENTS := transformer
 
-.PHONY: setup test demo build starter check-starter bench public clean
+.PHONY: setup test demo build starter bench public mutants clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ starter: setup  ## regenerate starter/ from the reference's solution markers
 
 public: setup  ## run the public tests on the reference, as a student runs them
 	$(PY) -m pytest -p autograder.testing.plugin -c /dev/null --rootdir . tests_public/transformer --submission reference/transformer -q
+
+mutants: setup  ## grade every catalogued buggy/correct variant; fail if one is graded unexpectedly
+	@for a in $(ASSIGNMENTS); do $(PY) -m autograder mutants $$a || exit 1; done
 
 bench: setup  ## wall time and peak memory of grading, next to `python -c "import torch"`
 	$(PY) benchmarks/bench.py

@@ -3,6 +3,7 @@
     python -m autograder build NAME [--dist DIR]
     python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip]
     python -m autograder starter NAME [--check]
+    python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
 """
 from __future__ import annotations
@@ -53,6 +54,13 @@ def _starter(args) -> int:
     return 0
 
 
+def _mutants(args) -> int:
+    from . import manifest, mutants
+
+    verdicts = mutants.check_all(manifest.load(args.assignment), args.only or None)
+    return 0 if mutants.report(verdicts) else 1
+
+
 def _demo(args) -> int:
     from .demo import demo
 
@@ -80,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("--check", action="store_true", help="only check the committed starter is up to date")
     p.set_defaults(func=_starter)
+
+    p = commands.add_parser("mutants", help="grade every catalogued buggy/correct variant; fail on surprises")
+    p.add_argument("assignment")
+    p.add_argument("only", nargs="*", help="mutant names [all]")
+    p.set_defaults(func=_mutants)
 
     p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")
     p.add_argument("assignment")

@@ -43,7 +43,8 @@ def demo(name: str) -> int:
             print("buggy = reference with: " + ", ".join(m.name for m in chosen))
         columns = {}
         for label, folder in submissions.items():
-            results = grade_via_zip(name, folder, pathlib.Path(tmp) / f"{label}.json", zip_path=autograder_zip)
+            results = grade_via_zip(name, folder, pathlib.Path(tmp) / f"{label}.json", zip_path=autograder_zip,
+                                    quiet=True)
             columns[label] = per_problem(results)
             print(f"graded {label} through the zip in {results['execution_time']} s")
     print()

@@ -9,6 +9,9 @@ Keys (default in brackets):
     starter            folder of the generated student stubs                  ["starter/<name>"]
     handout            the student handout (Markdown)                         ["assignments/<name>/README.md"]
     extra_requirements pip requirement lines the grader image also needs      [[]]
+    diagnoses_before_publish  name the likely mistake (mutants.toml) in public [true]
+                       tests' output, visible at once; hidden tests show it
+                       with the rest of their output, once grades are published
     [limits]
     test_timeout_s     seconds one test may run                               [30]
     total_timeout_s    seconds the whole grading run may take                 [600]
@@ -22,6 +25,8 @@ Keys (default in brackets):
     [problems.<name>]  one per graded problem, with:
       points           points, split equally over the tests marked with it    [required]
       file             the submitted file that holds it                       [required]
+      forbidden        dotted names of functions or nn.Module classes the     [[]]
+                       student's code may not call in this problem's tests
 
 Paths are relative to the repository root (or to /autograder/source in the zip).
 """
@@ -55,6 +60,7 @@ class Problem:
     name: str
     points: float
     file: str
+    forbidden: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,7 @@ class Manifest:
     starter: str
     handout: str
     extra_requirements: tuple[str, ...]
+    diagnoses_before_publish: bool
     test_timeout_s: float
     total_timeout_s: float
     watchdog_grace_s: float
@@ -79,6 +86,10 @@ class Manifest:
     @property
     def manifest_path(self) -> pathlib.Path:
         return self.root / "assignments" / self.name / "assignment.toml"
+
+    @property
+    def forbidden(self) -> dict[str, list[str]]:
+        return {p.name: list(p.forbidden) for p in self.problems.values() if p.forbidden}
 
     @property
     def total_points(self) -> float:
@@ -127,7 +138,8 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
     problems = {}
     for pname, table in _require(data, "problems", where).items():
         problem = Problem(pname, float(_require(table, "points", f"{where} [problems.{pname}]")),
-                          _require(table, "file", f"{where} [problems.{pname}]"))
+                          _require(table, "file", f"{where} [problems.{pname}]"),
+                          tuple(table.get("forbidden", ())))
         if problem.file not in files:
             raise ManifestError(f"{where}: problem {pname} is in {problem.file}, which is not a submission file")
         problems[pname] = problem
@@ -140,6 +152,7 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         starter=data.get("starter", f"starter/{name}"),
         handout=data.get("handout", f"assignments/{name}/README.md"),
         extra_requirements=tuple(data.get("extra_requirements", ())),
+        diagnoses_before_publish=bool(data.get("diagnoses_before_publish", True)),
         test_timeout_s=float(limits.get("test_timeout_s", 30)),
         total_timeout_s=float(limits.get("total_timeout_s", 600)),
         watchdog_grace_s=float(limits.get("watchdog_grace_s", 10)),

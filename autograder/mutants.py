@@ -1,26 +1,47 @@
-"""Submissions with one known bug, made from the reference: `assignments/<name>/mutants.toml`.
+"""`python -m autograder mutants NAME`: submissions with one known bug (or one other correct style).
 
-Each `[[mutant]]` has `name`, `file` (a submitted file), `problems` (those that must lose
-points, and only those), and `find`/`replace`: `find` must occur exactly once in the
-reference file. The top-level `demo` list names the mutants `make demo` combines into
-its buggy submission.
+`assignments/<name>/mutants.toml` lists them, each made from the reference by text edits:
+
+    [[mutant]]
+    name = "self_attention-no-scaling"
+    problems = ["self_attention"]     # every problem that must lose points, and only those;
+                                      # [] marks a correct variant: it must get full marks
+    edits = [{ file = "attention.py", find = "...", replace = "..." }]   # `find` occurs once
+    diagnosis = "..."                 # optional: the mistake in one sentence; when a student's
+                                      # result matches this variant's, their failure says so
+
+The top-level `demo` list names the mutants `make demo` combines into its buggy submission.
+`make mutants` grades them all in one child process and fails if a wrong variant gets
+full marks or loses points outside its problems, or a correct variant loses any.
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 import shutil
+import sys
+import tempfile
 
 from .manifest import Manifest, ManifestError, tomllib
 
 
 @dataclasses.dataclass(frozen=True)
-class Mutant:
-    name: str
+class Edit:
     file: str
-    problems: tuple[str, ...]
     find: str
     replace: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    problems: tuple[str, ...]
+    edits: tuple[Edit, ...]
+    diagnosis: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return not self.problems
 
 
 def load(manifest: Manifest) -> tuple[list[Mutant], list[str]]:
@@ -29,25 +50,92 @@ def load(manifest: Manifest) -> tuple[list[Mutant], list[str]]:
     if not path.is_file():
         return [], []
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    mutants = [Mutant(m["name"], m["file"], tuple(m["problems"]), m["find"], m["replace"])
-               for m in data.get("mutant", [])]
-    for m in mutants:
-        unknown = set(m.problems) - set(manifest.problems)
-        if m.file not in manifest.submission_files or unknown:
-            raise ManifestError(f"{path}: mutant {m.name} names unknown file or problems")
+    mutants = []
+    for entry in data.get("mutant", []):
+        edits = tuple(Edit(e["file"], e["find"], e["replace"]) for e in entry["edits"])
+        mutant = Mutant(entry["name"], tuple(entry["problems"]), edits, entry.get("diagnosis", ""))
+        unknown = set(mutant.problems) - set(manifest.problems)
+        files = {e.file for e in edits} - set(manifest.submission_files)
+        if unknown or files:
+            raise ManifestError(f"{path}: mutant {mutant.name} names unknown problems or files: "
+                                f"{sorted(unknown | files)}")
+        mutants.append(mutant)
+    names = [m.name for m in mutants]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{path}: mutant names must be unique")
     return mutants, list(data.get("demo", []))
 
 
 def materialise(manifest: Manifest, mutants: list[Mutant], destination: pathlib.Path) -> pathlib.Path:
-    """Copy the reference's submitted files to `destination` with `mutants` applied."""
+    """Copy the reference's submitted files to `destination` with every edit of `mutants` applied."""
     destination.mkdir(parents=True, exist_ok=True)
     reference = manifest.path(manifest.reference)
     for name in manifest.submission_files:
         shutil.copy(reference / name, destination / name)
-    for m in mutants:
-        path = destination / m.file
-        text = path.read_text(encoding="utf-8")
-        if text.count(m.find) != 1:
-            raise ManifestError(f"mutant {m.name}: its `find` text occurs {text.count(m.find)} times in {m.file}")
-        path.write_text(text.replace(m.find, m.replace), encoding="utf-8")
+    for mutant in mutants:
+        for edit in mutant.edits:
+            path = destination / edit.file
+            text = path.read_text(encoding="utf-8")
+            if text.count(edit.find) != 1:
+                raise ManifestError(f"mutant {mutant.name}: its `find` text occurs {text.count(edit.find)} "
+                                    f"times in {edit.file}")
+            path.write_text(text.replace(edit.find, edit.replace), encoding="utf-8")
     return destination
+
+
+@dataclasses.dataclass
+class Verdict:
+    mutant: Mutant
+    lost: dict[str, float]     # problem -> points lost
+    diagnosed: bool = True     # its diagnosis (if it has one) shows in some failed test
+
+    @property
+    def problems(self) -> str:
+        return ", ".join(f"{p} (-{v:g})" for p, v in self.lost.items()) or "-"
+
+    @property
+    def ok(self) -> bool:
+        if self.mutant.correct:
+            return not self.lost
+        return set(self.lost) == set(self.mutant.problems) and self.diagnosed
+
+
+def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdict]:
+    """Grade every mutant (or those named) and compare what they lost with what they should."""
+    from .grade import batch, results
+
+    catalogue, _ = load(manifest)
+    chosen = [m for m in catalogue if names is None or m.name in names]
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        tmp = pathlib.Path(tmp)
+        folders = {f"m{i}": materialise(manifest, [m], tmp / f"m{i}") for i, m in enumerate(chosen)}
+        runs = batch.run_batch(manifest, folders, tmp)
+    verdicts = []
+    for i, mutant in enumerate(chosen):
+        run = runs[f"m{i}"]
+        if run.collected is None:
+            raise RuntimeError(f"the tests could not be collected for mutant {mutant.name}")
+        graded = results.build(manifest, run, _no_intake())
+        lost = {p: round(total - score, 4) for p, (score, total) in results.per_problem(graded).items()
+                if score < total}
+        diagnosed = not mutant.diagnosis or any(mutant.diagnosis in t["output"] for t in graded["tests"])
+        verdicts.append(Verdict(mutant, lost, diagnosed))
+    return verdicts
+
+
+def _no_intake():
+    from .grade.intake import Intake
+
+    return Intake(found={}, missing=[], notes=[])
+
+
+def report(verdicts: list[Verdict], file=sys.stdout) -> bool:
+    width = max(len(v.mutant.name) for v in verdicts)
+    print(f"{'mutant':<{width}}  {'ok':<4}  expected to lose        lost", file=file)
+    for v in verdicts:
+        expected = ", ".join(v.mutant.problems) or "nothing (correct variant)"
+        shown = "" if not v.mutant.diagnosis else ("  [diagnosed]" if v.diagnosed else "  [NOT DIAGNOSED]")
+        print(f"{v.mutant.name:<{width}}  {'ok' if v.ok else 'FAIL':<4}  {expected:<22}  {v.problems}{shown}", file=file)
+    bad = [v for v in verdicts if not v.ok]
+    print(f"\n{len(verdicts) - len(bad)} of {len(verdicts)} mutants graded as expected.", file=file)
+    return not bad

@@ -34,7 +34,8 @@ def test_autograder_zip_layout(zips):
             assert script in names
             assert stat.S_IMODE(archive.getinfo(script).external_attr >> 16) == 0o755
         assert {"requirements.txt", "fallback_results.json", "autograder/__main__.py",
-                "assignments/transformer/assignment.toml", "reference/transformer/model.py"} <= names
+                "assignments/transformer/assignment.toml", "assignments/transformer/mutants.toml",
+                "reference/transformer/model.py"} <= names
         assert any(n.startswith("tests_hidden/transformer/test_") for n in names)
         assert "torch==2.13.0" in archive.read("requirements.txt").decode()
         assert "@" not in archive.read("run_autograder").decode().split("grade ")[1].split()[0]

@@ -6,7 +6,7 @@ dist/NAME-autograder.zip (what Gradescope unpacks into /autograder/source):
     requirements.txt                the grader's pins, plus the manifest's extra_requirements
     fallback_results.json           every problem failed: used if the grader cannot even start
     autograder/                     this harness
-    assignments/NAME/assignment.toml, the reference folder, every test folder
+    assignments/NAME/assignment.toml (and mutants.toml), the reference folder, every test folder
 
 dist/NAME-student.zip, all under NAME/:
 
@@ -84,6 +84,9 @@ def autograder_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
     files["fallback_results.json"] = (json.dumps(fallback, indent=2) + "\n").encode()
     files.update({k: v for k, v in _package_files().items() if "/templates/" not in k})
     files[f"assignments/{manifest.name}/assignment.toml"] = manifest.manifest_path.read_bytes()
+    mutants = manifest.manifest_path.parent / "mutants.toml"
+    if mutants.is_file():  # its diagnoses name students' mistakes
+        files[f"assignments/{manifest.name}/mutants.toml"] = mutants.read_bytes()
     files.update(_folder_files(manifest.root, manifest.reference))
     for folder in manifest.tests:
         files.update(_folder_files(manifest.root, folder.path))

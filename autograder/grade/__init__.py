@@ -34,8 +34,12 @@ def write_json(data: dict, path: str | pathlib.Path) -> None:
 
 
 def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
-          root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable) -> dict:
-    """Grade one submission (folder or zip); write and return results.json."""
+          root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
+          quiet: bool = False) -> dict:
+    """Grade one submission (folder or zip); write and return results.json.
+
+    The child's own output (pytest's report, for instructors) goes to stderr unless `quiet`.
+    """
     start = time.monotonic()
     results = None
     manifest = None
@@ -45,7 +49,7 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
             tmp = pathlib.Path(tmp)
             taken = intake_module.take(submission, manifest.submission_files, tmp / "submission")
             run = run_tests(manifest, tmp / "submission", tmp, python=python)
-            for entry in run.log:  # for instructors: run_autograder's stdout is hidden from students
+            for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
                 print(entry, file=sys.stderr)
             if run.collected is None:
                 results = results_module.failed_run(manifest, "the tests could not be collected", taken)
@@ -67,7 +71,7 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
 
 def grade_via_zip(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
                   root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
-                  zip_path: str | pathlib.Path | None = None) -> dict:
+                  zip_path: str | pathlib.Path | None = None, quiet: bool = False) -> dict:
     """Grade through the Gradescope zip, as Gradescope would, in a temporary /autograder."""
     from ..build import build_autograder_zip
 
@@ -87,8 +91,10 @@ def grade_via_zip(assignment: str, submission: str | pathlib.Path, output: str |
                 shutil.copy2(submission, ag_root / "submission" / submission.name)
         (ag_root / "results").mkdir()
         env = dict(os.environ, AUTOGRADER_ROOT=str(ag_root), AUTOGRADER_PYTHON=python)
+        sink = subprocess.DEVNULL if quiet else None
         subprocess.run(["bash", str(ag_root / "source" / "run_autograder")], cwd=ag_root, env=env,
-                       stdin=subprocess.DEVNULL, timeout=manifest.total_timeout_s + 120, check=False)
+                       stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
+                       timeout=manifest.total_timeout_s + 120, check=False)
         results = json.loads((ag_root / "results" / "results.json").read_text(encoding="utf-8"))
     if output is not None:
         write_json(results, output)

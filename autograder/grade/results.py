@@ -64,6 +64,8 @@ def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
             output = outcome.summary
             if folder.public and outcome.details:
                 output += "\n" + outcome.details
+            if outcome.diagnosis and (not folder.public or manifest.diagnoses_before_publish):
+                output += "\n" + messages.DIAGNOSIS.format(diagnosis=outcome.diagnosis)
         elif outcome is None:
             output = messages.GRADER_ERROR
         if outcome is not None and outcome.stdout.strip():

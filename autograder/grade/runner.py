@@ -31,6 +31,12 @@ class Outcome:
     details: str = ""
     stdout: str = ""
     duration: float = 0.0
+    diagnosis: str = ""
+
+
+def outcome_of(event: dict) -> Outcome:
+    return Outcome(event["nodeid"], event["outcome"] == "passed", event["summary"], event["details"],
+                   event["stdout"], event["duration"], event.get("diagnosis", ""))
 
 
 @dataclasses.dataclass
@@ -55,14 +61,31 @@ def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
     return env
 
 
-def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None) -> list[str]:
+def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path | None:
+    """The known wrong variants that name a mistake, for the plugin (see testing/diagnosis.py)."""
+    from ..mutants import load
+
+    variants = [{"name": m.name, "diagnosis": m.diagnosis,
+                 "edits": [{"file": e.file, "find": e.find, "replace": e.replace} for e in m.edits]}
+                for m in load(manifest)[0] if m.diagnosis]
+    if not variants:
+        return None
+    path = workdir / "diagnoses.json"
+    path.write_text(json.dumps(variants), encoding="utf-8")
+    return path
+
+
+def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
+                   diagnoses: pathlib.Path | None = None) -> list[str]:
     command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
                "-p", "autograder.testing.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
-               "--report", str(report), "--warm-up"]
+               "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden)]
     if only is not None:
         command += ["--only", str(only)]
+    if diagnoses is not None:
+        command += ["--diagnoses", str(diagnoses)]
     return command
 
 
@@ -91,10 +114,11 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
     run = Run()
     deadline = time.monotonic() + manifest.total_timeout_s
     only: pathlib.Path | None = None
+    diagnoses = write_diagnoses(manifest, workdir)
     for attempt in range(MAX_RESTARTS + 1):
         report = workdir / f"events-{attempt}.jsonl"
         log = open(workdir / f"child-{attempt}.log", "wb")
-        process = subprocess.Popen(pytest_command(manifest, python, report, only), cwd=workdir,
+        process = subprocess.Popen(pytest_command(manifest, python, report, only, diagnoses), cwd=workdir,
                                    env=child_env(manifest, submission), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
@@ -107,9 +131,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
                 elif event["event"] == "start":
                     current, started, progressed = event["nodeid"], time.monotonic(), True
                 elif event["event"] == "result":
-                    run.outcomes[event["nodeid"]] = Outcome(
-                        event["nodeid"], event["outcome"] == "passed", event["summary"], event["details"],
-                        event["stdout"], event["duration"])
+                    run.outcomes[event["nodeid"]] = outcome_of(event)
                     current = None
             if process.poll() is not None:
                 break

@@ -7,6 +7,7 @@ with which shapes. Test modules never import a submission themselves.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pathlib
 import sys
@@ -42,6 +43,23 @@ def last_call() -> str | None:
 
 def reset_last_call() -> None:
     _state.last_call = None
+    _state.last_name = None
+    _state.reference_call = None
+    _state.student_call = None
+
+
+def last_student_call() -> tuple | None:
+    """(module, name, args, kwargs) of the last recorded call into student code."""
+    return getattr(_state, "student_call", None)
+
+
+def last_reference_call() -> tuple | None:
+    """(module, name, args, kwargs) of the last call into the reference, if it was to the
+    same function as the last call into student code (what diagnosis replays on variants)."""
+    call = getattr(_state, "reference_call", None)
+    if call is None or call[1] != getattr(_state, "last_name", None):
+        return None
+    return call
 
 
 def describe(value) -> str:
@@ -69,6 +87,7 @@ def describe_call(name: str, args: tuple, kwargs: dict) -> str:
 
 def record_call(name: str, args: tuple = (), kwargs: dict | None = None) -> None:
     _state.last_call = describe_call(name, args, kwargs or {})
+    _state.last_name = name
 
 
 def call(fn, *args, name: str | None = None, **kwargs):
@@ -82,12 +101,15 @@ def call(fn, *args, name: str | None = None, **kwargs):
 class StudentCallable:
     """A student function or class: calling it records the call; `.raw` is the object itself."""
 
-    def __init__(self, name: str, obj, record: bool):
-        self.name, self.raw, self._record = name, obj, record
+    def __init__(self, name: str, obj, record: bool, module: str = ""):
+        self.name, self.raw, self._record, self._module = name, obj, record, module
 
     def __call__(self, *args, **kwargs):
         if self._record:
             record_call(self.name, args, kwargs)
+            _state.student_call = (self._module, self.name, args, kwargs)
+        elif self._record is False:  # the reference: remember the call, to replay it on wrong variants
+            _state.reference_call = (self._module, self.name, args, kwargs)
         return self.raw(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -99,6 +121,7 @@ class ModuleView:
 
     def __init__(self, module, filename: str, record: bool):
         self._module, self._filename, self._record = module, filename, record
+        self._name = filename.removesuffix(".py")
 
     def __getattr__(self, name: str):
         try:
@@ -106,7 +129,7 @@ class ModuleView:
         except AttributeError:
             raise ContractError(messages.MISSING_NAME.format(file=self._filename, name=name)) from None
         if callable(obj):
-            return StudentCallable(name, obj, self._record)
+            return StudentCallable(name, obj, self._record, self._name)
         return obj
 
 
@@ -138,7 +161,9 @@ class Submission:
     can live in one process. `import attention` inside `model.py` gets this folder's file.
     """
 
-    def __init__(self, directory: str | pathlib.Path, record_calls: bool = True):
+    def __init__(self, directory: str | pathlib.Path, record_calls: bool | None = True):
+        """record_calls: True for the student (calls described in messages), False for the
+        reference (its last call kept for diagnosis), None for neither."""
         self.directory = pathlib.Path(directory).resolve()
         self._record = record_calls
         self._loaded: dict[str, object] = {}
@@ -181,6 +206,26 @@ class Submission:
             sys.modules.update(saved)
         self._loaded[name] = module
         return module
+
+    @contextlib.contextmanager
+    def substituted(self, module_name: str, replacements: dict):
+        """Within this block, `module_name`'s globals `replacements` replace the student's own.
+
+        Used to grade a composite on its own: the student's causal_multi_head_attention
+        calling the reference's causal_mask is not charged for a bug in their causal_mask.
+        """
+        namespace = self.module(module_name).__dict__
+        missing = object()
+        saved = {name: namespace.get(name, missing) for name in replacements}
+        namespace.update(replacements)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is missing:
+                    namespace.pop(name, None)
+                else:
+                    namespace[name] = value
 
     def __getattr__(self, name: str) -> ModuleView:
         if name.startswith("_"):

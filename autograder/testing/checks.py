@@ -21,15 +21,22 @@ SMALL_TENSOR = 48  # show whole tensors in public details up to this many elemen
 
 
 class GradingFailure(AssertionError):
-    """A check failed; `summary` is for every student, `details` only for public tests."""
+    """A check failed; `summary` is for every student, `details` only for public tests,
+    `diagnosis` names the likely mistake (shown as the manifest says)."""
 
-    def __init__(self, summary: str, details: str = ""):
+    def __init__(self, summary: str, details: str = "", diagnosis: str = ""):
         super().__init__(summary + (f"\n{details}" if details else ""))
-        self.summary, self.details = summary, details
+        self.summary, self.details, self.diagnosis = summary, details, diagnosis
 
 
-def fail(summary: str, details: str = ""):
-    raise GradingFailure(summary, details)
+def fail(summary: str, details: str = "", *, got=None, expected=None):
+    """Raise a GradingFailure; with `got` and `expected`, try to name the mistake (diagnosis.py)."""
+    hint = ""
+    if got is not None and expected is not None:
+        from .diagnosis import diagnose
+
+        hint = diagnose(got, expected) or ""
+    raise GradingFailure(summary, details, hint)
 
 
 def expect(condition: bool, summary: str, details: str = "") -> None:
@@ -93,7 +100,7 @@ def assert_close(got, expected: torch.Tensor, *, what: str, rtol: float | None =
     details = f"At index {list(where)}: expected {float(e.flatten()[flat]):.6g}, got {float(g.flatten()[flat]):.6g}."
     if g.numel() <= SMALL_TENSOR:
         details += f"\nexpected:\n{e.to(expected.dtype)}\ngot:\n{g.to(expected.dtype)}"
-    fail(summary, details)
+    fail(summary, details, got=got, expected=expected)
 
 
 def assert_equal(got, expected: torch.Tensor, *, what: str) -> None:
@@ -108,7 +115,7 @@ def assert_equal(got, expected: torch.Tensor, *, what: str) -> None:
                    f"got {got.flatten()[flat].item()}.")
         if got.numel() <= SMALL_TENSOR:
             details += f"\nexpected:\n{expected.cpu()}\ngot:\n{got.cpu()}"
-        fail(summary, details)
+        fail(summary, details, got=got, expected=expected)
 
 
 def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float = 1e-4, atol: float = 1e-6) -> None:

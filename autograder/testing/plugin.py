@@ -13,6 +13,7 @@ Lines are flushed as they happen, so a crash mid-run still leaves what came befo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -34,6 +35,10 @@ def pytest_addoption(parser):
                     help="folder holding the reference solution (grader only) [env AUTOGRADER_REFERENCE]")
     group.addoption("--report", default=None, help="write grading events as JSON lines to this file")
     group.addoption("--only", default=None, help="file listing the node ids to run, one per line")
+    group.addoption("--forbidden", default="{}",
+                    help='JSON {problem: [dotted names]} of calls student code may not make in that problem\'s tests')
+    group.addoption("--diagnoses", default=None,
+                    help="JSON file of known wrong variants [{name, diagnosis, edits}] (grader runs, with --reference)")
     group.addoption("--warm-up", action="store_true",
                     help="before the first test, pay the one-time cost of the meta device (grader runs)")
     group.addoption("--grader-internals", action="store_true",
@@ -42,6 +47,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "problem(*names): the contract problem(s) this test grades")
+    config.addinivalue_line("markers", "isolate(module, *names): during this test the student's module uses the "
+                                       "reference's names (grader runs only), so their bugs are charged elsewhere")
     config._autograder_report = None
     if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
         # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
@@ -118,6 +125,40 @@ def reference(request) -> adapter.Submission:
 
 
 @pytest.fixture(autouse=True)
+def _isolated(request):
+    """Apply the test's `isolate` markers when the reference is at hand (hidden tests, grader)."""
+    markers = list(request.node.iter_markers("isolate"))
+    if not markers or not request.config.getoption("--reference"):
+        yield
+        return
+    student, reference = request.getfixturevalue("student"), request.getfixturevalue("reference")
+    with contextlib.ExitStack() as stack:
+        for marker in markers:
+            module, *names = marker.args
+            given = {name: getattr(reference.module(module), name) for name in names}
+            stack.enter_context(student.substituted(module, given))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _forbidden_calls(request):
+    """Fail a test whose student code calls something its problem forbids (see the manifest)."""
+    table = json.loads(request.config.getoption("--forbidden"))
+    names = {p: table[p] for p in problems_of(request.node) if table.get(p)}
+    if not names:
+        yield
+        return
+    from .torchkit import ForbiddenCalls
+
+    submission = _submission_dir(request.config)
+    guard = ForbiddenCalls(names, lambda filename: adapter._in_dir(filename, submission))
+    with guard:
+        yield
+    if guard.violations:  # also when the student's code caught the failure raised at the call
+        raise GradingFailure(guard.violations[0])
+
+
+@pytest.fixture(autouse=True)
 def _fresh_state():
     """Each test starts from the same random state and with no recorded call."""
     import torch
@@ -142,46 +183,62 @@ _CONFIG: dict = {}
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     _CONFIG["config"] = session.config
+    diagnoses, reference = session.config.getoption("--diagnoses"), session.config.getoption("--reference")
+    if diagnoses and reference:
+        import tempfile
+
+        from . import diagnosis
+
+        session.config._autograder_variants = tempfile.TemporaryDirectory(prefix="variants-")
+        diagnosis.configure(diagnoses, reference, pathlib.Path(session.config._autograder_variants.name))
     if session.config.getoption("--warm-up"):
         from .torchkit import warm_up
 
         warm_up()
 
 
-def student_message(excinfo, submission: pathlib.Path) -> tuple[str, str]:
-    """(summary, details) for a failure: what a student may read, and what only public tests show."""
+def student_message(excinfo, submission: pathlib.Path, timeout: float = 0) -> tuple[str, str, str]:
+    """(summary, details, diagnosis) for a failure: what any student may read, what only public
+    tests show, and the likely mistake (shown as the manifest says)."""
     exc = excinfo.value
-    details = ""
+    details = diagnosis = ""
     if isinstance(exc, GradingFailure):
-        summary, details = exc.summary, exc.details
+        summary, details, diagnosis = exc.summary, exc.details, exc.diagnosis
         cause = exc.__cause__ or exc.__context__
         if cause is not None and adapter._is_student_exception(cause, submission):
             summary += "\n" + adapter.format_student_traceback(cause, submission)
     elif isinstance(exc, adapter.SubmissionError):
         summary = str(exc)
-    elif excinfo.typename == "Failed" and str(exc).startswith("Timeout"):
-        seconds = float(str(exc).split(">")[-1].rstrip("s")) if ">" in str(exc) else 0
-        summary = messages.TIMEOUT.format(seconds=seconds)
+    elif excinfo.typename == "Failed" and str(exc).startswith("Timeout"):  # from pytest-timeout
+        summary = messages.TIMEOUT.format(seconds=timeout)
     elif adapter._is_student_exception(exc, submission):
         summary = messages.RAISED.format(exc=type(exc).__name__) + ":\n" + adapter.format_student_traceback(exc, submission)
+        if isinstance(exc, Exception):
+            from .diagnosis import diagnose_exception
+
+            diagnosis = diagnose_exception(exc) or ""
     else:
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     call = adapter.last_call()
     if call and not isinstance(exc, adapter.SubmissionError):
         summary += "\n" + messages.LAST_CALL.format(call=call)
-    return summary, details
+    return summary, details, diagnosis
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    report.student_summary = report.student_details = ""
+    report.student_summary = report.student_details = report.student_diagnosis = ""
     if call.excinfo is not None and report.failed:
-        summary, details = student_message(call.excinfo, _submission_dir(item.config))
-        report.student_summary, report.student_details = summary, details
+        try:
+            timeout = float(item.config.getoption("timeout", 0) or 0)
+            summary, details, diagnosis = student_message(call.excinfo, _submission_dir(item.config), timeout)
+        except Exception as exc:  # noqa: BLE001 - a message must never break the run
+            summary, details, diagnosis = f"{call.excinfo.typename}: the grader could not describe this failure ({exc!r}).", "", ""
+        report.student_summary, report.student_details, report.student_diagnosis = summary, details, diagnosis
         if not item.config.getoption("--grader-internals"):
-            report.longrepr = summary + (f"\n{details}" if details else "")
+            report.longrepr = "\n".join(filter(None, [summary, details, diagnosis and messages.DIAGNOSIS.format(diagnosis=diagnosis)]))
     elif report.skipped and call.excinfo is not None:
         reason = str(call.excinfo.value)
         report.student_summary = messages.SKIPPED.format(reason=reason)
@@ -192,10 +249,12 @@ def pytest_runtest_logreport(report):
     if config is None:
         return
     state = _CONFIG.setdefault("outcomes", {})
-    entry = state.setdefault(report.nodeid, {"outcome": "passed", "summary": "", "details": "", "duration": 0.0})
+    entry = state.setdefault(report.nodeid, {"outcome": "passed", "summary": "", "details": "", "diagnosis": "",
+                                             "duration": 0.0})
     entry["duration"] += report.duration
     if report.outcome != "passed" and entry["outcome"] == "passed":
-        entry.update(outcome=report.outcome, summary=report.student_summary, details=report.student_details)
+        entry.update(outcome=report.outcome, summary=report.student_summary, details=report.student_details,
+                     diagnosis=getattr(report, "student_diagnosis", ""))
     if report.when == "teardown":
         stdout = (report.capstdout or "")
         if len(stdout) > STDOUT_LIMIT:

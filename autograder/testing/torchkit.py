@@ -7,6 +7,7 @@ import sys
 import types
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -164,3 +165,68 @@ def warm_up() -> None:
     x = torch.ones(2, 2, device="meta")
     with DeviceCheckMode("meta"):
         torch.tril(x + 1).masked_fill(x > 0, float("-inf")).softmax(-1)
+
+
+def resolve(dotted: str):
+    """The object a dotted name such as "torch.nn.functional.scaled_dot_product_attention" names."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute)
+        return obj
+    raise ImportError(dotted)
+
+
+FORBIDDEN_CALL = ("{problem}: your code called {name}, which is not allowed here: "
+                  "the point of this problem is to write it yourself.")
+
+
+class ForbiddenCalls(TorchFunctionMode):
+    """Fail when student code (a frame in `is_student`) calls one of the named functions or
+    runs a module of one of the named classes, however it was imported or aliased: calls are
+    seen at run time (torch functions through __torch_function__, modules through a global
+    forward pre-hook), never by searching the source."""
+
+    def __init__(self, names_by_problem: dict[str, list[str]], is_student):
+        super().__init__()
+        self.is_student = is_student
+        self.functions, self.classes = {}, {}
+        for problem, names in names_by_problem.items():
+            for name in names:
+                obj = resolve(name)
+                (self.classes if isinstance(obj, type) else self.functions)[obj] = (problem, name)
+        self.violations: list[str] = []
+        self._handle = None
+
+    def _violate(self, problem: str, name: str) -> None:
+        frame = sys._getframe(1)
+        while frame is not None and not self.is_student(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is None:
+            return  # the grader's own code may call anything
+        message = FORBIDDEN_CALL.format(problem=problem, name=name)
+        self.violations.append(message)
+        fail(message)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        found = self.functions.get(func)
+        if found is not None:
+            self._violate(*found)
+        return func(*args, **(kwargs or {}))
+
+    def _pre_hook(self, module, args):
+        for cls, found in self.classes.items():
+            if isinstance(module, cls):
+                self._violate(*found)
+
+    def __enter__(self):
+        self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._pre_hook)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+        return super().__exit__(*exc)

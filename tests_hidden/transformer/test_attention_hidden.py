@@ -290,10 +290,12 @@ def _lower_triangle(T: int, dtype=torch.bool) -> torch.Tensor:
 
 @pytest.mark.problem("causal_mask")
 @pytest.mark.parametrize("T", [pytest.param(t, id=f"T{t}") for t in (1, 2, 5, 8)])
-def test_causal_mask_values(student, T):
+def test_causal_mask_values(student, reference, T):
     """is True exactly where key j <= query i"""
     mask = _mask_values(student, T, f"causal_mask({T})")
-    assert_equal(mask, _lower_triangle(T, mask.dtype), what=f"causal_mask({T})")
+    expected = reference.attention.causal_mask(T).to(mask.dtype)
+    assert_equal(expected, _lower_triangle(T, mask.dtype), what="the reference causal_mask (grader self-check)")
+    assert_equal(mask, expected, what=f"causal_mask({T})")
 
 
 @pytest.mark.problem("causal_mask")
@@ -330,6 +332,7 @@ def test_causal_mask_explicit_cpu(student):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("case", MH_CASES)
 def test_causal_multi_head_attention_matches_reference(student, reference, case, dtype):
@@ -338,12 +341,14 @@ def test_causal_multi_head_attention_matches_reference(student, reference, case,
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_default_heads(student, reference):
     """uses 4 heads when num_heads is left out"""
     _check_mh_default_heads(student, reference, "causal_multi_head_attention", seed=210)
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 @pytest.mark.parametrize("H", HEADS)
 def test_causal_multi_head_attention_head_counts(student, reference, H):
     """matches the reference for head counts from 1 to d (heads of width d // H)"""
@@ -351,6 +356,7 @@ def test_causal_multi_head_attention_head_counts(student, reference, H):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 @pytest.mark.parametrize("H", [pytest.param(1, id="H1"), pytest.param(4, id="H4")])
 def test_causal_multi_head_attention_ignores_future(student, H):
     """changing the tokens after position t leaves outputs up to t unchanged and changes the later ones"""
@@ -375,6 +381,7 @@ def test_causal_multi_head_attention_ignores_future(student, H):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_prefix(student):
     """running on the first t tokens gives the first t outputs of the whole sequence"""
     S, W = _mh_inputs(2, 7, 8, 250, F64)
@@ -388,18 +395,21 @@ def test_causal_multi_head_attention_prefix(student):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_batch_independent(student):
     """each batch row computed alone equals its row of the batched result"""
     _check_mh_batch_independent(student, "causal_multi_head_attention", seed=260)
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_bfloat16(student, reference):
     """works in bfloat16: close to the reference computed in float32 on the same inputs"""
     _check_mh_bfloat16(student, reference, "causal_multi_head_attention", seed=270)
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_meta_device(student):
     """runs on the meta device: the mask and the output follow the inputs' device"""
     _check_mh_meta(student, "causal_multi_head_attention", seed=280)
@@ -579,6 +589,7 @@ MHA_CASES = [  # (E, H, B, T, seed)
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_parameters(student, reference):
     """has exactly the parameters W_q, W_k, W_v, W_o (weight and bias) with the contract's shapes"""
     _mha_pair(student, reference, 12, 3, seed=410)
@@ -589,6 +600,7 @@ def test_mha_parameters(student, reference):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("case", MHA_CASES)
 def test_mha_matches_reference(student, reference, case, dtype):
@@ -607,6 +619,7 @@ MHA_MASKS = [
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 @pytest.mark.parametrize("kind", MHA_MASKS)
 def test_mha_with_mask(student, reference, kind):
     """context and weights match the reference with a (B, 1, 1, T) padding mask or a (T, T) causal mask"""
@@ -622,6 +635,7 @@ def test_mha_with_mask(student, reference, kind):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 @pytest.mark.parametrize("H", HEADS)
 def test_mha_head_counts(student, reference, H):
     """matches the reference for head counts from 1 to embed_dim, with a padding mask"""
@@ -631,6 +645,7 @@ def test_mha_head_counts(student, reference, H):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_rejects_indivisible_embed_dim(student):
     """raises ValueError or AssertionError at construction when embed_dim % num_heads != 0"""
     cls = student.attention.MultiHeadAttention  # a missing class fails here, with its own message
@@ -647,6 +662,7 @@ def test_mha_rejects_indivisible_embed_dim(student):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_weights_are_distributions(student, reference):
     """weights are >= 0, sum to 1 over the keys, and are 0 on padded keys"""
     mine, _ = _mha_pair(student, reference, 8, 2, 440, F64)
@@ -664,6 +680,7 @@ def test_mha_weights_are_distributions(student, reference):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
     mine, _ = _mha_pair(student, reference, 8, 2, 450, F64)
@@ -684,6 +701,7 @@ def test_mha_batch_independent(student, reference):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_bfloat16(student, reference):
     """works in bfloat16 with a mask: close to the reference computed in float32 on the same weights"""
     E, H, B, T, seed = 16, 4, 2, 7, 460
@@ -703,6 +721,7 @@ def test_mha_bfloat16(student, reference):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_meta_device(student):
     """runs on the meta device (module moved with .to("meta")), with and without a mask"""
     mine = student.attention.MultiHeadAttention(16, 4).eval().to("meta")

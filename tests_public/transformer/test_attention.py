@@ -87,6 +87,7 @@ def test_causal_mask_1(student):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_shape(student):
     """output shape (1, 3, 8) for the notebook's example"""
     S = torch.rand(1, 3, 8)
@@ -97,6 +98,7 @@ def test_causal_multi_head_attention_shape(student):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_first_token_sees_only_itself(student):
     """the first position attends only to itself: its output is (S[:, 0] W_V) W_O"""
     S = randn(2, 5, 8, seed=12)
@@ -107,6 +109,7 @@ def test_causal_first_token_sees_only_itself(student):
 
 
 @pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
 def test_causal_last_token_sees_everything(student):
     """the last position sees every token, like multi_head_attention"""
     S = randn(1, 4, 8, seed=17)
@@ -144,6 +147,7 @@ def test_sdpa_masked_keys_get_no_weight(student):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_module_shapes(student):
     """the notebook's unit test: context (4, 10, 64) and weights (4, 8, 10, 10)"""
     mha = student.attention.MultiHeadAttention(embed_dim=64, num_heads=8)
@@ -154,6 +158,7 @@ def test_mha_module_shapes(student):
 
 
 @pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_module_layers(student):
     """W_q, W_k, W_v, W_o are nn.Linear(embed_dim, embed_dim) with bias"""
     mha = student.attention.MultiHeadAttention(16, 4)

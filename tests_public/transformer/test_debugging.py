@@ -42,6 +42,7 @@ def test_hook_remove(student):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@pytest.mark.isolate("debugging", "MultiHeadAttention")
 def test_fixed_layer_shapes(student):
     """forward returns (x (B, T, d), weights (B, H, T, T))"""
     layer = student.debugging.FixedTransformerEncoderLayer(16, 4, 32).eval()
@@ -51,6 +52,7 @@ def test_fixed_layer_shapes(student):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@pytest.mark.isolate("debugging", "MultiHeadAttention")
 def test_fixed_layer_keeps_the_input(student):
     """with attention and feed-forward outputs zeroed, the output is norm2(norm1(x)): the residuals carry x"""
     layer = student.debugging.FixedTransformerEncoderLayer(8, 2, 16).eval()

@@ -71,6 +71,7 @@ def test_block_shape(student):
 
 
 @pytest.mark.problem("Block")
+@pytest.mark.isolate("model", "CausalSelfAttention", "FeedForward")
 def test_block_is_residual(student):
     """with attention and feed-forward outputs zeroed, a pre-norm Block returns its input"""
     block = student.model.Block(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4).eval()
