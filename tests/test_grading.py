@@ -197,3 +197,14 @@ def test_run_autograder_falls_back_when_python_cannot_start(tmp_path, transforme
     results = json.loads((root / "results" / "results.json").read_text())
     check_schema(results, transformer)
     assert results["score"] == 0
+
+
+def test_grading_is_deterministic(tmp_path, transformer):
+    """20 runs of a submission whose bug shows only through dropout statistics give the same results."""
+    from autograder.grade.batch import run_batch
+
+    submission = make_submission(tmp_path / "s", transformer, "csa-no-attn-dropout")
+    runs = run_batch(transformer, {f"run{i}": submission for i in range(20)}, tmp_path)
+    outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in run.outcomes.items()} for run in runs.values()]
+    assert outcomes[0] and all(o == outcomes[0] for o in outcomes)
+    assert any(not passed for passed, _ in outcomes[0].values())
