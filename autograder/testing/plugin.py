@@ -50,6 +50,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "isolate(module, *names): during this test the student's module uses the "
                                        "reference's names (grader runs only), so their bugs are charged elsewhere")
     config._autograder_report = None
+    config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
     if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
         # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
         config.option.tbstyle = "native"
@@ -143,7 +144,7 @@ def _isolated(request):
 @pytest.fixture(autouse=True)
 def _forbidden_calls(request):
     """Fail a test whose student code calls something its problem forbids (see the manifest)."""
-    table = json.loads(request.config.getoption("--forbidden"))
+    table = request.config._autograder_forbidden
     names = {p: table[p] for p in problems_of(request.node) if table.get(p)}
     if not names:
         yield

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import sys
 import types
@@ -9,7 +10,7 @@ import types
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .checks import fail
 
@@ -93,25 +94,25 @@ class DeviceCheckMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        name = func._schema.name
-        if name not in TRANSFER_OPS:
-            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-            devices = {t.device for t in tensors if not (t.dim() == 0 and t.device.type == "cpu")}
-            if len(devices) > 1:
-                found = ", ".join(sorted(str(d) for d in devices))
-                raise DeviceMismatch(f"{name} got tensors on different devices ({found}) while the inputs "
-                                     f"are on {self.device}. {DEVICE_HINT}")
-
-            def scalar_to_device(t):
-                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.device.type == "cpu":
-                    return t.to(target)
-                return t
-
-            target = next(iter(devices), None)
-            if target is None or target.type == "cpu":
-                return func(*args, **kwargs)
-
-            args, kwargs = tree_map(scalar_to_device, (args, kwargs))
+        if func._schema.name in TRANSFER_OPS:
+            return func(*args, **kwargs)
+        flat, spec = tree_flatten((args, kwargs))
+        devices, cpu_scalars = set(), False
+        for t in flat:
+            if isinstance(t, torch.Tensor):
+                if t.dim() == 0 and t.device.type == "cpu":
+                    cpu_scalars = True
+                else:
+                    devices.add(t.device)
+        if len(devices) > 1:
+            found = ", ".join(sorted(str(d) for d in devices))
+            raise DeviceMismatch(f"{func._schema.name} got tensors on different devices ({found}) while the inputs "
+                                 f"are on {self.device}. {DEVICE_HINT}")
+        if cpu_scalars and devices and next(iter(devices)).type != "cpu":
+            target = next(iter(devices))
+            flat = [t.to(target) if isinstance(t, torch.Tensor) and t.dim() == 0 and t.device.type == "cpu" else t
+                    for t in flat]
+            args, kwargs = tree_unflatten(flat, spec)
         return func(*args, **kwargs)
 
 
@@ -167,6 +168,7 @@ def warm_up() -> None:
         torch.tril(x + 1).masked_fill(x > 0, float("-inf")).softmax(-1)
 
 
+@functools.lru_cache(maxsize=None)
 def resolve(dotted: str):
     """The object a dotted name such as "torch.nn.functional.scaled_dot_product_attention" names."""
     parts = dotted.split(".")
