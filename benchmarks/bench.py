@@ -76,10 +76,14 @@ def main() -> int:
                                                     "-o", str(tmp / "a.json"), "--via-zip"], cwd=ROOT),
             "grade (reference)": measure([PY, "-m", "autograder", "grade", "transformer", reference,
                                           "-o", str(tmp / "b.json")], cwd=ROOT),
+            "grade (starter: every test fails)": measure([PY, "-m", "autograder", "grade", "transformer",
+                                                          str(manifest.path(manifest.starter)),
+                                                          "-o", str(tmp / "c.json")], cwd=ROOT),
             "public tests (python run_tests.py)": measure([PY, "run_tests.py", "-q"], cwd=student),
         }
     floor = rows['python -c "import torch" (floor)'][0]
-    targets = {"grade --via-zip (reference)": 3, "grade (reference)": 3, "public tests (python run_tests.py)": 2}
+    targets = {"grade --via-zip (reference)": 3, "grade (reference)": 3, "grade (starter: every test fails)": 3,
+               "public tests (python run_tests.py)": 2}
     print(f"{'command':<40} {'wall s':>7} {'x floor':>8} {'target':>7} {'peak MB':>8}")
     ok = True
     for name, (wall, mb) in rows.items():

@@ -65,7 +65,7 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
     """The known wrong variants that name a mistake, for the plugin (see testing/diagnosis.py)."""
     from ..mutants import load
 
-    variants = [{"name": m.name, "diagnosis": m.diagnosis,
+    variants = [{"name": m.name, "diagnosis": m.diagnosis, "problems": list(m.problems),
                  "edits": [{"file": e.file, "find": e.find, "replace": e.replace} for e in m.edits]}
                 for m in load(manifest)[0] if m.diagnosis]
     if not variants:

@@ -18,11 +18,11 @@ import torch
 
 from . import adapter
 
-_variants: list[tuple[str, adapter.Submission]] = []
+_variants: list[tuple[str, set[str], adapter.Submission]] = []  # (diagnosis, problems, variant)
 
 
 def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, workdir: pathlib.Path) -> None:
-    """Build every variant of `mutants_file` (JSON: [{name, diagnosis, edits}]) under `workdir`."""
+    """Build every variant of `mutants_file` (JSON: [{name, diagnosis, problems, edits}]) under `workdir`."""
     _variants.clear()
     reference = pathlib.Path(reference)
     for entry in json.loads(pathlib.Path(mutants_file).read_text(encoding="utf-8")):
@@ -33,7 +33,8 @@ def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, w
         for edit in entry["edits"]:
             path = folder / edit["file"]
             path.write_text(path.read_text(encoding="utf-8").replace(edit["find"], edit["replace"], 1), encoding="utf-8")
-        _variants.append((entry["diagnosis"], adapter.Submission(folder, record_calls=None)))
+        _variants.append((entry["diagnosis"], set(entry["problems"]),
+                          adapter.Submission(folder, record_calls=None)))
 
 
 def _close(a, b) -> bool:
@@ -55,13 +56,18 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
+def _candidates(name: str):
+    """Variants whose bug is in the problem `name` names (a function or class of the contract)."""
+    return [(sentence, variant) for sentence, problems, variant in _variants if name in problems]
+
+
 def diagnose(got, expected) -> str | None:
     """The mistake whose variant reproduces `got` on the last reference call, if exactly known."""
     call = adapter.last_reference_call()
     if call is None or not _variants or not isinstance(got, torch.Tensor):
         return None
     module, name, args, kwargs = call
-    for sentence, variant in _variants:
+    for sentence, variant in _candidates(name):
         try:
             with torch.no_grad():
                 result = getattr(variant.module(module), name)(*args, **kwargs)
@@ -76,10 +82,10 @@ def diagnose(got, expected) -> str | None:
 def diagnose_exception(exc: BaseException) -> str | None:
     """The mistake whose variant raises the same error on the student's last call, if any."""
     call = adapter.last_student_call()
-    if call is None or not _variants:
+    if call is None or not _variants or isinstance(exc, NotImplementedError):
         return None
     module, name, args, kwargs = call
-    for sentence, variant in _variants:
+    for sentence, variant in _candidates(name):
         try:
             with torch.no_grad():
                 getattr(variant.module(module), name)(*args, **kwargs)
