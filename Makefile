@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-test: setup  ## the harness's own tests, every public and hidden test on the reference, starter and zips
+test: setup  ## the harness's own tests: reference, starter, zips, crashes, mutants (about 8 minutes)
 	$(PY) -m pytest tests
 
 demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip
