@@ -1,7 +1,7 @@
 """The command line: a thin layer that forwards to one subpackage per command.
 
     python -m autograder build NAME [--dist DIR]
-    python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip]
+    python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip] [--no-sandbox]
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
@@ -25,8 +25,10 @@ def _grade(args) -> int:
     from .grade import grade, grade_via_zip
     from .grade.results import per_problem
 
-    run = grade_via_zip if args.via_zip else grade
-    results = run(args.assignment, args.submission, args.output)
+    if args.via_zip:
+        results = grade_via_zip(args.assignment, args.submission, args.output)
+    else:
+        results = grade(args.assignment, args.submission, args.output, sandbox=not args.no_sandbox)
     if args.output is None:
         json.dump(results, sys.stdout, indent=2)
         print()
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("submission")
     p.add_argument("-o", "--output", default=None, help="results.json to write [print to stdout]")
     p.add_argument("--via-zip", action="store_true", help="grade through the built zip, as Gradescope would")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code in the test process (only for submissions you trust: benchmarks, debugging)")
     p.add_argument("--table", action="store_true", help="also print a per-problem score table")
     p.set_defaults(func=_grade)
 

@@ -3,8 +3,9 @@
 Each command runs as a child; its whole process tree's resident memory is summed every
 10 ms from /proc (Linux), and the peak is reported. Times are compared with the floor
 measured in the same run, because this machine is shared and noisy: targets are a
-grading run within 3x the floor, the public tests within 2x, and peak memory of all
-processes together within Gradescope's default 768 MB.
+grading run within 3x the floor, the public tests within 2x, peak memory of all
+processes together within Gradescope's default 768 MB, and the sandbox (student code in
+a worker process) costing at most 30% more than grading in one process.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 MEMORY_BUDGET_MB = 768
+SANDBOX_OVERHEAD = 1.3   # wall time of grading with the sandboxed worker / without
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -76,6 +78,8 @@ def main() -> int:
                                                     "-o", str(tmp / "a.json"), "--via-zip"], cwd=ROOT),
             "grade (reference)": measure([PY, "-m", "autograder", "grade", "transformer", reference,
                                           "-o", str(tmp / "b.json")], cwd=ROOT),
+            "grade --no-sandbox (reference)": measure([PY, "-m", "autograder", "grade", "transformer", reference,
+                                                       "-o", str(tmp / "d.json"), "--no-sandbox"], cwd=ROOT),
             "grade (starter: every test fails)": measure([PY, "-m", "autograder", "grade", "transformer",
                                                           str(manifest.path(manifest.starter)),
                                                           "-o", str(tmp / "c.json")], cwd=ROOT),
@@ -93,6 +97,10 @@ def main() -> int:
         print(f"{name:<40} {wall:7.2f} {wall / floor:8.2f} {('<= %dx' % target) if target else '':>7} "
               f"{mb:8.0f} {'' if within else '  OVER TARGET'}")
     print(f"memory budget: {MEMORY_BUDGET_MB} MB for all processes together (Gradescope's default container)")
+    overhead = rows["grade (reference)"][0] / rows["grade --no-sandbox (reference)"][0]
+    ok &= overhead <= SANDBOX_OVERHEAD
+    print(f"sandbox overhead: grading with the worker takes {overhead:.2f}x the in-process run "
+          f"(target <= {SANDBOX_OVERHEAD}x){'' if overhead <= SANDBOX_OVERHEAD else '  OVER TARGET'}")
     return 0 if ok else 1
 
 

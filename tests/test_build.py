@@ -115,10 +115,15 @@ fi
 exit 0''')
     if gpu:
         fake_bin(bin_dir, "nvidia-smi", "exit 0")
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "AUTOGRADER_ROOT": str(root), "HOME": str(tmp_path)}
+    fake_bin(bin_dir, "useradd", f'echo useradd "$@" >> {log}')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "AUTOGRADER_ROOT": str(root), "HOME": str(tmp_path),
+           "AUTOGRADER_WORKER_USER": "no-such-user-for-this-test"}
     result = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
     torch_call = next(c for c in calls if "torch==2.13.0" in c)
     assert ("download.pytorch.org/whl/cpu" in torch_call) is (not gpu)
     assert any("-r" in c and "requirements.txt" in c for c in calls)
+    if os.geteuid() == 0:  # as on Gradescope: the worker's user is made, and source/ is closed to it
+        assert any(c.startswith("useradd") and c.endswith("no-such-user-for-this-test") for c in calls)
+        assert (root / "source").stat().st_mode & 0o777 == 0o700

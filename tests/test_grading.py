@@ -127,21 +127,37 @@ def test_missing_file_is_reported(tmp_path, transformer):
     assert "debugging.py" in results["output"]
 
 
+CRASHES = [  # (problem, edit): each crashes the worker, or raises what a test process must survive
+    ("greedy_decode", Mutant("model.py", "    for _ in range(max_new_tokens):\n",
+                             "    if max_new_tokens == 3:\n        import os\n        os._exit(3)\n"
+                             "    for _ in range(max_new_tokens):\n")),
+    ("FeedForward", Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
+                           "        if x.dim() == 2:\n            import ctypes\n            ctypes.string_at(0)\n"
+                           "        return self.dropout(self.fc2(F.relu(self.fc1(x))))")),
+    ("causal_mask", Mutant("attention.py", "    return torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))",
+                           "    if T == 5:\n        import sys\n        sys.exit(1)\n"
+                           "    return torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))")),
+    ("lm_loss", Mutant("model.py", "    B, T, V = logits.size()\n",
+                       "    B, T, V = logits.size()\n    if T == 6:\n        raise KeyboardInterrupt\n")),
+    ("self_attention", Mutant("attention.py", "    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)",
+                              "    d_k = Q.size(-1)\n    if d_k == 4:\n        hog = [bytearray(1 << 30) for _ in range(64)]\n"
+                              "    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)")),
+]
+
+
 def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
-    """os._exit and a segfault kill the test process; grading restarts and goes on."""
-    submission = make_submission(tmp_path / "s", transformer, extra=[
-        Mutant("model.py", "    for _ in range(max_new_tokens):\n",
-               "    if max_new_tokens == 3:\n        import os\n        os._exit(3)\n    for _ in range(max_new_tokens):\n"),
-        Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
-               "        if x.dim() == 2:\n            import ctypes\n            ctypes.string_at(0)\n"
-               "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
-    ])
+    """os._exit, a segfault, sys.exit, KeyboardInterrupt and MemoryError in student code fail the
+    tests that ran into them; the worker is restarted and grading goes on."""
+    submission = make_submission(tmp_path / "s", transformer, extra=[edit for _, edit in CRASHES])
     results = grade("transformer", submission)
     check_schema(results, transformer)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
-    assert {tag for t in failed for tag in t["tags"]} == {"greedy_decode", "FeedForward"}
-    assert all(messages.CRASH.split("(")[0] in t["output"] for t in failed)
-    assert sum(t["status"] == "passed" for t in results["tests"]) > 0.8 * len(results["tests"])
+    assert {tag for t in failed for tag in t["tags"]} == {problem for problem, _ in CRASHES}
+    outputs = "\n".join(t["output"] for t in failed)
+    assert messages.WORKER_CRASH.split("(")[0] in outputs       # os._exit, segfault
+    for raised in ("SystemExit", "KeyboardInterrupt", "MemoryError"):
+        assert messages.RAISED.format(exc=raised) in outputs
+    assert sum(t["status"] == "passed" for t in results["tests"]) > 0.7 * len(results["tests"])
 
 
 def test_endless_loop_times_out(tmp_path, transformer, copy_root):

@@ -39,6 +39,10 @@ def _pin(requirements: str, package: str) -> str:
     raise ValueError(f"{package} is not pinned")
 
 
+# The sandbox (grader runs only): students run their public tests in one process.
+GRADER_ONLY = {"sandbox.py", "jail.py", "worker.py", "wire.py"}
+
+
 def _package_files(subfolder: str = "") -> dict[str, bytes]:
     files = {}
     base = PACKAGE / subfolder if subfolder else PACKAGE
@@ -102,7 +106,8 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
             files.update(_folder_files(manifest.root, folder.path, f"{top}/tests"))
     files[f"{top}/autograder/__init__.py"] = b'"""The part of the course autograder that the public tests use."""\n'
     for name, data in _package_files("testing").items():
-        files[f"{top}/{name}"] = data
+        if name.rsplit("/", 1)[-1] not in GRADER_ONLY:
+            files[f"{top}/{name}"] = data
     for name in ("conftest.py", "run_tests.py"):
         files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
     files[f"{top}/requirements.txt"] = (PACKAGE / "requirements-student.txt").read_bytes()

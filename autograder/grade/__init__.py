@@ -27,6 +27,9 @@ from .runner import run_tests
 
 def write_json(data: dict, path: str | pathlib.Path) -> None:
     path = pathlib.Path(path)
+    if path.exists() and not path.is_file():  # /dev/stdout, /dev/null: write through, never replace
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -35,10 +38,11 @@ def write_json(data: dict, path: str | pathlib.Path) -> None:
 
 def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
           root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
-          quiet: bool = False) -> dict:
+          quiet: bool = False, sandbox: bool = True) -> dict:
     """Grade one submission (folder or zip); write and return results.json.
 
     The child's own output (pytest's report, for instructors) goes to stderr unless `quiet`.
+    Student code runs in a sandboxed worker unless `sandbox` is False (trusted code only).
     """
     start = time.monotonic()
     results = None
@@ -48,7 +52,7 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
             tmp = pathlib.Path(tmp)
             taken = intake_module.take(submission, manifest.submission_files, tmp / "submission")
-            run = run_tests(manifest, tmp / "submission", tmp, python=python)
+            run = run_tests(manifest, tmp / "submission", tmp, python=python, sandbox=sandbox)
             for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
                 print(entry, file=sys.stderr)
             if run.collected is None:

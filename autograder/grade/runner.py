@@ -18,6 +18,7 @@ import time
 
 from ..manifest import Manifest
 from ..testing import messages
+from ..testing.jail import describe_exit as _describe_exit
 
 MAX_RESTARTS = 5          # child processes started after a crash, at most
 POLL_S = 0.02
@@ -76,7 +77,8 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
 
 
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
-                   diagnoses: pathlib.Path | None = None) -> list[str]:
+                   diagnoses: pathlib.Path | None = None, sandbox: bool = True) -> list[str]:
+    """The child's command line; with `sandbox`, student code runs in a worker (testing/sandbox.py)."""
     command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
                "-p", "autograder.testing.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
@@ -86,6 +88,8 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
         command += ["--only", str(only)]
     if diagnoses is not None:
         command += ["--diagnoses", str(diagnoses)]
+    if sandbox:
+        command += ["--sandbox", json.dumps({"limits": {"cpu": int(manifest.total_timeout_s) + 30}})]
     return command
 
 
@@ -109,7 +113,7 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Path,
-              python: str = sys.executable) -> Run:
+              python: str = sys.executable, sandbox: bool = True) -> Run:
     """Run every test folder of `manifest` on the files in `submission`."""
     run = Run()
     deadline = time.monotonic() + manifest.total_timeout_s
@@ -118,7 +122,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
     for attempt in range(MAX_RESTARTS + 1):
         report = workdir / f"events-{attempt}.jsonl"
         log = open(workdir / f"child-{attempt}.log", "wb")
-        process = subprocess.Popen(pytest_command(manifest, python, report, only, diagnoses), cwd=workdir,
+        process = subprocess.Popen(pytest_command(manifest, python, report, only, diagnoses, sandbox), cwd=workdir,
                                    env=child_env(manifest, submission), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
@@ -146,6 +150,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
                 break
             time.sleep(POLL_S)
         log.close()
+        _kill_worker_leftovers(process.pid)
         run.log.append(f"child {attempt}: exit {process.returncode}, stop {stop_reason}\n"
                        + (workdir / f"child-{attempt}.log").read_text(errors="replace")[-4000:])
         if run.collected is None:
@@ -176,12 +181,13 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
     return run
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "no exit status"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+def _kill_worker_leftovers(test_pid: int) -> None:
+    """Whatever the sandbox's user still runs (a `setsid` grandchild of the worker, say) is killed."""
+    from ..testing.jail import SandboxUnavailable, kill_user_processes, worker_user
+
+    try:
+        user = worker_user(test_pid)
+    except SandboxUnavailable:
+        return
+    if user is not None:
+        kill_user_processes(user[0])

@@ -27,3 +27,16 @@ else
 fi
 "$VENV/bin/python" -m pip install -r "$SOURCE/requirements.txt"
 "$VENV/bin/python" -c "import torch, pytest; print('setup.sh: torch', torch.__version__, 'ready')"
+
+# Student code runs in a worker process as this user (autograder/testing/jail.py): no home,
+# no login shell. It must be able to run the venv's Python, and must not read source/.
+WORKER_USER="${AUTOGRADER_WORKER_USER:-autograder-worker}"
+if [ "$(id -u)" = 0 ]; then
+  if ! id "$WORKER_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$WORKER_USER"
+  fi
+  chmod 755 "$ROOT"
+  chmod -R o+rX "$VENV"
+  chmod 700 "$SOURCE"
+  echo "setup.sh: student code will run as $WORKER_USER"
+fi

@@ -17,6 +17,15 @@ import traceback
 from . import messages
 
 
+class GradingFailure(AssertionError):
+    """A check failed; `summary` is for every student, `details` only for public tests,
+    `diagnosis` names the likely mistake (shown as the manifest says)."""
+
+    def __init__(self, summary: str, details: str = "", diagnosis: str = ""):
+        super().__init__(summary + (f"\n{details}" if details else ""))
+        self.summary, self.details, self.diagnosis = summary, details, diagnosis
+
+
 class SubmissionError(Exception):
     """A problem with the submission itself, with a message meant for the student."""
 

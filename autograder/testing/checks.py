@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .adapter import describe
+from .adapter import GradingFailure, describe  # noqa: F401 - GradingFailure is part of this module's API
 
 # (rtol, atol) per dtype for comparisons on the CPU; see the contract's "Tolerances".
 TOLERANCES = {
@@ -18,15 +18,6 @@ TOLERANCES = {
     torch.float16: (1e-3, 1e-3),
 }
 SMALL_TENSOR = 48  # show whole tensors in public details up to this many elements
-
-
-class GradingFailure(AssertionError):
-    """A check failed; `summary` is for every student, `details` only for public tests,
-    `diagnosis` names the likely mistake (shown as the manifest says)."""
-
-    def __init__(self, summary: str, details: str = "", diagnosis: str = ""):
-        super().__init__(summary + (f"\n{details}" if details else ""))
-        self.summary, self.details, self.diagnosis = summary, details, diagnosis
 
 
 def fail(summary: str, details: str = "", *, got=None, expected=None):

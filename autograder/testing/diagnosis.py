@@ -82,7 +82,8 @@ def diagnose(got, expected) -> str | None:
 def diagnose_exception(exc: BaseException) -> str | None:
     """The mistake whose variant raises the same error on the student's last call, if any."""
     call = adapter.last_student_call()
-    if call is None or not _variants or isinstance(exc, NotImplementedError):
+    type_name = getattr(exc, "type_name", type(exc).__name__)  # a RemoteError names the worker's exception
+    if call is None or not _variants or type_name == "NotImplementedError":
         return None
     module, name, args, kwargs = call
     for sentence, variant in _candidates(name):
@@ -90,6 +91,6 @@ def diagnose_exception(exc: BaseException) -> str | None:
             with torch.no_grad():
                 getattr(variant.module(module), name)(*args, **kwargs)
         except Exception as raised:  # noqa: BLE001 - the error is what is compared
-            if type(raised) is type(exc) and str(raised) == str(exc):
+            if type(raised).__name__ == type_name and str(raised) == str(exc):
                 return sentence
     return None

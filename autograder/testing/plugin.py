@@ -22,7 +22,7 @@ import traceback
 import pytest
 
 from . import adapter, messages
-from .checks import GradingFailure
+from .adapter import GradingFailure
 
 STDOUT_LIMIT = 2000
 
@@ -41,6 +41,9 @@ def pytest_addoption(parser):
                     help="JSON file of known wrong variants [{name, diagnosis, edits}] (grader runs, with --reference)")
     group.addoption("--warm-up", action="store_true",
                     help="before the first test, pay the one-time cost of the meta device (grader runs)")
+    group.addoption("--sandbox", default=None,
+                    help='run student code in a sandboxed worker process (grader runs): JSON '
+                         '{"limits": {rlimit name: value}} (see testing/jail.py)')
     group.addoption("--grader-internals", action="store_true",
                     help="show pytest's full tracebacks instead of the student's view")
 
@@ -50,6 +53,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "isolate(module, *names): during this test the student's module uses the "
                                        "reference's names (grader runs only), so their bugs are charged elsewhere")
     config._autograder_report = None
+    config._autograder_worker = None
+    if config.getoption("--sandbox"):  # start it now: it imports torch while this process does too
+        from .jail import DEFAULT_LIMITS, SandboxUnavailable, Worker
+
+        limits = dict(DEFAULT_LIMITS, **json.loads(config.getoption("--sandbox")).get("limits", {}))
+        try:
+            config._autograder_worker = Worker(_submission_dir(config), limits)
+        except SandboxUnavailable:
+            pass  # RemoteSubmission tries again and reports why
     config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
     if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
         # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
@@ -110,10 +122,25 @@ def _submission_dir(config) -> pathlib.Path:
     return pathlib.Path(config.getoption("--submission") or str(config.rootpath)).resolve()
 
 
+def _remote(config):
+    """The sandboxed submission of a `--sandbox` run (started early: the worker imports torch
+    while pytest collects), or None."""
+    if not config.getoption("--sandbox"):
+        return None
+    remote = getattr(config, "_autograder_remote", None)
+    if remote is None:
+        from .sandbox import RemoteSubmission
+
+        options = json.loads(config.getoption("--sandbox"))
+        remote = RemoteSubmission(_submission_dir(config), options.get("limits"), worker=config._autograder_worker)
+        config._autograder_remote = remote
+    return remote
+
+
 @pytest.fixture(scope="session")
-def student(request) -> adapter.Submission:
+def student(request):
     """The student's submission: `student.attention.self_attention(...)`."""
-    return adapter.Submission(_submission_dir(request.config))
+    return _remote(request.config) or adapter.Submission(_submission_dir(request.config))
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +178,16 @@ def _forbidden_calls(request):
         return
     from .torchkit import ForbiddenCalls
 
+    remote = _remote(request.config)
+    if remote is not None:  # the worker watches the calls; it reports them with each answer
+        remote.sandbox.forbidden = names
+        try:
+            yield
+        finally:
+            remote.sandbox.forbidden = {}
+        if remote.sandbox.violations:
+            raise GradingFailure(remote.sandbox.violations[0])
+        return
     submission = _submission_dir(request.config)
     guard = ForbiddenCalls(names, lambda filename: adapter._in_dir(filename, submission))
     with guard:
@@ -160,11 +197,14 @@ def _forbidden_calls(request):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state():
+def _fresh_state(request):
     """Each test starts from the same random state and with no recorded call."""
     import torch
 
     adapter.reset_last_call()
+    remote = _remote(request.config)
+    if remote is not None:
+        remote.sandbox.reset()
     # torch.manual_seed(0) would also queue a CUDA seeding, recording a stack trace (~4 ms a test)
     torch.random.default_generator.manual_seed(0)
     if torch.cuda.is_initialized():
@@ -192,10 +232,33 @@ def pytest_sessionstart(session):
 
         session.config._autograder_variants = tempfile.TemporaryDirectory(prefix="variants-")
         diagnosis.configure(diagnoses, reference, pathlib.Path(session.config._autograder_variants.name))
+    remote = _remote(session.config)
+    if remote is not None:
+        remote.sandbox.start()
     if session.config.getoption("--warm-up"):
         from .torchkit import warm_up
 
         warm_up()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A worker (re)started after a crash is ready before the test's clock starts: outside
+    pytest-timeout's limit (this wrapper runs first) and before the grader's watchdog sees
+    the test start."""
+    remote = _remote(item.config)
+    if remote is not None:
+        try:
+            remote.sandbox.ready()
+        except Exception:  # noqa: BLE001 - the test itself will fail with the reason
+            pass
+    yield
+
+
+def pytest_sessionfinish(session):
+    remote = getattr(session.config, "_autograder_remote", None)
+    if remote is not None:
+        remote.sandbox.stop()
 
 
 def student_message(excinfo, submission: pathlib.Path, timeout: float = 0) -> tuple[str, str, str]:
@@ -210,6 +273,15 @@ def student_message(excinfo, submission: pathlib.Path, timeout: float = 0) -> tu
             summary += "\n" + adapter.format_student_traceback(cause, submission)
     elif isinstance(exc, adapter.SubmissionError):
         summary = str(exc)
+    elif hasattr(exc, "student_traceback"):  # a RemoteError: raised by student code in the sandboxed worker
+        summary = messages.RAISED.format(exc=exc.type_name) + ":\n" + (exc.student_traceback or exc.message)
+        from .diagnosis import diagnose_exception
+
+        diagnosis = diagnose_exception(exc) or ""
+    elif type(exc).__name__ == "WorkerCrash":
+        summary = messages.WORKER_CRASH.format(how=str(exc))
+    elif type(exc).__name__ == "SandboxUnavailable":
+        summary = messages.SANDBOX_UNAVAILABLE.format(why=str(exc))
     elif excinfo.typename == "Failed" and str(exc).startswith("Timeout"):  # from pytest-timeout
         summary = messages.TIMEOUT.format(seconds=timeout)
     elif adapter._is_student_exception(exc, submission):

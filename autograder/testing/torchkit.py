@@ -116,14 +116,25 @@ class DeviceCheckMode(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
+_STRICT_DEVICES: list[torch.device] = []
+
+
+def active_strict_device() -> torch.device | None:
+    """The device of the innermost `strict_device` block (the sandbox checks calls there too)."""
+    return _STRICT_DEVICES[-1] if _STRICT_DEVICES else None
+
+
 @contextlib.contextmanager
 def strict_device(device="meta"):
     """Run code under DeviceCheckMode; a mismatch becomes a GradingFailure with a hint."""
+    _STRICT_DEVICES.append(torch.device(device))
     try:
         with DeviceCheckMode(device):
             yield
     except DeviceMismatch as exc:
         fail(f"Your code mixes devices: {exc}")
+    finally:
+        _STRICT_DEVICES.pop()
 
 
 

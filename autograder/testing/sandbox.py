@@ -1,0 +1,739 @@
+"""Student code in another process: the grader's side of the sandbox (the worker is worker.py).
+
+With `--sandbox`, the `student` fixture is a `RemoteSubmission`: tests use it exactly as
+the in-process `Submission` (`student.model.Block(...)`, `call(block, x)`), but student
+code runs in a worker process that
+
+- runs as an unprivileged user when the grader is root (its own user, else `nobody`),
+  with limits on memory, CPU time, processes, open files and file size;
+- sees a copy of the submission and of the worker's own code, the system and the Python
+  packages, and, where the kernel lets root make a mount namespace, nothing else (jail.py);
+  on Gradescope, folder permissions keep it out of /autograder/source as well;
+- answers in wire.py's plain format only: tensors, numbers, strings, lists, dicts and
+  descriptions of modules. Every comparison happens here, on plain tensors.
+
+A module built by student code is mirrored here: a module of the same class name with the
+same parameters, buffers, plain attributes and children (torch.nn layers are rebuilt as
+the real classes), so tests can check `isinstance(m.q_proj, nn.Linear)`, load weights, move
+it to a dtype or to `meta`, or put a reference sub-module in place of the student's. Its
+forward sends that state and the inputs to the worker; autograd goes through (backward asks
+the worker for the gradients). Objects of the grader given to student code (a model to
+decode with, a module to hook, reference sub-modules) become stubs in the worker that call
+back here. Random state, forbidden calls and the strict device check travel with each call.
+
+If the worker dies (segfault, os._exit, a kill, a timeout), the call raises WorkerCrash,
+and the next test starts a new worker.
+"""
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import sys
+
+import torch
+import torch.nn as nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from . import adapter, messages, wire
+from .jail import SandboxUnavailable, Worker
+from .checks import GradingFailure
+
+from .jail import DEFAULT_LIMITS  # noqa: E402
+
+
+class RemoteError(Exception):
+    """Student code raised in the worker; carries its type name and its traceback (student files only)."""
+
+    def __init__(self, type_name: str, message: str, traceback: str):
+        super().__init__(message)
+        self.type_name, self.message, self.student_traceback = type_name, message, traceback
+
+
+def remote_error(type_name: str, message: str, traceback: str) -> RemoteError:
+    """A RemoteError that is also an instance of the builtin exception the student's code raised
+    (so `except ValueError` in a test works as in-process); other types stay plain RemoteError."""
+    import builtins
+
+    base = getattr(builtins, type_name, None)
+    if not (isinstance(base, type) and issubclass(base, Exception)) or issubclass(base, (OSError, Warning)):
+        return RemoteError(type_name, message, traceback)
+    cls = _REMOTE_ERRORS.get(type_name)
+    if cls is None:
+        cls = _REMOTE_ERRORS[type_name] = type(type_name, (RemoteError, base), {"__init__": RemoteError.__init__,
+                                                                                "__str__": lambda self: self.message})
+    return cls(type_name, message, traceback)
+
+
+_REMOTE_ERRORS: dict[str, type] = {}
+
+
+class WorkerCrash(Exception):
+    """The worker process died (or was killed) while running student code."""
+
+
+# ---------------------------------------------------------------------------------------------
+# mirrors of the worker's objects
+
+class RemoteModule(nn.Module):
+    """Base of the mirrors of student module classes: forward runs in the worker."""
+
+    def forward(self, *args, **kwargs):
+        sandbox, wid, epoch = self._sandbox_ref
+        return sandbox.forward(self, args, kwargs)
+
+
+class _RemoteClassMeta(type(nn.Module)):
+    def __call__(cls, *args, **kwargs):
+        sandbox, wid, epoch = cls._sandbox_class
+        return sandbox.call_remote(wid, epoch, args, kwargs)
+
+
+class RemoteFunction:
+    def __init__(self, sandbox, wid: int, epoch: int, name: str):
+        self._sandbox, self._wid, self._epoch, self.__name__ = sandbox, wid, epoch, name
+
+    def __call__(self, *args, **kwargs):
+        return self._sandbox.call_remote(self._wid, self._epoch, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<submitted function {self.__name__}>"
+
+
+class RemoteObject:
+    """Any other object of student code: its methods run in the worker."""
+
+    def __init__(self, sandbox, wid: int, epoch: int, name: str):
+        self._sandbox, self._wid, self._epoch, self._name = sandbox, wid, epoch, name
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._sandbox.call_method(self, name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<submitted {self._name}>"
+
+
+class _RemoteForward(torch.autograd.Function):
+    """Autograd through the worker: forward runs there; backward asks it for the gradients."""
+
+    @staticmethod
+    def forward(ctx, sandbox, holder, *leaves):
+        outputs = holder["run"]()
+        ctx.sandbox, ctx.holder = sandbox, holder
+        ctx.mark_non_differentiable(*[o for o, rg in zip(outputs, holder["rg"]) if not rg])
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        holder = ctx.holder
+        if holder["epoch"] != ctx.sandbox.epoch:
+            raise WorkerCrash(messages.WORKER_LOST)
+        result = ctx.sandbox.transact({"op": "backward", "graph": holder["graph"], "epoch": holder["epoch"]},
+                                      {"grads": list(grads)})
+        found = result.get("grads") or {}
+        out = []
+        for key, leaf in enumerate(holder["leaves"]):
+            grad = found.get(key)
+            if grad is not None and (not isinstance(grad, torch.Tensor) or grad.shape != leaf.shape):
+                raise WorkerCrash("the worker sent a malformed gradient")
+            out.append(None if grad is None else grad.to(device=leaf.device, dtype=leaf.dtype))
+        return (None, None, *out)
+
+
+class _Shared:
+    """A list given to student code: changes made there are copied back into it."""
+
+    def __init__(self, items: list):
+        self.items = items
+
+
+CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+
+
+class Sandbox:
+    """The test process's connection to one worker at a time (restarted after a crash)."""
+
+    def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None):
+        self.submission = pathlib.Path(submission)
+        self.limits = dict(DEFAULT_LIMITS, **(limits or {}))
+        self.worker: Worker | None = worker  # already started, perhaps
+        self.epoch = 0
+        self.objects: dict[int, object] = {}     # grader objects student code holds, by id
+        self.gids: dict[int, int] = {}
+        self.graphs: dict[int, tuple] = {}       # callback graphs kept for the worker's backward
+        self.mirrors: dict[int, nn.Module] = {}  # by worker id
+        self.classes: dict[str, type] = {}
+        self.shared: dict[int, list] = {}
+        self.relays: dict[int, list] = {}
+        self.in_callback: set[int] = set()
+        self.forbidden: dict = {}
+        self.violations: list[str] = []
+        self.device: str | None = None
+        self.dirty = False
+        self.next_gid = 1
+        self.imported: set[str] = set()          # modules the current worker imported
+        self.import_crashes: dict[str, str] = {}  # modules whose import killed a worker: the message
+
+    # ---- process -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.worker is None:
+            self.worker = Worker(self.submission, self.limits)
+
+    def ready(self) -> None:
+        """Start the worker if none runs, and wait until it has imported torch."""
+        self._ensure_ready()
+
+    def _ensure_ready(self) -> None:
+        self.start()
+        if not self.worker.started:
+            try:
+                message, blobs = self._receive()
+            except WorkerCrash as exc:
+                log = self.worker.output()
+                self.stop()
+                raise SandboxUnavailable(f"the worker did not start: {exc}\n{log[-2000:]}") from None
+            if not message.get("ok"):
+                raise SandboxUnavailable("the worker did not start")
+            self.worker.started = True
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+            self.epoch += 1  # objects of that worker are gone with it
+            self.imported.clear()
+        self._forget()
+
+    def _forget(self) -> None:
+        for _, handles in self.relays.values():
+            for handle in handles:
+                handle.remove()
+        self.objects.clear(), self.gids.clear(), self.graphs.clear(), self.mirrors.clear()
+        self.shared.clear(), self.relays.clear(), self.in_callback.clear()
+
+    def reset(self) -> None:
+        """Between tests: forget this test's objects (the worker keeps its imported modules)."""
+        self.violations = []
+        if self.dirty and self.worker is not None:
+            self.dirty = False
+            self.transact({"op": "reset"})
+        self._forget()
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    def _receive(self):
+        try:
+            return wire.receive(self.worker.from_worker)
+        except EOFError:
+            raise WorkerCrash(self.worker.exit_description()) from None
+        except wire.WireError as exc:
+            raise WorkerCrash(f"it sent a malformed message ({exc})") from None
+
+    def _encoder(self) -> wire.Encoder:
+        self._current_encoder = wire.Encoder(on_object=self._export)
+        return self._current_encoder
+
+    def _decoder(self, blobs, grad: bool = True) -> wire.Decoder:
+        self._current_decoder = wire.Decoder(blobs, on_ref=self._import, on_device=_to_device, grad=grad)
+        return self._current_decoder
+
+    def __deepcopy__(self, memo):
+        return self  # a copied mirror still names the same worker object
+
+    def __copy__(self):
+        return self
+
+    def transact(self, request: dict, values: dict | None = None, encoder: wire.Encoder | None = None,
+                 grad: bool = True) -> dict:
+        """Send a request; serve the worker's callbacks until its answer comes; return the answer's values."""
+        encoder = encoder or self._encoder()
+        body = {k: encoder.value(v) for k, v in (values or {}).items()}
+        return self._send_encoded(request, body, encoder, grad)
+
+    def _answer(self, message: dict, blobs, grad: bool) -> dict:
+        self._print_output()
+        decoder = self._decoder(blobs, grad)
+        for gid, items in (message.get("shared") or {}).items():
+            target = self.shared.get(int(gid)) if str(gid).isdigit() else None
+            if target is not None:
+                target[:] = decoder.value(items)
+        self._update_relays(message.get("stub_hooks") or {})
+        violations = message.get("violations") or []
+        for text in violations[:5]:
+            if isinstance(text, str) and text not in self.violations:
+                self.violations.append(text[:500])
+        if "error" in message:
+            raise self._error(message["error"])
+        return {k: decoder.value(v) for k, v in (message.get("values") or {}).items()}
+
+    def _error(self, error) -> Exception:
+        if not isinstance(error, dict):
+            return WorkerCrash("it sent a malformed error")
+        kind = error.get("kind")
+        text = lambda key: str(error.get(key, ""))[:8000]  # noqa: E731
+        if kind == "failure":
+            return GradingFailure(text("summary"), text("details"))
+        if kind == "submission":
+            cls = {"MissingFileError": adapter.MissingFileError, "ContractError": adapter.ContractError,
+                   "StudentImportError": adapter.StudentImportError}.get(text("type"), adapter.SubmissionError)
+            return cls(text("message"))
+        return remote_error(text("type")[:100] or "Exception", text("message"), text("traceback"))
+
+    def _print_output(self) -> None:
+        if self.worker is not None:
+            printed = self.worker.output()
+            if printed:
+                sys.stdout.write(printed)
+
+    # ---- values ------------------------------------------------------------------------------
+
+    def _gid(self, obj) -> int:
+        gid = self.gids.get(id(obj))
+        if gid is None:
+            gid, self.next_gid = self.next_gid, self.next_gid + 1
+            self.objects[gid], self.gids[id(obj)] = obj, gid
+        return gid
+
+    def _export(self, obj) -> dict:
+        """How an object of the grader's is named to the worker."""
+        if isinstance(obj, _WorkerRef):
+            return {"T": "ref", "home": "worker", "id": obj.wid}
+        ref = getattr(obj, "_sandbox_ref", None)
+        if ref is not None and ref[0] is self and ref[2] == self.epoch:
+            return {"T": "ref", "home": "worker", "id": ref[1]}
+        if isinstance(obj, (RemoteFunction, RemoteObject)) and obj._epoch == self.epoch:
+            return {"T": "ref", "home": "worker", "id": obj._wid}
+        if isinstance(obj, adapter.StudentCallable):
+            return self._export(obj.raw)
+        if isinstance(obj, _RemoteClassMeta) and obj._sandbox_class[2] == self.epoch:
+            return {"T": "ref", "home": "worker", "id": obj._sandbox_class[1]}
+        if ref is not None or isinstance(obj, (RemoteFunction, RemoteObject, _RemoteClassMeta)):
+            raise WorkerCrash(messages.WORKER_LOST)
+        if isinstance(obj, _Shared):
+            gid = self._gid(obj.items)
+            self.shared[gid] = obj.items
+            return {"T": "ref", "home": "grader", "type": "list", "id": gid,
+                    "items": self._current_encoder.value(list(obj.items))}
+        if isinstance(obj, nn.Module):
+            return {"T": "ref", "home": "grader", "type": "module", "id": self._gid(obj), "desc": self._stub_desc(obj)}
+        if callable(obj):
+            return {"T": "ref", "home": "grader", "type": "function", "id": self._gid(obj),
+                    "name": str(getattr(obj, "__name__", type(obj).__name__))}
+        raise wire.WireError(f"a {type(obj).__name__} cannot be given to student code")
+
+    def _stub_desc(self, module: nn.Module) -> dict:
+        attrs = {}
+        names = [n for n in vars(module)] + [n for n in dir(type(module)) if not hasattr(nn.Module, n)]
+        for name in names:
+            if name.startswith("_") or name == "training" or name in attrs:
+                continue
+            value = getattr(module, name, None)
+            with contextlib.suppress(wire.WireError):
+                wire.Encoder().value(value)
+                attrs[name] = self._current_encoder.value(value)
+        desc = {"training": module.training, "attrs": attrs,
+                "children": {name: self._export(child) for name, child in module._modules.items() if child is not None}}
+        if isinstance(module, CONTAINERS):
+            desc["container"] = type(module).__name__
+        return desc
+
+    def _import(self, ref: dict):
+        """A local object for a reference the worker sent."""
+        gid, home = ref["id"], ref.get("home")
+        if home == "grader":
+            if gid not in self.objects:
+                raise wire.WireError("unknown grader object")
+            return self.objects[gid]
+        kind, name = ref.get("type"), str(ref.get("name", "object"))[:200]
+        if kind == "module":
+            return self._mirror(ref.get("desc") or {}, {}, "")
+        if kind == "class":
+            return self._mirror_class(str(ref.get("key", name)), name, gid)
+        if kind == "function":
+            return RemoteFunction(self, gid, self.epoch, name)
+        return RemoteObject(self, gid, self.epoch, name)
+
+    def _mirror_class(self, key: str, name: str, wid: int | None = None) -> type:
+        cls = self.classes.get(key)
+        if cls is None:
+            cls = _RemoteClassMeta(name, (RemoteModule,), {"__module__": "submission", "__qualname__": name})
+            self.classes[key] = cls
+        if wid is not None:
+            cls._sandbox_class = (self, wid, self.epoch)
+        return cls
+
+    def _mirror(self, desc: dict, tensors: dict, path: str) -> nn.Module:
+        """Build (or find) the mirror of a worker module from its description."""
+        if desc.get("home") == "grader":
+            return self._import({"home": "grader", "id": desc.get("id")})
+        wid = desc.get("id")
+        if wid in self.mirrors:
+            return self.mirrors[wid]
+        name = str(desc.get("cls", "Module"))
+        cls = getattr(nn, name, None) if desc.get("torch") else None
+        torch_class = isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__.startswith("torch.nn.")
+        if not torch_class:
+            cls = self._mirror_class(str(desc.get("key", name)), name)
+        decode = self._current_decoder.value
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        for attr, value in (desc.get("attrs") or {}).items():
+            if not isinstance(attr, str) or attr in ("training",) or attr.startswith("__"):
+                continue
+            if not torch_class and (attr.startswith("_") or hasattr(nn.Module, attr)):
+                continue
+            object.__setattr__(module, attr, decode(value))
+        for kind, table in (("params", module._parameters), ("buffers", module._buffers)):
+            for pname, value in (desc.get(kind) or {}).items():
+                if isinstance(value, dict) and value.get("T") == "tie":
+                    table[pname] = tensors.get(value.get("path"))
+                    continue
+                value = None if value is None else decode(value)
+                if value is not None and not isinstance(value, torch.Tensor):
+                    raise wire.WireError("malformed module description")
+                if kind == "params" and value is not None:
+                    value = nn.Parameter(value.detach(), requires_grad=value.requires_grad)
+                table[pname] = value
+                tensors[f"{path}{pname}"] = value
+        module._non_persistent_buffers_set = {n for n in desc.get("nonpersistent") or [] if n in module._buffers}
+        module.training = bool(desc.get("training"))
+        object.__setattr__(module, "_sandbox_ref", (self, wid, self.epoch))
+        self.mirrors[wid] = module
+        for cname, child in (desc.get("children") or {}).items():
+            module._modules[cname] = None if child is None else self._mirror(child, tensors, f"{path}{cname}.")
+        return module
+
+    def _state(self, module: nn.Module, encoder: wire.Encoder, seen: dict, path: str, root: bool) -> dict:
+        """The mirror's current state, for the worker to apply before a forward."""
+        ref = module._sandbox_ref
+        if ref[2] != self.epoch:
+            raise WorkerCrash(messages.WORKER_LOST)
+        state = {"id": ref[1], "training": module.training, "params": {}, "buffers": {}, "children": {}}
+        for kind, table in (("params", module._parameters), ("buffers", module._buffers)):
+            for name, tensor in table.items():
+                if tensor is not None and id(tensor) in seen:
+                    state[kind][name] = {"T": "tie", "path": seen[id(tensor)]}
+                    continue
+                if tensor is not None:
+                    seen[id(tensor)] = f"{path}{name}"
+                state[kind][name] = encoder.value(tensor)
+        if type(module).__module__.startswith("torch.nn."):
+            attrs = {}
+            for name, value in vars(module).items():
+                if name in ("training", "_sandbox_ref") or name.startswith("_"):
+                    continue
+                with contextlib.suppress(wire.WireError):
+                    wire.Encoder().value(value)
+                    attrs[name] = encoder.value(value)
+            state["attrs"] = attrs
+        if not root and (module._forward_pre_hooks or module._forward_hooks):
+            state["hooks"] = self._gid(module)
+        for name, child in module._modules.items():
+            if child is None:
+                state["children"][name] = None
+            elif getattr(child, "_sandbox_ref", (None,))[0] is self:
+                state["children"][name] = self._state(child, encoder, seen, f"{path}{name}.", False)
+            else:
+                state["children"][name] = encoder.value(child)
+        return state
+
+    # ---- calls -------------------------------------------------------------------------------
+
+    def _context(self) -> dict:
+        from . import torchkit
+
+        context = {"grad": torch.is_grad_enabled()}
+        if self.forbidden:
+            context["forbidden"] = self.forbidden
+        device = torchkit.active_strict_device()
+        if device is not None:
+            context["device"] = str(device)
+        return context
+
+    def _run(self, request: dict, values: dict, state_of: nn.Module | None = None):
+        encoder = self._encoder()
+        self._current_encoder = encoder
+        values = dict(values, rng=torch.get_rng_state())
+        values["args"] = tuple(_Shared(a) if type(a) is list else a for a in values.get("args", ()))
+        request = dict(request, **self._context())
+        if state_of is not None:
+            request["state"] = self._state(state_of, encoder, {}, "", True)
+        body = {k: encoder.value(v) for k, v in values.items()}  # encodes leaves in order
+        leaves = list(encoder.leaves)
+        grad = bool(request["grad"]) and bool(leaves)
+        request["grad"] = grad
+
+        def send():
+            answer = self._send_encoded(request, body, encoder, grad=not grad)
+            args = values.get("args", ())
+            for index, value in (answer.get("changed") or {}).items():
+                original = args[index] if isinstance(index, int) and 0 <= index < len(args) else None
+                if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor) \
+                        and value.shape == original.shape and original.device.type != "meta":
+                    with torch.no_grad():
+                        original.copy_(value.to(original.dtype))
+            rng = answer.get("rng")
+            if isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape:
+                torch.set_rng_state(rng)
+            return answer
+
+        if not grad:
+            return send()["result"]
+        holder = {"leaves": leaves, "epoch": self.epoch}
+
+        def run():
+            answer = send()
+            outputs, spec = tree_flatten(answer["result"])
+            tensors = [o for o in outputs if isinstance(o, torch.Tensor)]
+            flags = answer.get("rg") if isinstance(answer.get("rg"), list) else []
+            holder.update(graph=answer.get("graph"), outputs=outputs, spec=spec,
+                          rg=[bool(f) and t.dtype.is_floating_point for f, t in zip(flags, tensors)] + [False] * len(tensors))
+            return tensors
+
+        holder["run"] = run
+        results = iter(_RemoteForward.apply(self, holder, *leaves))
+        outputs = [next(results) if isinstance(o, torch.Tensor) else o for o in holder["outputs"]]
+        return tree_unflatten(outputs, holder["spec"])
+
+    def _send_encoded(self, request: dict, body: dict, encoder: wire.Encoder, grad: bool) -> dict:
+        self._ensure_ready()
+        self.dirty = True
+        try:
+            wire.send(self.worker.to_worker, dict(request, values=body), encoder.blobs)
+            while True:
+                message, blobs = self._receive()
+                if message.get("re"):
+                    return self._answer(message, blobs, grad)
+                self._serve(message, blobs)
+        except BaseException as exc:
+            if isinstance(exc, (RemoteError, GradingFailure, adapter.SubmissionError)):
+                raise
+            self._print_output()
+            how = self.worker.exit_description() if isinstance(exc, OSError) and self.worker else "it stopped answering"
+            self.stop()
+            if isinstance(exc, (OSError, wire.WireError)):
+                raise WorkerCrash(how) from None
+            raise
+
+    def call_remote(self, wid: int, epoch: int, args: tuple, kwargs: dict):
+        if epoch != self.epoch:
+            raise WorkerCrash(messages.WORKER_LOST)
+        return self._run({"op": "call"}, {"target": _WorkerRef(wid), "args": args, "kwargs": kwargs})
+
+    def call_method(self, obj: RemoteObject, name: str, args: tuple, kwargs: dict):
+        if obj._epoch != self.epoch:
+            raise WorkerCrash(messages.WORKER_LOST)
+        return self._run({"op": "method", "name": name}, {"target": obj, "args": args, "kwargs": kwargs})
+
+    def forward(self, module: RemoteModule, args: tuple, kwargs: dict):
+        return self._run({"op": "call"}, {"target": module, "args": args, "kwargs": kwargs}, state_of=module)
+
+    def import_module(self, module: str) -> None:
+        """Import `module` of the submission in the worker, once per worker.
+
+        A module whose import kills the worker (os._exit, a segfault at top level) is
+        remembered: later tests fail at once instead of starting a worker each."""
+        if module in self.import_crashes:
+            raise adapter.StudentImportError(self.import_crashes[module])
+        if module in self.imported:
+            return
+        try:
+            self.transact({"op": "import", "module": module})
+        except WorkerCrash as exc:
+            how = messages.WORKER_CRASH.format(how=str(exc)).split(" Grading went on")[0]
+            self.import_crashes[module] = messages.IMPORT_FAILED.format(file=f"{module}.py", error=how)
+            raise adapter.StudentImportError(self.import_crashes[module]) from None
+        self.imported.add(module)
+
+    def name(self, module: str, name: str):
+        """`module.name` of the submission."""
+        self.import_module(module)
+        self._current_encoder = self._encoder()
+        return self.transact({"op": "name", "module": module, "name": name})["value"]
+
+    # ---- the worker's requests ---------------------------------------------------------------
+
+    def _serve(self, message: dict, blobs) -> None:
+        op = message.get("op")
+        try:
+            decoder = self._decoder(blobs)
+            values = {k: decoder.value(v) for k, v in (message.get("values") or {}).items()}
+            if op == "call":
+                answer = self._serve_call(message, values, decoder.leaves)
+            elif op == "backward":
+                answer = self._serve_backward(message, values)
+            elif op == "hook":
+                answer = self._serve_hook(message, values)
+            else:
+                raise wire.WireError(f"unknown request {op!r}")
+        except (wire.WireError, WorkerCrash):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the grader's object raised on the student's input
+            text = "".join(__import__("traceback").format_exception_only(type(exc), exc)).strip()
+            wire.send(self.worker.to_worker, {"re": True, "error": f"the grader's object raised {text[:1000]}"})
+            return
+        encoder = self._encoder()
+        self._current_encoder = encoder
+        body = {k: encoder.value(v) for k, v in answer.items()}
+        wire.send(self.worker.to_worker, {"re": True, "ok": True, "values": body}, encoder.blobs)
+
+    def _serve_call(self, message: dict, values: dict, leaves: dict) -> dict:
+        gid = message.get("id")
+        target = self.objects.get(gid)
+        if target is None:
+            raise wire.WireError("unknown grader object")
+        grad = bool(message.get("grad"))
+        self.in_callback.add(gid)
+        try:
+            with torch.set_grad_enabled(grad):
+                result = target(*values.get("args", ()), **values.get("kwargs", {}))
+        finally:
+            self.in_callback.discard(gid)
+        answer = {"result": result}
+        if grad:
+            outputs = [o for o in tree_flatten(result)[0] if isinstance(o, torch.Tensor)]
+            token = self.next_gid
+            self.next_gid += 1
+            self.graphs[token] = (outputs, leaves)
+            answer.update(graph=token, rg=[o.requires_grad for o in outputs])
+        return answer
+
+    def _serve_backward(self, message: dict, values: dict) -> dict:
+        outputs, leaves = self.graphs.get(message.get("graph"), (None, None))
+        if outputs is None:
+            raise wire.WireError("unknown graph")
+        grads = values.get("grads") or []
+        pairs = [(o, g) for o, g in zip(outputs, grads)
+                 if isinstance(g, torch.Tensor) and o.requires_grad and g.shape == o.shape]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs])
+        return {"grads": {key: leaf.grad for key, leaf in leaves.items()}}
+
+    def _serve_hook(self, message: dict, values: dict) -> dict:
+        node = self.objects.get(message.get("id"))
+        if not isinstance(node, nn.Module):
+            raise wire.WireError("unknown module")
+        changed = False
+        if message.get("kind") == "pre":
+            inputs = values.get("inputs")
+            for hook in list(node._forward_pre_hooks.values()):
+                result = hook(node, inputs)
+                if result is not None:
+                    inputs, changed = (result if isinstance(result, tuple) else (result,)), True
+            return {"result": inputs if changed else None}
+        output = values.get("output")
+        for hook in list(node._forward_hooks.values()):
+            result = hook(node, values.get("inputs"), output)
+            if result is not None:
+                output, changed = result, True
+        return {"result": output if changed else None}
+
+    def _update_relays(self, counts: dict) -> None:
+        """Hooks student code put on a stub also run when the test calls the grader's module itself."""
+        for key, pair in counts.items():
+            if not str(key).isdigit() or not isinstance(pair, list) or len(pair) != 2:
+                continue
+            gid = int(key)
+            module = self.objects.get(gid)
+            if not isinstance(module, nn.Module):
+                continue
+            wanted = (bool(pair[0]), bool(pair[1]))
+            current = self.relays.get(gid)
+            if current is not None and current[0] == wanted:
+                continue
+            if current is not None:
+                for handle in current[1]:
+                    handle.remove()
+                del self.relays[gid]
+            if not any(wanted):
+                continue
+            handles = []
+            if wanted[0]:
+                handles.append(module.register_forward_pre_hook(self._relay(gid, "pre")))
+            if wanted[1]:
+                handles.append(module.register_forward_hook(self._relay(gid, "forward")))
+            self.relays[gid] = (wanted, handles)
+
+    def _relay(self, gid: int, kind: str):
+        def pre(module, inputs):
+            if gid in self.in_callback:
+                return None
+            return self._run_stub_hooks(module, "pre", {"inputs": inputs})
+
+        def post(module, inputs, output):
+            if gid in self.in_callback:
+                return None
+            return self._run_stub_hooks(module, "forward", {"inputs": inputs, "output": output})
+        return pre if kind == "pre" else post
+
+    def _run_stub_hooks(self, module, kind: str, values: dict):
+        encoder = self._encoder()
+        self._current_encoder = encoder
+        with torch.no_grad():
+            body = {k: encoder.value(v) for k, v in dict(values, target=module).items()}
+        return self._send_encoded({"op": "run_hooks", "kind": kind}, body, encoder, grad=True)["result"]
+
+    def substituted(self, module: str, replacements: dict):
+        @contextlib.contextmanager
+        def context():
+            self.import_module(module)
+            self._current_encoder = self._encoder()
+            self.transact({"op": "substitute", "module": module}, {"names": replacements},
+                          encoder=self._current_encoder)
+            try:
+                yield
+            finally:
+                if self.worker is not None:
+                    with contextlib.suppress(Exception):
+                        self.transact({"op": "restore"})
+        return context()
+
+
+class _WorkerRef:
+    def __init__(self, wid: int):
+        self.wid = wid
+
+
+def _to_device(t: torch.Tensor, device: str) -> torch.Tensor:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return t.to(device)
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# what tests see
+
+class RemoteModuleView:
+    """`student.model`: names are looked up in the worker; callables come back wrapped for messages."""
+
+    def __init__(self, sandbox: Sandbox, name: str, record: bool):
+        self._sandbox, self._name, self._record = sandbox, name, record
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        obj = self._sandbox.name(self._name, name)
+        if callable(obj):
+            return adapter.StudentCallable(name, obj, self._record, self._name)
+        return obj
+
+
+class RemoteSubmission:
+    """The student's submission, run in a sandboxed worker; used like adapter.Submission."""
+
+    def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None):
+        self.directory = pathlib.Path(directory).resolve()
+        self.sandbox = Sandbox(self.directory, limits, worker)
+
+    def __repr__(self) -> str:
+        return f"RemoteSubmission({str(self.directory)!r})"
+
+    def substituted(self, module_name: str, replacements: dict):
+        return self.sandbox.substituted(module_name, replacements)
+
+    def __getattr__(self, name: str) -> RemoteModuleView:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return RemoteModuleView(self.sandbox, name, True)

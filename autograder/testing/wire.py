@@ -1,0 +1,243 @@
+"""What crosses between the grader and the sandboxed worker: plain data only.
+
+A message is a JSON header followed by raw tensor bytes:
+
+    8 bytes   header length (little-endian unsigned)
+    8 bytes   total length of the tensor bytes
+    header    UTF-8 JSON: {"blobs": [byte length of each tensor], ...the message...}
+    blobs     each tensor's bytes, in order
+
+Values inside a message are JSON with tags for what JSON lacks: tuples, dicts with any
+plain keys, floats (exact, as hex, with nan and inf), tensors, dtypes, devices, and
+references to objects that stay on the other side (`{"T": "ref", ...}`). Decoding never
+unpickles, never imports and never calls anything it read: a tensor is rebuilt from its
+dtype (from a fixed list), shape and bytes, and sizes are bounded, so whatever the worker
+sends, the grader gets plain tensors and Python values or a WireError.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+
+import torch
+
+MAX_HEADER = 64 << 20        # bytes of JSON in one message
+MAX_BLOBS = 512 << 20        # bytes of tensor data in one message
+MAX_DEPTH = 48               # nesting of lists, tuples and dicts
+MAX_DIMS = 16
+
+DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
+
+
+class WireError(Exception):
+    """A message that is not well formed (from a broken or hostile worker)."""
+
+
+class Ref:
+    """An object that lives on the other side, named by its id there."""
+
+    def __init__(self, id: int, info: dict | None = None):
+        self.id, self.info = id, info or {}
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id}, {self.info.get('type', '?')})"
+
+
+def _float(x: float):
+    if math.isfinite(x):
+        return {"T": "f", "v": float.hex(x)}
+    return {"T": "f", "v": repr(x)}
+
+
+class Encoder:
+    """Turns a value into JSON-able data plus tensor blobs; `on_object` handles anything else
+    (it returns the JSON for a Ref, or raises)."""
+
+    def __init__(self, on_object=None):
+        self.blobs: list[bytes] = []
+        self.on_object = on_object
+        self.leaves: list[torch.Tensor] = []   # tensors sent with requires_grad, by their key "k"
+
+    def tensor(self, t: torch.Tensor) -> dict:
+        t = t.as_subclass(torch.Tensor) if type(t) not in (torch.Tensor, torch.nn.Parameter) else t
+        entry = {"T": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                 "device": str(t.device), "rg": bool(t.requires_grad), "b": -1}
+        if entry["dtype"] not in DTYPES:
+            raise WireError(f"tensors of dtype {t.dtype} cannot be sent")
+        if t.requires_grad:
+            entry["k"] = len(self.leaves)
+            self.leaves.append(t)
+        if t.device.type != "meta":
+            data = t.detach().to("cpu").contiguous()
+            raw = data.reshape(-1).view(torch.uint8)
+            entry["b"] = len(self.blobs)
+            self.blobs.append(raw.numpy().tobytes())
+        return entry
+
+    def value(self, v, depth: int = 0):
+        if depth > MAX_DEPTH:
+            raise WireError("value nested too deeply")
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, int):
+            return v if type(v) is int else int(v)
+        if isinstance(v, float):
+            return _float(float(v))
+        if isinstance(v, torch.Tensor):
+            return self.tensor(v)
+        if isinstance(v, torch.Size):
+            return {"T": "tuple", "v": [int(n) for n in v]}
+        if isinstance(v, tuple) and type(v) is tuple:
+            return {"T": "tuple", "v": [self.value(x, depth + 1) for x in v]}
+        if isinstance(v, list) and type(v) is list:
+            return {"T": "list", "v": [self.value(x, depth + 1) for x in v]}
+        if isinstance(v, dict) and type(v) is dict:
+            return {"T": "dict", "k": [self.value(k, depth + 1) for k in v], "v": [self.value(x, depth + 1) for x in v.values()]}
+        if isinstance(v, torch.dtype):
+            return {"T": "dtype", "v": str(v).removeprefix("torch.")}
+        if isinstance(v, torch.device):
+            return {"T": "device", "v": str(v)}
+        if isinstance(v, complex):
+            return {"T": "complex", "v": [_float(v.real), _float(v.imag)]}
+        if self.on_object is not None:
+            return self.on_object(v)
+        raise WireError(f"a {type(v).__name__} cannot be sent")
+
+
+class Decoder:
+    """The inverse of Encoder, for data from the other side; `on_ref` turns a Ref's JSON into
+    a local object (a proxy), `device` maps a device name to where tensors should live."""
+
+    def __init__(self, blobs: list[bytes], on_ref=None, on_device=None, grad: bool = True):
+        self.blobs, self.on_ref, self.on_device, self.grad = blobs, on_ref, on_device, grad
+        self.leaves: dict[int, torch.Tensor] = {}   # tensors received with requires_grad, by key
+
+    def tensor(self, e: dict) -> torch.Tensor:
+        dtype = DTYPES.get(e.get("dtype"))
+        shape = e.get("shape")
+        if dtype is None or not isinstance(shape, list) or len(shape) > MAX_DIMS \
+                or not all(type(n) is int and 0 <= n for n in shape):
+            raise WireError("malformed tensor")
+        numel = math.prod(shape)
+        device = str(e.get("device", "cpu"))
+        if device == "meta" or e.get("b", -1) == -1:
+            if device != "meta":
+                raise WireError("tensor without data")
+            t = torch.empty(shape, dtype=dtype, device="meta")
+        else:
+            index = e["b"]
+            if type(index) is not int or not 0 <= index < len(self.blobs):
+                raise WireError("malformed tensor")
+            raw = self.blobs[index]
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if len(raw) != numel * itemsize:
+                raise WireError("tensor size does not match its shape")
+            if numel == 0:
+                t = torch.empty(shape, dtype=dtype)
+            else:
+                t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
+            if self.on_device is not None:
+                t = self.on_device(t, device)
+        if self.grad and e.get("rg") is True and (dtype.is_floating_point or dtype.is_complex):
+            t.requires_grad_(True)
+            if type(e.get("k")) is int:
+                self.leaves[e["k"]] = t
+        return t
+
+    def value(self, v, depth: int = 0):
+        if depth > MAX_DEPTH:
+            raise WireError("value nested too deeply")
+        if v is None or isinstance(v, (bool, int, str)):
+            return v
+        if not isinstance(v, dict):
+            raise WireError("malformed value")
+        tag = v.get("T")
+        if tag == "f":
+            text = v.get("v")
+            if not isinstance(text, str):
+                raise WireError("malformed float")
+            return float(text) if text in ("nan", "inf", "-inf") else float.fromhex(text)
+        if tag == "tensor":
+            return self.tensor(v)
+        if tag in ("tuple", "list"):
+            items = v.get("v")
+            if not isinstance(items, list):
+                raise WireError("malformed sequence")
+            out = [self.value(x, depth + 1) for x in items]
+            return tuple(out) if tag == "tuple" else out
+        if tag == "dict":
+            keys, values = v.get("k"), v.get("v")
+            if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values):
+                raise WireError("malformed dict")
+            out = {}
+            for k, x in zip(keys, values):
+                key = self.value(k, depth + 1)
+                if not isinstance(key, (str, int, float, bool, tuple, type(None))):
+                    raise WireError("malformed dict key")
+                out[key] = self.value(x, depth + 1)
+            return out
+        if tag == "dtype":
+            dtype = DTYPES.get(v.get("v"))
+            if dtype is None:
+                raise WireError("unknown dtype")
+            return dtype
+        if tag == "device":
+            try:
+                return torch.device(str(v.get("v")))
+            except RuntimeError:
+                raise WireError("unknown device") from None
+        if tag == "complex":
+            real, imag = (self.value(x, depth + 1) for x in v.get("v", [None, None]))
+            return complex(real, imag)
+        if tag == "ref" and self.on_ref is not None:
+            if type(v.get("id")) is not int:
+                raise WireError("malformed reference")
+            return self.on_ref(v)
+        raise WireError(f"unknown value tag {tag!r}")
+
+
+def pack(message: dict, blobs: list[bytes]) -> bytes:
+    header = json.dumps(dict(message, blobs=[len(b) for b in blobs]), separators=(",", ":")).encode()
+    return struct.pack("<QQ", len(header), sum(len(b) for b in blobs)) + header + b"".join(blobs)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def send(fd: int, message: dict, blobs: list[bytes] = ()) -> None:
+    data = memoryview(pack(message, list(blobs)))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def receive(fd: int) -> tuple[dict, list[bytes]]:
+    """One message from `fd`: (header, blobs). Raises EOFError or WireError."""
+    header_len, blob_len = struct.unpack("<QQ", _read_exactly(fd, 16))
+    if header_len > MAX_HEADER or blob_len > MAX_BLOBS:
+        raise WireError("message too large")
+    try:
+        header = json.loads(_read_exactly(fd, header_len))
+    except (ValueError, UnicodeDecodeError):
+        raise WireError("malformed message") from None
+    sizes = header.get("blobs") if isinstance(header, dict) else None
+    if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes) or sum(sizes) != blob_len:
+        raise WireError("malformed message")
+    data = _read_exactly(fd, blob_len)
+    blobs, offset = [], 0
+    for n in sizes:
+        blobs.append(data[offset:offset + n])
+        offset += n
+    return header, blobs

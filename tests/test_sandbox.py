@@ -1,0 +1,263 @@
+"""The sandbox's parts on their own: the wire format, the worker's process, mirrors and callbacks."""
+import os
+import pathlib
+import struct
+import textwrap
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from autograder.testing import wire
+from autograder.testing.checks import GradingFailure
+from autograder.testing.sandbox import RemoteError, RemoteSubmission, WorkerCrash
+from autograder.testing.torchkit import strict_device
+
+
+# ---------------------------------------------------------------------------------------------
+# wire.py: only plain data, and nothing malformed gets through
+
+def roundtrip(value):
+    encoder = wire.Encoder()
+    body = encoder.value(value)
+    read, write = os.pipe()
+    try:
+        wire.send(write, {"v": body}, encoder.blobs)
+        message, blobs = wire.receive(read)
+    finally:
+        os.close(read), os.close(write)
+    return wire.Decoder(blobs).value(message["v"])
+
+
+def test_plain_values_survive_the_wire():
+    t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    value = {"t": t, "b": torch.tensor([True, False]), "h": torch.ones(2, dtype=torch.bfloat16), "s": torch.tensor(3),
+             "x": (1, 2.5, float("nan"), float("-inf"), "text", None, [True]), "dtype": torch.float16,
+             "meta": torch.empty(4, 5, device="meta"), "empty": torch.zeros(0, 3)}
+    back = roundtrip(value)
+    assert torch.equal(back["t"], t) and back["t"].dtype == torch.float64
+    assert back["b"].tolist() == [True, False] and back["h"].dtype == torch.bfloat16 and back["s"].item() == 3
+    assert back["x"][:2] == (1, 2.5) and back["x"][2] != back["x"][2] and back["x"][3:] == (float("-inf"), "text", None, [True])
+    assert back["dtype"] is torch.float16 and back["meta"].device.type == "meta" and back["empty"].shape == (0, 3)
+
+
+def test_a_tensor_subclass_arrives_as_a_plain_tensor():
+    class Liar(torch.Tensor):
+        pass
+    back = roundtrip(torch.zeros(3).as_subclass(Liar))
+    assert type(back) is torch.Tensor
+
+
+@pytest.mark.parametrize("bad", [
+    {"T": "tensor", "dtype": "float32", "shape": [4], "b": 0},          # 4 floats, 3 bytes
+    {"T": "tensor", "dtype": "object", "shape": [1], "b": 0},
+    {"T": "tensor", "dtype": "float32", "shape": [-1], "b": 0},
+    {"T": "tensor", "dtype": "float32", "shape": [1], "b": 7},
+    {"T": "pickle", "v": "gASVAAAAAAAAAAB9lC4="},
+    {"T": "ref", "id": 1},                                              # no objects on this side
+    [1, 2],
+])
+def test_malformed_values_are_rejected(bad):
+    with pytest.raises(wire.WireError):
+        wire.Decoder([b"abc"]).value(bad)
+
+
+def test_oversized_and_broken_messages_are_rejected():
+    read, write = os.pipe()
+    try:
+        os.write(write, struct.pack("<QQ", wire.MAX_HEADER + 1, 0))
+        with pytest.raises(wire.WireError):
+            wire.receive(read)
+        header = b'{"blobs": [5]}'
+        os.write(write, struct.pack("<QQ", len(header), 4) + header + b"1234")
+        with pytest.raises(wire.WireError):
+            wire.receive(read)
+    finally:
+        os.close(read), os.close(write)
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker, on a small submission
+
+SUBMISSION = '''
+import os, sys, time, torch
+import torch.nn as nn
+
+def double(x):
+    return x * 2
+
+def scale_in_place(x):
+    x.mul_(3)
+
+def shout(text):
+    print(text * 5000)
+    return len(text)
+
+def whoami():
+    return {"uid": os.getuid(), "root": sorted(os.listdir("/")), "cwd": os.getcwd()}
+
+def crash():
+    os._exit(7)
+
+def fail():
+    raise ValueError("bad shape (2, 3)")
+
+def spawn_daemon(path):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            time.sleep(0.05)
+    return True
+
+def decode(model, x):
+    return model(x).argmax(-1), model.seq_len
+
+def hook(module, storage):
+    return module.register_forward_hook(lambda m, i, o: storage.append(o.detach()))
+
+def fixed_device(x):
+    return x + torch.ones(x.shape)
+
+class Net(nn.Module):
+    def __init__(self, d=4):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.inner = Inner(d)
+        self.register_buffer("scale", torch.full((d,), 2.0))
+        self.width = d
+
+    def forward(self, x):
+        return self.inner(self.proj(x)) * self.scale
+
+class Inner(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.norm(x))
+'''
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submission")
+    (folder / "student.py").write_text(textwrap.dedent(SUBMISSION))
+    submission = RemoteSubmission(folder)
+    yield submission
+    submission.sandbox.stop()
+
+
+def test_calls_and_in_place_changes(remote):
+    x = torch.arange(4.0)
+    assert torch.equal(remote.student.double(x), x * 2)
+    remote.student.scale_in_place(x)
+    assert x.tolist() == [0.0, 3.0, 6.0, 9.0]  # as if the call had run here
+
+
+def test_student_exceptions_keep_their_type_and_message(remote):
+    with pytest.raises(ValueError, match=r"bad shape \(2, 3\)") as info:
+        remote.student.fail()
+    assert isinstance(info.value, RemoteError) and 'in fail' in info.value.student_traceback
+
+
+def test_output_is_cut(remote, capsys):
+    assert remote.student.shout("ab") == 2
+    printed = capsys.readouterr().out
+    assert 0 < len(printed) < 5000 and "output cut" in printed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the worker changes user only when the grader is root")
+def test_worker_runs_as_another_user_and_sees_little(remote):
+    seen = remote.student.whoami()
+    assert seen["uid"] != 0
+    assert "root" not in seen["root"] and "home" not in seen["root"]
+    assert not any(pathlib.Path(__file__).parent.parent.name == name for name in seen["root"])
+
+
+def test_mirror_of_a_module_tree(remote):
+    net = remote.student.Net(4)
+    assert isinstance(net, nn.Module) and type(net).__name__ == "Net"
+    assert isinstance(net.proj, nn.Linear) and net.proj.in_features == 4
+    assert isinstance(net.inner.norm, nn.LayerNorm) and isinstance(net.inner.drop, nn.Dropout) and net.width == 4
+    assert isinstance(net, remote.student.Net.raw)
+    assert sorted(dict(net.named_parameters())) == ["inner.norm.bias", "inner.norm.weight", "proj.bias", "proj.weight"]
+    # the same computation here, with the mirror's (changed) weights and modes
+    with torch.no_grad():
+        net.proj.weight.fill_(0.1)
+    net.eval()
+    x = torch.randn(3, 4)
+    expected = nn.functional.layer_norm(x @ net.proj.weight.T + net.proj.bias, (4,)) * 2
+    assert torch.allclose(net(x), expected, atol=1e-6)
+
+
+def test_gradients_flow_through_the_worker(remote):
+    net = remote.student.Net(4).eval()
+    x = torch.randn(3, 4, requires_grad=True)
+    net(x).pow(2).sum().backward()
+    local = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    local[0].load_state_dict(net.proj.state_dict())
+    x2 = x.detach().clone().requires_grad_()
+    (local(x2) * 2).pow(2).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(net.proj.weight.grad, local[0].weight.grad, atol=1e-5)
+
+
+def test_grader_objects_are_called_back(remote):
+    class Model(nn.Module):
+        seq_len = 3
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x % 5, 5).float()
+    ids, seq_len = remote.student.decode(Model(), torch.tensor([[1, 7]]))
+    assert ids.tolist() == [[1, 2]] and seq_len == 3
+
+
+def test_hooks_on_grader_modules_and_lists_come_back(remote):
+    module, storage = nn.Linear(2, 2), []
+    handle = remote.student.hook(module, storage)
+    out = module(torch.ones(1, 2))
+    assert len(storage) == 1 and torch.equal(storage[0], out.detach())
+    handle.remove()
+    module(torch.ones(1, 2))
+    assert len(storage) == 1
+
+
+def test_device_checks_run_in_the_worker(remote):
+    with pytest.raises(GradingFailure, match="mixes devices"):
+        with strict_device("meta"):
+            remote.student.fixed_device(torch.ones(2, device="meta"))
+
+
+def test_a_crash_costs_the_call_and_a_new_worker_follows(remote):
+    net = remote.student.Net(4)
+    with pytest.raises(WorkerCrash, match="exit status 7"):
+        remote.student.crash()
+    with pytest.raises(WorkerCrash):
+        net(torch.ones(1, 4))  # that object died with its worker
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="killing by user needs the worker to have its own user")
+def test_a_setsid_daemon_does_not_survive_the_worker(remote):
+    assert remote.student.spawn_daemon("x")
+    uid = remote.sandbox.worker.user[0]
+    remote.sandbox.stop()
+    deadline = time.monotonic() + 5
+    while _running(uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(uid)
+
+
+def _running(uid: int) -> list[str]:
+    """Processes of `uid` that are not zombies (a zombie runs nothing; its new parent reaps it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid and "\nState:\tZ" not in open(f"/proc/{pid}/status").read():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
