@@ -26,7 +26,8 @@ catalogue loads without them (the autograder zip ships mutants.toml only).
 
 The top-level `demo` list names the mutants `make demo` combines into its buggy submission.
 `make mutants` grades them all in one child process and fails if a wrong variant gets
-full marks or loses points outside its problems, or a correct variant loses any.
+full marks, loses points outside its problems or does not show its diagnosis, if a correct
+variant loses any, or if any variant is shown a diagnosis that is not its own.
 """
 from __future__ import annotations
 
@@ -122,6 +123,7 @@ class Verdict:
     mutant: Mutant
     lost: dict[str, float]     # problem -> points lost
     diagnosed: bool = True     # its diagnosis (if it has one) shows in some failed test
+    misdiagnosed: tuple[str, ...] = ()  # diagnoses shown that are not its own
 
     @property
     def problems(self) -> str:
@@ -129,9 +131,20 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
+        if self.misdiagnosed:
+            return False
         if self.mutant.correct:
             return not self.lost
         return set(self.lost) == set(self.mutant.problems) and self.diagnosed
+
+
+def _diagnoses_shown(graded: dict) -> set[str]:
+    """The diagnoses that the graded tests' outputs show."""
+    from .testing import messages
+
+    prefix = messages.DIAGNOSIS.format(diagnosis="")
+    return {line.removeprefix(prefix) for test in graded["tests"] for line in test["output"].splitlines()
+            if line.startswith(prefix)}
 
 
 def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdict]:
@@ -152,8 +165,9 @@ def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdic
         graded = results.build(manifest, run, _no_intake())
         lost = {p: round(total - score, 4) for p, (score, total) in results.per_problem(graded).items()
                 if score < total}
-        diagnosed = not mutant.diagnosis or any(mutant.diagnosis in t["output"] for t in graded["tests"])
-        verdicts.append(Verdict(mutant, lost, diagnosed))
+        shown = _diagnoses_shown(graded)
+        diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
+        verdicts.append(Verdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
 
 
@@ -169,6 +183,7 @@ def report(verdicts: list[Verdict], file=sys.stdout) -> bool:
     for v in verdicts:
         expected = ", ".join(v.mutant.problems) or "nothing (correct variant)"
         shown = "" if not v.mutant.diagnosis else ("  [diagnosed]" if v.diagnosed else "  [NOT DIAGNOSED]")
+        shown += "".join(f"  [WRONG DIAGNOSIS: {d}]" for d in v.misdiagnosed)
         print(f"{v.mutant.name:<{width}}  {'ok' if v.ok else 'FAIL':<4}  {expected:<22}  {v.problems}{shown}", file=file)
     bad = [v for v in verdicts if not v.ok]
     print(f"\n{len(verdicts) - len(bad)} of {len(verdicts)} mutants graded as expected.", file=file)
