@@ -69,8 +69,7 @@ def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, w
     _recorder.install()
 
 
-# ---------------------------------------------------------------------------------------------
-# comparisons
+# ---- comparisons ----
 
 def _close(a, b) -> bool:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
@@ -125,8 +124,7 @@ def _named(name: str, matches) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-# ---------------------------------------------------------------------------------------------
-# module calls, as global forward hooks see them
+# ---- module calls, as global forward hooks see them ----
 
 @dataclasses.dataclass
 class ModuleCall:
@@ -354,8 +352,7 @@ def _diagnose_hook(got, expected) -> str | None:
     return _named(student[1], matches)
 
 
-# ---------------------------------------------------------------------------------------------
-# entry points (checks.fail and the plugin)
+# ---- entry points (checks.fail and the plugin) ----
 
 def _diagnose_function(call: tuple, got, expected) -> str | None:
     if not isinstance(got, torch.Tensor):
