@@ -10,9 +10,24 @@
     diagnosis = "..."                 # optional: the mistake in one sentence; when a student's
                                       # result matches this variant's, their failure says so
 
+or by replacing whole files (then editing them, if `edits` are given too):
+
+    [[mutant]]
+    name = "ok-einsum"
+    problems = []
+    files = { "attention.py" = "variants/einsum/attention.py" }   # submitted file = a file
+                                      # relative to the assignment folder (assignments/<name>/)
+
+Whole files are for submissions written in another style from start to end. Such a mutant
+may not carry a `diagnosis`: diagnoses are replayed on variants rebuilt from their `edits`
+alone (see grade/runner.py's write_diagnoses and testing/diagnosis.py).
+The files are read when a mutant is materialised, not when the catalogue is loaded, so the
+catalogue loads without them (the autograder zip ships mutants.toml only).
+
 The top-level `demo` list names the mutants `make demo` combines into its buggy submission.
 `make mutants` grades them all in one child process and fails if a wrong variant gets
-full marks or loses points outside its problems, or a correct variant loses any.
+full marks, loses points outside its problems or does not show its diagnosis, if a correct
+variant loses any, or if any variant is shown a diagnosis that is not its own.
 """
 from __future__ import annotations
 
@@ -38,6 +53,7 @@ class Mutant:
     problems: tuple[str, ...]
     edits: tuple[Edit, ...]
     diagnosis: str = ""
+    files: tuple[tuple[str, str], ...] = ()  # (submitted file, replacement relative to the assignment folder)
 
     @property
     def correct(self) -> bool:
@@ -52,13 +68,18 @@ def load(manifest: Manifest) -> tuple[list[Mutant], list[str]]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     mutants = []
     for entry in data.get("mutant", []):
-        edits = tuple(Edit(e["file"], e["find"], e["replace"]) for e in entry["edits"])
-        mutant = Mutant(entry["name"], tuple(entry["problems"]), edits, entry.get("diagnosis", ""))
+        mutant = _mutant(entry)
         unknown = set(mutant.problems) - set(manifest.problems)
-        files = {e.file for e in edits} - set(manifest.submission_files)
+        files = ({e.file for e in mutant.edits} | {name for name, _ in mutant.files}) - set(manifest.submission_files)
         if unknown or files:
             raise ManifestError(f"{path}: mutant {mutant.name} names unknown problems or files: "
                                 f"{sorted(unknown | files)}")
+        if mutant.files and mutant.diagnosis:
+            raise ManifestError(f"{path}: mutant {mutant.name} replaces whole files, so it cannot carry a diagnosis "
+                                "(diagnoses are replayed on variants rebuilt from their edits)")
+        if any(pathlib.PurePosixPath(source).is_absolute() or ".." in pathlib.PurePosixPath(source).parts
+               for _, source in mutant.files):
+            raise ManifestError(f"{path}: mutant {mutant.name}: `files` must name paths inside the assignment folder")
         mutants.append(mutant)
     names = [m.name for m in mutants]
     if len(set(names)) != len(names):
@@ -66,13 +87,27 @@ def load(manifest: Manifest) -> tuple[list[Mutant], list[str]]:
     return mutants, list(data.get("demo", []))
 
 
+def _mutant(entry: dict) -> Mutant:
+    """One `[[mutant]]` table of mutants.toml."""
+    edits = tuple(Edit(e["file"], e["find"], e["replace"]) for e in entry.get("edits", []))
+    files = tuple(sorted(entry.get("files", {}).items()))
+    return Mutant(entry["name"], tuple(entry["problems"]), edits, entry.get("diagnosis", ""), files)
+
+
 def materialise(manifest: Manifest, mutants: list[Mutant], destination: pathlib.Path) -> pathlib.Path:
-    """Copy the reference's submitted files to `destination` with every edit of `mutants` applied."""
+    """Copy the reference's submitted files to `destination`, then replace the whole files and
+    apply every edit of `mutants`."""
     destination.mkdir(parents=True, exist_ok=True)
     reference = manifest.path(manifest.reference)
     for name in manifest.submission_files:
         shutil.copy(reference / name, destination / name)
     for mutant in mutants:
+        for name, source in mutant.files:
+            path = manifest.manifest_path.parent / source
+            if not path.is_file():
+                raise ManifestError(f"mutant {mutant.name}: {source} (for {name}) is not a file of "
+                                    f"{manifest.manifest_path.parent}")
+            shutil.copy(path, destination / name)
         for edit in mutant.edits:
             path = destination / edit.file
             text = path.read_text(encoding="utf-8")
@@ -88,6 +123,7 @@ class Verdict:
     mutant: Mutant
     lost: dict[str, float]     # problem -> points lost
     diagnosed: bool = True     # its diagnosis (if it has one) shows in some failed test
+    misdiagnosed: tuple[str, ...] = ()  # diagnoses shown that are not its own
 
     @property
     def problems(self) -> str:
@@ -95,9 +131,20 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
+        if self.misdiagnosed:
+            return False
         if self.mutant.correct:
             return not self.lost
         return set(self.lost) == set(self.mutant.problems) and self.diagnosed
+
+
+def _diagnoses_shown(graded: dict) -> set[str]:
+    """The diagnoses that the graded tests' outputs show."""
+    from .testing import messages
+
+    prefix = messages.DIAGNOSIS.format(diagnosis="")
+    return {line.removeprefix(prefix) for test in graded["tests"] for line in test["output"].splitlines()
+            if line.startswith(prefix)}
 
 
 def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdict]:
@@ -118,8 +165,9 @@ def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdic
         graded = results.build(manifest, run, _no_intake())
         lost = {p: round(total - score, 4) for p, (score, total) in results.per_problem(graded).items()
                 if score < total}
-        diagnosed = not mutant.diagnosis or any(mutant.diagnosis in t["output"] for t in graded["tests"])
-        verdicts.append(Verdict(mutant, lost, diagnosed))
+        shown = _diagnoses_shown(graded)
+        diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
+        verdicts.append(Verdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
 
 
@@ -135,6 +183,7 @@ def report(verdicts: list[Verdict], file=sys.stdout) -> bool:
     for v in verdicts:
         expected = ", ".join(v.mutant.problems) or "nothing (correct variant)"
         shown = "" if not v.mutant.diagnosis else ("  [diagnosed]" if v.diagnosed else "  [NOT DIAGNOSED]")
+        shown += "".join(f"  [WRONG DIAGNOSIS: {d}]" for d in v.misdiagnosed)
         print(f"{v.mutant.name:<{width}}  {'ok' if v.ok else 'FAIL':<4}  {expected:<22}  {v.problems}{shown}", file=file)
     bad = [v for v in verdicts if not v.ok]
     print(f"\n{len(verdicts) - len(bad)} of {len(verdicts)} mutants graded as expected.", file=file)

@@ -66,6 +66,9 @@ def _index(flat_index: int, shape) -> tuple[int, ...]:
 def assert_close(got, expected: torch.Tensor, *, what: str, rtol: float | None = None,
                  atol: float | None = None, check_dtype: bool = True) -> None:
     """`got` equals `expected` within the dtype's tolerance: same shape, dtype and device."""
+    if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
+        # a wrong shape is often a classic mistake (heads not merged, weights of the wrong axis): name it
+        fail(f"{what} has shape {list(got.shape)}, expected {list(expected.shape)}.", got=got, expected=expected)
     got = expect_tensor(got, what=what, shape=expected.shape,
                         dtype=expected.dtype if check_dtype else None, device=expected.device)
     rtol, atol = tolerance(expected.dtype, rtol, atol)

@@ -1,41 +1,75 @@
 """Name the classic mistake behind a wrong result.
 
-When a check fails, the grader replays the last reference call (same function, same
-arguments) on each known wrong variant of the reference (the mutants that carry a
-`diagnosis` in mutants.toml). If a variant's result matches the student's while differing
-from the reference's, the failure names that variant's mistake in one sentence. When the
-student's code raised, the student's last call is replayed instead: a variant raising the
-same error names the mistake.
+When a check fails, the grader replays what the student's code was last asked to do on each
+known wrong variant of the reference (the mutants that carry a `diagnosis` in mutants.toml)
+whose problems include the function or class concerned. If a variant's result matches the
+student's while differing from the reference's, the failure names that variant's mistake in
+one sentence. Three kinds of calls are replayed:
+
+- functions (`self_attention`, `lm_loss`, ...): the last reference call, with the same
+  arguments, when it was to the function the student was last asked for; its result is
+  compared with the student's (`got`) and the reference's (`expected`).
+- modules (`Block`, `FeedForward`, ...): the last forward call the test made to a student
+  module. Each variant's class is built with the arguments the student's was built with
+  (the last call into student code, as the adapter recorded it), given the student module's
+  parameters by name, its train/eval mode and the random state the call started from, and
+  run on the same inputs. Its output is compared with the student's output, and with the
+  output of the reference's class rebuilt the same way. Only the outermost module calls
+  are seen, through global forward hooks that `configure` installs (grader runs only); a
+  student module the test calls directly is one, so is a sandbox's mirror of one.
+- functions that hook a module (`attach_attention_hook(module, storage)`): the variant's
+  function is given an unhooked copy of the module and fresh lists, and the copy is run on
+  the module's last inputs; what lands in the lists is compared with `got` and `expected`.
+
+When the student's code raised, the same replays (on the student's last call, or on the
+student module's last forward call) must raise the same error instead.
 Grader runs only: the variants are built from the reference, which students never see.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import json
 import pathlib
 import shutil
 
 import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from . import adapter
 
 _variants: list[tuple[str, set[str], adapter.Submission]] = []  # (diagnosis, problems, variant)
+_reference: list[adapter.Submission] = []                        # the reference, imported for replays
+_grader_folders: set[pathlib.Path] = set()                        # the reference's and the variants' folders
 
 
 def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, workdir: pathlib.Path) -> None:
-    """Build every variant of `mutants_file` (JSON: [{name, diagnosis, problems, edits}]) under `workdir`."""
+    """Build every variant of `mutants_file` (JSON: [{name, diagnosis, problems, edits}], each
+    entry optionally with `files`: {submitted file: absolute path of its replacement}) under
+    `workdir`, and start watching module calls."""
     _variants.clear()
-    reference = pathlib.Path(reference)
+    reference = pathlib.Path(reference).resolve()
+    _reference[:] = [adapter.Submission(reference, record_calls=None)]
+    _grader_folders.clear()
+    _grader_folders.add(reference)
     for entry in json.loads(pathlib.Path(mutants_file).read_text(encoding="utf-8")):
-        folder = workdir / entry["name"]
+        folder = (workdir / entry["name"]).resolve()
         folder.mkdir(parents=True)
         for source in reference.glob("*.py"):
             shutil.copy(source, folder / source.name)
+        for name, source in entry.get("files", {}).items():
+            shutil.copy(source, folder / name)
         for edit in entry["edits"]:
             path = folder / edit["file"]
             path.write_text(path.read_text(encoding="utf-8").replace(edit["find"], edit["replace"], 1), encoding="utf-8")
         _variants.append((entry["diagnosis"], set(entry["problems"]),
                           adapter.Submission(folder, record_calls=None)))
+        _grader_folders.add(folder)
+    _recorder.install()
 
+
+# ---- comparisons ----
 
 def _close(a, b) -> bool:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
@@ -56,41 +90,314 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
+def _same(a, b) -> bool:
+    """Every tensor of output `a` is close to the matching one of output `b` (and there is one)."""
+    ta, tb = _tensors(a), _tensors(b)
+    return bool(ta) and len(ta) == len(tb) and all(_close(x, y) for x, y in zip(ta, tb))
+
+
+def _same_error(run, type_name: str, message: str) -> bool:
+    """Does `run()` raise an exception of this type name and message?"""
+    try:
+        run()
+    except Exception as raised:  # noqa: BLE001 - the error is what is compared
+        return type(raised).__name__ == type_name and str(raised) == message
+    return False
+
+
 def _candidates(name: str):
     """Variants whose bug is in the problem `name` names (a function or class of the contract)."""
     return [(sentence, variant) for sentence, problems, variant in _variants if name in problems]
 
 
-def diagnose(got, expected) -> str | None:
-    """The mistake whose variant reproduces `got` on the last reference call, if exactly known."""
-    call = adapter.last_reference_call()
-    if call is None or not _variants or not isinstance(got, torch.Tensor):
-        return None
-    module, name, args, kwargs = call
+def _named(name: str, matches) -> str | None:
+    """The one mistake of the variants of problem `name` for which `matches(variant)` holds;
+    None when none does, or when variants with different mistakes do (this input cannot tell
+    them apart). `matches` raising counts as no match."""
+    found = set()
     for sentence, variant in _candidates(name):
         try:
-            with torch.no_grad():
-                result = getattr(variant.module(module), name)(*args, **kwargs)
+            if matches(variant):
+                found.add(sentence)
         except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
             continue
-        for candidate in _tensors(result):
-            if _close(candidate, got) and not _close(candidate, expected):
-                return sentence
+    return found.pop() if len(found) == 1 else None
+
+
+# ---- module calls, as global forward hooks see them ----
+
+@dataclasses.dataclass
+class ModuleCall:
+    """One outermost forward call: the module, copies of its positional inputs, its mode and
+    the random state it started from; then its keyword inputs and output, or that it raised."""
+    module: torch.nn.Module
+    args: tuple
+    training: bool
+    rng: torch.Tensor
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    output: object = None
+    raised: bool = False
+
+    @property
+    def on_meta(self) -> bool:
+        return any(t.device.type == "meta" for t in _tensors(self.args))
+
+
+def _snapshot(args: tuple) -> tuple:
+    """The inputs as they were before the call (student code may change them in place)."""
+    return tuple(a.detach().clone() if isinstance(a, torch.Tensor) and a.device.type != "meta" else a for a in args)
+
+
+def _detached(output):
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, tuple):
+        return tuple(o.detach() if isinstance(o, torch.Tensor) else o for o in output)
+    return output
+
+
+class Recorder:
+    """Keeps the outermost module calls made since the test's last call into student code.
+
+    Calls are grouped by `adapter.last_call()` (the object, not its text), so what a test did
+    before its last call into student code, and what earlier tests did, is never replayed.
+    The hooks never raise and never change a module's inputs or outputs.
+    """
+
+    LIMIT = 8  # calls kept per group, the newest
+
+    def __init__(self):
+        self.depth = 0
+        self.pending: ModuleCall | None = None
+        self.group = None   # adapter.last_call() when the calls below were made
+        self.calls: dict[int, ModuleCall] = {}  # by id(module), oldest first
+        self.paused = False
+        self.handles: list = []
+
+    def install(self) -> None:
+        if not self.handles:
+            self.handles = [register_module_forward_pre_hook(self.before),
+                            register_module_forward_hook(self.after, with_kwargs=True, always_call=True)]
+
+    def uninstall(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def before(self, module, args):
+        try:
+            if self.paused:
+                return None
+            group = adapter.last_call()
+            if self.depth and group is not self.group:  # a call left by a BaseException (a timeout, say)
+                self.depth, self.pending = 0, None
+            self.depth += 1
+            if self.depth == 1:
+                if group is not self.group:
+                    self.calls.clear()
+                    self.group = group
+                self.pending = ModuleCall(module, _snapshot(args), module.training, torch.random.get_rng_state())
+        except Exception:  # noqa: BLE001 - watching must never break a test
+            pass
+        return None
+
+    def after(self, module, args, *rest):
+        """(module, args, kwargs, output) after a forward; (module, args, None) after one that raised."""
+        try:
+            if self.paused or not self.depth:
+                return None
+            self.depth -= 1
+            call, self.pending = (self.pending, None) if self.depth == 0 else (None, self.pending)
+            if call is None or call.module is not module:
+                return None
+            if len(rest) == 2:
+                call.kwargs, call.output = dict(rest[0]), _detached(rest[1])
+            else:
+                call.raised = True
+            self.calls.pop(id(module), None)
+            self.calls[id(module)] = call
+            while len(self.calls) > self.LIMIT:
+                self.calls.pop(next(iter(self.calls)))
+        except Exception:  # noqa: BLE001 - watching must never break a test
+            pass
+        return None
+
+    def recent(self) -> list[ModuleCall]:
+        """The outermost calls made since the last call into student code, oldest first."""
+        group = adapter.last_call()
+        if group is None or group is not self.group:
+            return []
+        return list(self.calls.values())
+
+    @contextlib.contextmanager
+    def replaying(self):
+        """Build and run a replay unwatched, without autograd, and leave the random state as it was
+        (building a module draws its initial weights)."""
+        saved, paused = torch.random.get_rng_state(), self.paused
+        self.paused = True
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            torch.random.set_rng_state(saved)
+            self.paused = paused
+
+
+_recorder = Recorder()
+
+
+def _graders(cls: type) -> bool:
+    """Is `cls` defined in the reference or a variant, judged by the file of its methods?"""
+    for value in vars(cls).values():
+        code = getattr(value, "__code__", None)
+        if code is not None:
+            return pathlib.Path(code.co_filename).resolve().parent in _grader_folders
+    return False
+
+
+def _student_module_call() -> tuple[ModuleCall, tuple] | None:
+    """(the test's last forward call to a student module, how the student built it), when the
+    last call into student code built that module's class and a variant concerns it."""
+    built = adapter.last_student_call()
+    if built is None:
+        return None
+    for call in reversed(_recorder.recent()):
+        cls = type(call.module)
+        if cls.__name__ == built[1] and not _graders(cls) and _candidates(cls.__name__):
+            return call, built
     return None
 
 
-def diagnose_exception(exc: BaseException) -> str | None:
-    """The mistake whose variant raises the same error on the student's last call, if any."""
-    call = adapter.last_student_call()
-    type_name = getattr(exc, "type_name", type(exc).__name__)  # a RemoteError names the worker's exception
-    if call is None or not _variants or type_name == "NotImplementedError":
+def _load_parameters(module: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Give `module` the parameters of `source`, by name (as graders load weights)."""
+    theirs = dict(source.named_parameters())
+    mine = dict(module.named_parameters())
+    if theirs.keys() != mine.keys() or any(p.shape != theirs[n].shape for n, p in mine.items()):
+        raise ValueError("the parameters differ")
+    if theirs:
+        first = next(iter(theirs.values()))
+        module.to(device=first.device, dtype=first.dtype if first.is_floating_point() else None)
+    with torch.no_grad():
+        for name, p in mine.items():
+            p.copy_(theirs[name])
+
+
+def _replay_module(submission: adapter.Submission, built: tuple, call: ModuleCall):
+    """`call` replayed on `submission`'s class, built as the student's was, with its parameters."""
+    file, name, args, kwargs = built
+    with _recorder.replaying():
+        module = getattr(submission.module(file), name)(*args, **kwargs)
+        _load_parameters(module, call.module)
+        module.train(call.training)
+        torch.random.set_rng_state(call.rng)
+        return module(*call.args, **call.kwargs)
+
+
+def _diagnose_module() -> str | None:
+    found = _student_module_call()
+    if found is None or found[0].raised or found[0].on_meta:
+        return None
+    call, built = found
+    try:
+        expected = _replay_module(_reference[0], built, call)
+    except Exception:  # noqa: BLE001 - without the reference's output nothing can be said
+        return None
+
+    def matches(variant) -> bool:
+        result = _replay_module(variant, built, call)
+        return _same(result, call.output) and not _same(result, expected)
+
+    return _named(built[1], matches)
+
+
+def _unhooked_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` without the hooks anyone registered on it or its children."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+                     "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
+                     "_backward_hooks", "_backward_pre_hooks"):
+            hooks = getattr(m, name, None)
+            if hooks is not None:
+                hooks.clear()
+    return clone
+
+
+def _replay_hook(variant: adapter.Submission, student: tuple, call: ModuleCall) -> list[torch.Tensor]:
+    """What the variant's version of the student's last function stores in fresh lists when
+    given a copy of `call`'s module and that copy is run on `call`'s inputs."""
+    file, name, args, kwargs = student
+    module = _unhooked_copy(call.module)
+    given = [[] if isinstance(a, list) else module if a is call.module else a for a in args]
+    with _recorder.replaying():
+        getattr(variant.module(file), name)(*given, **kwargs)
+        module.train(call.training)
+        torch.random.set_rng_state(call.rng)
+        module(*call.args, **call.kwargs)
+    return [t for a in given if isinstance(a, list) for t in a if isinstance(t, torch.Tensor)]
+
+
+def _diagnose_hook(got, expected) -> str | None:
+    student = adapter.last_student_call()
+    if student is None or not any(isinstance(a, list) for a in student[2]):
+        return None
+    hooked = [a for a in student[2] if isinstance(a, torch.nn.Module)]
+    calls = [c for c in _recorder.recent() if any(c.module is m for m in hooked) and not c.on_meta]
+    if not calls:
+        return None
+
+    def matches(variant) -> bool:
+        return any(_close(t, got) and not _close(t, expected) for t in _replay_hook(variant, student, calls[-1]))
+
+    return _named(student[1], matches)
+
+
+# ---- entry points (checks.fail and the plugin) ----
+
+def _diagnose_function(call: tuple, got, expected) -> str | None:
+    if not isinstance(got, torch.Tensor):
         return None
     module, name, args, kwargs = call
-    for sentence, variant in _candidates(name):
-        try:
-            with torch.no_grad():
+
+    def matches(variant) -> bool:
+        with _recorder.replaying():
+            result = getattr(variant.module(module), name)(*args, **kwargs)
+        return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
+
+    return _named(name, matches)
+
+
+def diagnose(got, expected) -> str | None:
+    """The mistake whose variant reproduces the student's result, if exactly known."""
+    if not _variants:
+        return None
+    call = adapter.last_reference_call()
+    if call is not None:
+        return _diagnose_function(call, got, expected)
+    return _diagnose_module() or _diagnose_hook(got, expected)
+
+
+def diagnose_exception(exc: BaseException) -> str | None:
+    """The mistake whose variant raises the same error on the student's last call (or on the
+    student module's last forward call), if any."""
+    type_name = getattr(exc, "type_name", type(exc).__name__)  # a RemoteError names the worker's exception
+    if not _variants or type_name == "NotImplementedError":
+        return None
+    message = str(exc)
+    call = adapter.last_student_call()
+    if call is not None:
+        module, name, args, kwargs = call
+
+        def run(variant):
+            with _recorder.replaying():
                 getattr(variant.module(module), name)(*args, **kwargs)
-        except Exception as raised:  # noqa: BLE001 - the error is what is compared
-            if type(raised).__name__ == type_name and str(raised) == str(exc):
-                return sentence
+
+        sentence = _named(name, lambda variant: _same_error(lambda: run(variant), type_name, message))
+        if sentence:
+            return sentence
+    found = _student_module_call()
+    if found is not None and found[0].raised and not found[0].on_meta:
+        call, built = found
+        return _named(built[1], lambda variant: _same_error(lambda: _replay_module(variant, built, call),
+                                                           type_name, message))
     return None

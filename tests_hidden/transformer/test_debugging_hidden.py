@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from autograder.testing.adapter import call, describe
-from autograder.testing.checks import assert_close, expect, expect_tensor
+from autograder.testing.checks import assert_close, expect, expect_tensor, fail
 from autograder.testing.torchkit import copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -57,6 +57,16 @@ def _two_outputs(result, what):
 HOOK = "attach_attention_hook(mha, storage)"
 
 
+def _check_stored(stored, weights, *, what):
+    """`stored` is the weights the module returned, on the CPU. A tensor of another shape is
+    compared too, so that the failure can name the likely mistake (the output stored instead)."""
+    if isinstance(stored, torch.Tensor) and tuple(stored.shape) != tuple(weights.shape):
+        fail(f"{what} has shape {list(stored.shape)}, expected {list(weights.shape)} (the shape of the weights).",
+             got=stored.detach(), expected=weights.detach())
+    expect_tensor(stored, what=what, shape=weights.shape, dtype=weights.dtype, device="cpu")
+    assert_close(stored, weights, what=f"{what} (the weights the module returned)")
+
+
 def _hooked(module, *args):
     """Call a grader-provided module with the student's hook attached (recorded for failure messages)."""
     name = f"{type(module).__name__}.forward with your hook attached"
@@ -75,9 +85,7 @@ def test_hook_stores_weights(student, reference):
     _attach(student, mha, storage)
     _, weights = _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
-    expect_tensor(storage[0], what=f"storage[0] after {HOOK} and mha(x)", shape=weights.shape, dtype=weights.dtype,
-                  device="cpu")
-    assert_close(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x) (the weights mha returned)")
+    _check_stored(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x)")
 
 
 @pytest.mark.problem("attach_attention_hook")
@@ -148,8 +156,8 @@ def test_hook_appends_every_forward(student, reference):
     _, w1 = _hooked(mha, x1)
     _, w2 = _hooked(mha, x2)
     expect(len(storage) == 2, f"After {HOOK} and two forward calls, storage holds {len(storage)} entries instead of 2.")
-    assert_close(storage[0], w1, what=f"storage[0] after {HOOK}, mha(x1) and mha(x2) (the weights of mha(x1))")
-    assert_close(storage[1], w2, what=f"storage[1] after {HOOK}, mha(x1) and mha(x2) (the weights of mha(x2))")
+    _check_stored(storage[0], w1, what=f"storage[0] after {HOOK}, mha(x1) and mha(x2)")
+    _check_stored(storage[1], w2, what=f"storage[1] after {HOOK}, mha(x1) and mha(x2)")
 
 
 @pytest.mark.problem("attach_attention_hook")
@@ -162,7 +170,7 @@ def test_hook_with_mask(student, reference):
     _attach(student, mha, storage)
     _, weights = _hooked(mha, x, mask)
     expect(len(storage) == 1, f"After {HOOK} and mha(x, mask), storage holds {len(storage)} entries instead of 1.")
-    assert_close(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x, mask) (the weights mha returned)")
+    _check_stored(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x, mask)")
 
 
 @pytest.mark.problem("attach_attention_hook")
@@ -175,8 +183,8 @@ def test_hook_on_encoder_layer(student, reference):
     _, weights = _hooked(layer, x)
     expect(len(storage) == 1, f"After attach_attention_hook(layer, storage) and layer(x), storage holds "
                               f"{len(storage)} entries instead of 1.")
-    assert_close(storage[0], weights, what="storage[0] after attach_attention_hook(BuggyTransformerEncoderLayer, "
-                                           "storage) and layer(x) (the weights the layer returned)")
+    _check_stored(storage[0], weights, what="storage[0] after attach_attention_hook(BuggyTransformerEncoderLayer, "
+                                            "storage) and layer(x)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,18 +49,25 @@ REFERENCE_PARTS = {"Block": ("attn", "ffn"), "Transformer": ("blocks",)}
 NOTE = {"Block": " (with the reference's attn and ffn)", "Transformer": " (with the reference's blocks)"}
 
 
+def _with_reference_parts(stu, ref, name, *, copy_them=True):
+    """Put the reference's REFERENCE_PARTS (or copies) in place of the student's, before any
+    weights are loaded: a sub-module with wrong parameters is charged to its own problem only."""
+    for part in REFERENCE_PARTS.get(name, ()):
+        _attr(stu, name, part)
+        setattr(stu, part, copy.deepcopy(getattr(ref, part)) if copy_them else getattr(ref, part))
+    return stu
+
+
 def _pair(student, reference, name, args, *, seed, dtype=torch.float32, edit=None):
     """(student module, reference module) built with `args`; the reference is randomized
-    (then changed by `edit(reference)` if given) and its parameters are loaded into the student,
-    whose REFERENCE_PARTS are then replaced by copies of the reference's."""
+    (then changed by `edit(reference)` if given), the student's REFERENCE_PARTS are replaced
+    by copies of the reference's, and the reference's parameters are loaded into the student."""
     ref = randomize_(getattr(reference.model, name)(*args), seed)
     if edit is not None:
         with torch.no_grad():
             edit(ref)
-    stu = _make(getattr(student.model, name), name, args)
+    stu = _with_reference_parts(_make(getattr(student.model, name), name, args), ref, name)
     copy_parameters(stu, ref, what=_sig(name, args))
-    for part in REFERENCE_PARTS.get(name, ()):
-        setattr(stu, part, copy.deepcopy(getattr(ref, part)))
     return stu.to(dtype), ref.to(dtype)
 
 
@@ -109,14 +116,17 @@ def _check_zero_or_scaled(got, base, p, *, what):
     got = expect_tensor(got, what=what, shape=base.shape, dtype=base.dtype)
     expected = torch.where(got == 0, torch.zeros_like(base), base / (1 - p))
     assert_close(got, expected, what=f"{what} (every value should be 0 or its eval-mode value / (1 - p))")
-    _check_fraction((got == 0).double().mean().item(), p, base.numel(), what=what, of="values zeroed")
+    _check_fraction((got == 0).double().mean().item(), p, base.numel(), what=what, of="values zeroed",
+                    got=got, expected=base)
 
 
-def _check_fraction(fraction, p, n, *, what, of):
-    """`fraction` of n Bernoulli(p) draws is within 5 standard deviations (and 0.02) of p."""
+def _check_fraction(fraction, p, n, *, what, of, got=None, expected=None):
+    """`fraction` of n Bernoulli(p) draws is within 5 standard deviations (and 0.02) of p.
+    `got` and `expected` (the output and its eval-mode value), if given, help name the mistake."""
     allowed = 5 * math.sqrt(p * (1 - p) / n) + 0.02
-    expect(abs(fraction - p) <= allowed,
-           f"{what}: {fraction:.1%} of {of} over {n} draws, but dropout with p={p} should give about {p:.0%}.")
+    if abs(fraction - p) > allowed:
+        fail(f"{what}: {fraction:.1%} of {of} over {n} draws, but dropout with p={p} should give about {p:.0%}.",
+             got=got, expected=expected)
 
 
 def _check_mean(samples, expected, *, what):
@@ -125,8 +135,10 @@ def _check_mean(samples, expected, *, what):
     mean = samples.double().mean(0)
     allowed = 5 * samples.double().std(0) / math.sqrt(n) + 1e-6
     bad = (mean - expected.double()).abs() > allowed
-    expect(not bad.any(), f"{what}: averaged over {n} draws, {int(bad.sum())} of {bad.numel()} values are far "
-                          "from the eval-mode output; dropout should keep the mean (rescale kept values by 1/(1-p)).")
+    if bad.any():
+        fail(f"{what}: averaged over {n} draws, {int(bad.sum())} of {bad.numel()} values are far from the "
+             "eval-mode output; dropout should keep the mean (rescale kept values by 1/(1-p)).",
+             got=samples, expected=expected.expand_as(samples))
 
 
 def _causal_attention_parts(ref, x, H):
@@ -271,7 +283,9 @@ def test_csa_attention_weights_dropout(student, reference):
     torch.manual_seed(37)
     out = expect_tensor(call(stu, x1.expand(B, T, C).contiguous()), what=what, shape=(B, T, C), dtype=torch.float64)
     scale = 1 / (1 - p)
-    _check_fraction((out == 0).double().mean().item(), p, out.numel(), what=what, of="values zeroed by resid_dropout")
+    eval_out = ((a @ v).transpose(1, 2).reshape(1, T, C) + bias).expand(B, T, C)  # what train mode scatters around
+    _check_fraction((out == 0).double().mean().item(), p, out.numel(), what=what, of="values zeroed by resid_dropout",
+                    got=out, expected=eval_out)
     kept = (out != 0).view(B, T, H, dh)  # not zeroed by resid_dropout
     y = (out / scale - bias).view(B, T, H, dh)  # the context before out_proj, where kept
     for t in range(T):
@@ -285,14 +299,14 @@ def test_csa_attention_weights_dropout(student, reference):
         if bad.any():
             fail(f"{what}: at position {t}, {int(bad.sum())} of {B * H} (row, head) outputs are not "
                  "out_proj(dropout(attention weights) @ v) followed by resid_dropout. attn_dropout should act on "
-                 "the softmax weights (after masking), so each weight is 0 or rescaled by 1/(1-p).")
+                 "the softmax weights (after masking), so each weight is 0 or rescaled by 1/(1-p).",
+                 got=out, expected=eval_out)
     # position 0 sees only key 0: per head its context is 0 (weight dropped) or v0 / (1 - p)
     blocks = kept[:, 0].any(-1)  # (B, H) heads with at least one value not zeroed by resid_dropout
     dropped = ((y[:, 0].abs() < 1e-8) | ~kept[:, 0]).all(-1) & blocks
     _check_fraction(dropped.sum().item() / blocks.sum().item(), p, int(blocks.sum()), what=what,
-                    of="position-0 attention weights dropped")
-    expected_mean = (a @ v).transpose(1, 2).reshape(1, T, C)[0] + bias
-    _check_mean(out, expected_mean, what=what)
+                    of="position-0 attention weights dropped", got=out, expected=eval_out)
+    _check_mean(out, eval_out[0], what=what)
 
 
 @pytest.mark.problem("CausalSelfAttention")
@@ -398,7 +412,8 @@ def test_block_attributes(student, reference):
            f"{what}.ffn should be your FeedForward, but it is {describe(ffn)}.")
     _check_dropout(_attr(attn, f"{what}.attn", "attn_dropout"), f"{what}.attn.attn_dropout", 0.3)
     _check_dropout(_attr(ffn, f"{what}.ffn", "dropout"), f"{what}.ffn.dropout", 0.3)
-    copy_parameters(m, reference.model.Block(*args), what=what)  # no extra parameters
+    ref = reference.model.Block(*args)  # attn and ffn are graded on their own: only Block's own parameters here
+    copy_parameters(_with_reference_parts(m, ref, "Block", copy_them=False), ref, what=what)  # no extra parameters
 
 
 @pytest.mark.problem("Block")
@@ -528,7 +543,8 @@ def test_transformer_attributes(student, reference):
     _check_dropout(_attr(ffn, f"{what}.blocks[0].ffn", "dropout"), f"{what}.blocks[0].ffn.dropout", 0.3)
     _check_layernorm(_attr(m, what, "ln_f"), f"{what}.ln_f", 12)
     _check_linear(_attr(m, what, "lm_head"), f"{what}.lm_head", 12, 30)
-    copy_parameters(m, reference.model.Transformer(*args), what=what)  # no extra parameters
+    ref = reference.model.Transformer(*args)  # blocks are graded with Block: only Transformer's own parameters here
+    copy_parameters(_with_reference_parts(m, ref, "Transformer", copy_them=False), ref, what=what)  # no extra parameters
 
 
 @pytest.mark.problem("Transformer")

@@ -1,0 +1,137 @@
+"""Mistake diagnosis for modules and hooks, in process: a student's module call replayed on the
+catalogued variants (autograder/testing/diagnosis.py), without a grading run."""
+import json
+
+import pytest
+import torch
+
+from autograder import mutants as mutants_module
+from autograder.grade.runner import write_diagnoses
+from autograder.testing import adapter, diagnosis
+from autograder.testing.adapter import call
+from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_
+
+
+@pytest.fixture
+def catalogue(transformer):
+    return {m.name: m for m in mutants_module.load(transformer)[0]}
+
+
+@pytest.fixture
+def diagnosed(tmp_path, transformer):
+    """Diagnosis configured with the catalogue's variants, as in a grader run; undone afterwards."""
+    adapter.reset_last_call()
+    diagnosis.configure(write_diagnoses(transformer, tmp_path), transformer.path(transformer.reference),
+                        tmp_path / "variants")
+    yield adapter.Submission(transformer.path(transformer.reference), record_calls=False)
+    diagnosis._recorder.uninstall()
+    diagnosis._variants.clear()
+    adapter.reset_last_call()
+
+
+def submission_with(tmp_path, transformer, *mutants):
+    folder = mutants_module.materialise(transformer, list(mutants), tmp_path / "student")
+    return adapter.Submission(folder)
+
+
+def student_block(student, reference, args=(8, 2, 0.0, 4), seed=5):
+    """A student Block holding a randomized reference Block's weights, in eval mode."""
+    ref = randomize_(reference.model.Block(*args), seed).double().eval()
+    stu = student.model.Block(*args)  # recorded: how the student's class was built
+    copy_parameters(stu, ref, what="Block")
+    return stu.double().eval(), ref
+
+
+def test_a_module_mistake_is_named(tmp_path, transformer, catalogue, diagnosed):
+    student = submission_with(tmp_path, transformer, catalogue["block-post-norm"])
+    stu, ref = student_block(student, diagnosed)
+    x = randn(2, 4, 8, seed=6, dtype=torch.float64)
+    with torch.no_grad():
+        expected = ref(x)
+    got = call(stu, x)
+    assert diagnosis.diagnose(got, expected) == catalogue["block-post-norm"].diagnosis
+
+
+def test_a_correct_module_or_a_stale_call_names_nothing(tmp_path, transformer, diagnosed):
+    student = adapter.Submission(transformer.path(transformer.reference))
+    stu, ref = student_block(student, diagnosed)
+    x = randn(2, 4, 8, seed=6, dtype=torch.float64)
+    got = call(stu, x)
+    assert diagnosis.diagnose(got, got + 1) is None
+    adapter.reset_last_call()  # a new test: the calls of the last one are never replayed
+    assert diagnosis._recorder.recent() == []
+
+
+def test_variants_that_agree_on_the_input_name_nothing(tmp_path, transformer, catalogue, diagnosed):
+    """With attn and ffn zeroed, a block missing either residual returns 0: which one is unknown."""
+    student = submission_with(tmp_path, transformer, catalogue["block-no-ffn-residual"])
+    stu, _ = student_block(student, diagnosed)
+    with torch.no_grad():
+        for p in (stu.attn.out_proj.weight, stu.attn.out_proj.bias, stu.ffn.fc2.weight, stu.ffn.fc2.bias):
+            p.zero_()
+    x = randn(2, 4, 8, seed=7, dtype=torch.float64)
+    got = call(stu, x)
+    assert diagnosis.diagnose(got, x) is None
+
+
+def test_dropout_misplaced_is_named_from_the_same_random_state(tmp_path, transformer, catalogue, diagnosed):
+    student = submission_with(tmp_path, transformer, catalogue["ffn-dropout-after-relu"])
+    ref = randomize_(diagnosed.model.FeedForward(8, 0.5), 8).double()
+    stu = student.model.FeedForward(8, 0.5)
+    copy_parameters(stu, ref, what="FeedForward")
+    stu.double().train()
+    x = randn(50, 3, 8, seed=9, dtype=torch.float64)
+    before = torch.random.get_rng_state()
+    got = call(stu, x)
+    after = torch.random.get_rng_state()
+    assert diagnosis.diagnose(got, ref.eval()(x)) == catalogue["ffn-dropout-after-relu"].diagnosis
+    assert torch.equal(diagnosis._recorder.calls[id(stu)].rng, before)
+    assert torch.equal(torch.random.get_rng_state(), after)  # the replays leave the random state as they found it
+
+
+def test_an_error_in_a_module_is_named(tmp_path, transformer, catalogue, diagnosed):
+    student = submission_with(tmp_path, transformer, catalogue["transformer-positions-not-sliced"])
+    stu = student.model.Transformer(20, 8, 2, 0.0, 6, 1).eval()
+    with pytest.raises(RuntimeError) as raised:
+        call(stu, randint(20, 2, 4, seed=10))
+    assert diagnosis.diagnose_exception(raised.value) == catalogue["transformer-positions-not-sliced"].diagnosis
+
+
+def test_a_hook_storing_the_output_is_named(tmp_path, transformer, catalogue, diagnosed):
+    student = submission_with(tmp_path, transformer, catalogue["hook-stores-output"])
+    mha = randomize_(diagnosed.attention.MultiHeadAttention(8, 2), 11).double().eval()
+    storage = []
+    student.debugging.attach_attention_hook(mha, storage)
+    _, weights = call(mha, randn(2, 4, 8, seed=12, dtype=torch.float64), name="MultiHeadAttention.forward")
+    assert diagnosis.diagnose(storage[0], weights) == catalogue["hook-stores-output"].diagnosis
+    assert len(storage) == 1  # the replay ran on an unhooked copy
+
+
+def test_watching_modules_changes_nothing(diagnosed):
+    """The hooks see every outermost call but never change inputs, outputs or gradients."""
+    layer = randomize_(torch.nn.Linear(3, 2), 13)
+    x = randn(4, 3, seed=14).requires_grad_()
+    out = call(layer, x)
+    out.sum().backward()
+    assert torch.equal(out, torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert x.grad is not None and diagnosis._recorder.depth == 0
+    with pytest.raises(RuntimeError):
+        call(layer, randn(4, 5, seed=15))
+    assert diagnosis._recorder.depth == 0 and diagnosis._recorder.recent()[-1].raised
+
+
+def test_diagnosis_json_carries_whole_files(tmp_path, transformer):
+    """Variants rebuilt for diagnosis may replace whole files (paths given absolute)."""
+    variant = tmp_path / "model.py"
+    variant.write_text((transformer.path(transformer.reference) / "model.py").read_text()
+                       .replace("x = x + self.ffn(self.ln2(x))", "x = self.ffn(self.ln2(x))"))
+    entry = {"name": "whole", "diagnosis": "whole-file variant", "problems": ["Block"], "edits": [],
+             "files": {"model.py": str(variant)}}
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    try:
+        diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / "v")
+        built = diagnosis._variants[0][2].module("model")
+        assert "x = self.ffn(self.ln2(x))" in open(built.__file__).read()
+    finally:
+        diagnosis._recorder.uninstall()
+        diagnosis._variants.clear()
