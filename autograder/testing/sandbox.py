@@ -173,6 +173,7 @@ class Sandbox:
         self.dirty = False
         self.next_gid = 1
         self.imported: set[str] = set()          # modules the current worker imported
+        self.rng_synced: torch.Tensor | None = None  # the worker's random state, as of the last call
         self.import_crashes: dict[str, str] = {}  # modules whose import killed a worker: the message
 
     # ---- process -----------------------------------------------------------------------------
@@ -204,6 +205,7 @@ class Sandbox:
             self.worker = None
             self.epoch += 1  # objects of that worker are gone with it
             self.imported.clear()
+            self.rng_synced = None
         self._forget()
 
     def _forget(self) -> None:
@@ -455,7 +457,9 @@ class Sandbox:
     def _run(self, request: dict, values: dict, state_of: nn.Module | None = None):
         encoder = self._encoder()
         self._current_encoder = encoder
-        values = dict(values, rng=torch.get_rng_state())
+        state = torch.get_rng_state()
+        if self.rng_synced is None or not torch.equal(state, self.rng_synced):
+            values = dict(values, rng=state)  # the worker's random state is behind the grader's
         values["args"] = tuple(_Shared(a) if type(a) is list else a for a in values.get("args", ()))
         request = dict(request, **self._context())
         if state_of is not None:
@@ -475,8 +479,11 @@ class Sandbox:
                     with torch.no_grad():
                         original.copy_(value.to(original.dtype))
             rng = answer.get("rng")
-            if isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape:
+            if isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == state.shape:
                 torch.set_rng_state(rng)
+                self.rng_synced = rng
+            else:
+                self.rng_synced = state
             return answer
 
         if not grad:

@@ -442,10 +442,11 @@ class Worker:
         rng = values.get("rng")
         args, kwargs = values.get("args", ()), values.get("kwargs", {})
         inputs = [(i, t, t._version) for i, t in enumerate(args) if type(t) is torch.Tensor]
+        before = rng if isinstance(rng, torch.Tensor) else torch.get_rng_state()
         with self.context(message, rng if isinstance(rng, torch.Tensor) else None):
             result = fn(*args, **kwargs)
         answer = {"result": result}
-        if rng is not None and not torch.equal(torch.get_rng_state(), rng):
+        if not torch.equal(torch.get_rng_state(), before):
             answer["rng"] = torch.get_rng_state()  # student code drew random numbers (dropout, say)
         changed = {i: t.detach() for i, t, version in inputs if t._version != version}
         if changed:  # changed in place: the grader's tensors change too, as they would in one process
