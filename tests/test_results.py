@@ -37,3 +37,30 @@ def test_details_only_for_public_tests_and_diagnoses_as_configured(transformer):
     later = dataclasses.replace(transformer, diagnoses_before_publish=False)
     shown = {t["visibility"]: t["output"] for t in build(later)["tests"] if t["tags"] == ["causal_mask"]}
     assert diagnosis not in shown["visible"] and diagnosis in shown["after_published"]
+
+
+def test_partial_credit_and_leaderboard(transformer):
+    """A passing test may earn part of its points (the `score` fixture) and post to the leaderboard."""
+    board = [{"name": "Accuracy", "value": 0.93, "order": "desc"}]
+    run = Run(collected=[PUBLIC, HIDDEN], outcomes={
+        PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True, fraction=0.25, note="accuracy 0.86: 25%", leaderboard=board),
+        HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", fraction=0.5, leaderboard=[]),
+    })
+    out = results.build(transformer, run, Intake({}, [], []))
+    public, hidden = [t for t in out["tests"] if t["tags"] == ["causal_mask"]]
+    assert (public["score"], public["status"], public["output"]) == (0.5, "passed", "accuracy 0.86: 25%")
+    assert hidden["score"] == 0.0    # a failing test earns nothing, whatever fraction it set
+    assert out["leaderboard"] == board
+    assert "leaderboard" not in build(transformer)
+
+
+def test_score_fixture_clamps_and_checks_order():
+    from autograder.testing.plugin import Score
+
+    given = Score()
+    given.partial(1.7, "too much")
+    assert given.fraction == 1.0
+    given.partial(-2)
+    assert given.fraction == 0.0
+    with pytest.raises(ValueError):
+        given.leaderboard("x", 1.0, order="up")

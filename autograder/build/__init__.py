@@ -11,7 +11,8 @@ dist/NAME-autograder.zip (what Gradescope unpacks into /autograder/source):
 dist/NAME-student.zip, all under NAME/:
 
     README.md (the handout), the starter files, tests/ (public tests only),
-    autograder/testing/ (what the tests import), conftest.py, run_tests.py, requirements.txt
+    autograder/testing/ (what the tests import), conftest.py, run_tests.py,
+    requirements.txt (the student pins plus the manifest's extra_requirements)
 
 Both are reproducible: entries sorted, fixed timestamps and permissions, so the same
 inputs give the same bytes. The student zip never holds reference code or hidden tests.
@@ -110,7 +111,9 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
             files[f"{top}/{name}"] = data
     for name in ("conftest.py", "run_tests.py"):
         files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
-    files[f"{top}/requirements.txt"] = (PACKAGE / "requirements-student.txt").read_bytes()
+    student_requirements = (PACKAGE / "requirements-student.txt").read_text(encoding="utf-8")
+    files[f"{top}/requirements.txt"] = (student_requirements + "".join(
+        f"{line}\n" for line in manifest.extra_requirements)).encode()
     return files
 
 

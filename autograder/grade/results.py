@@ -68,12 +68,14 @@ def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
                 output += "\n" + messages.DIAGNOSIS.format(diagnosis=outcome.diagnosis)
         elif outcome is None:
             output = messages.GRADER_ERROR
+        else:
+            output = outcome.note
         if outcome is not None and outcome.stdout.strip():
             output += ("\n\n" if output else "") + messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
         entries.append({
             "name": test_name(test),
             "number": f"{index}.{numbering[index]}",
-            "score": max_score if passed else 0.0,
+            "score": round(max_score * outcome.fraction, PRECISION) if passed else 0.0,
             "max_score": max_score,
             "status": "passed" if passed else "failed",
             "output": output,
@@ -87,7 +89,11 @@ def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
     notes = _intake_notes(intake)
     if unknown:
         notes.append(f"(instructor) tests name unknown problems: {', '.join(unknown)}")
-    return _top(manifest, entries, notes)
+    results = _top(manifest, entries, notes)
+    board = [entry for test in tests for entry in getattr(run.outcomes.get(test["nodeid"]), "leaderboard", [])]
+    if board:
+        results["leaderboard"] = board
+    return results
 
 
 class _NoFolder:

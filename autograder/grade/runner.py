@@ -33,11 +33,16 @@ class Outcome:
     stdout: str = ""
     duration: float = 0.0
     diagnosis: str = ""
+    fraction: float = 1.0          # of the test's points, when it passed (the `score` fixture)
+    note: str = ""
+    leaderboard: list = dataclasses.field(default_factory=list)
 
 
 def outcome_of(event: dict) -> Outcome:
     return Outcome(event["nodeid"], event["outcome"] == "passed", event["summary"], event["details"],
-                   event["stdout"], event["duration"], event.get("diagnosis", ""))
+                   event["stdout"], event["duration"], event.get("diagnosis", ""),
+                   min(1.0, max(0.0, float(event.get("fraction", 1.0)))), str(event.get("note", "")),
+                   list(event.get("leaderboard") or []))
 
 
 @dataclasses.dataclass

@@ -7,7 +7,11 @@ internals), and, with `--report FILE`, one JSON line per event for the grader:
 
     {"event": "collected", "tests": [{"nodeid", "file", "name", "problems"}, ...]}
     {"event": "start", "nodeid"}
-    {"event": "result", "nodeid", "outcome", "summary", "details", "stdout", "duration"}
+    {"event": "result", "nodeid", "outcome", "summary", "details", "stdout", "duration",
+     "fraction", "note", "leaderboard"}
+
+A test may earn part of its points and post to Gradescope's leaderboard through the
+`score` fixture (`score.partial(0.5, "accuracy 0.87")`, `score.leaderboard("Accuracy", 0.87)`).
 
 Lines are flushed as they happen, so a crash mid-run still leaves what came before.
 """
@@ -141,6 +145,35 @@ def _remote(config):
 def student(request):
     """The student's submission: `student.attention.self_attention(...)`."""
     return _remote(request.config) or adapter.Submission(_submission_dir(request.config))
+
+
+class Score:
+    """What a passing test earns, set by the test itself (grader code, never student code).
+
+    `partial(fraction, note)`: the test earns `fraction` (0 to 1) of its points, and `note`
+    is shown with it. `leaderboard(name, value, order)`: an entry of Gradescope's leaderboard
+    (`order` "desc": higher is better, or "asc"). A failing test earns 0 whatever was set.
+    """
+
+    def __init__(self):
+        self.fraction, self.note, self.entries = 1.0, "", []
+
+    def partial(self, fraction: float, note: str = "") -> None:
+        self.fraction = min(1.0, max(0.0, float(fraction)))
+        self.note = note
+
+    def leaderboard(self, name: str, value: float, order: str = "desc") -> None:
+        if order not in ("asc", "desc"):
+            raise ValueError("order is 'asc' or 'desc'")
+        self.entries.append({"name": str(name), "value": float(value), "order": order})
+
+
+@pytest.fixture
+def score(request) -> Score:
+    """Partial credit and leaderboard entries for this test (see `Score`)."""
+    given = Score()
+    _CONFIG.setdefault("scores", {})[request.node.nodeid] = given
+    return given
 
 
 @pytest.fixture(scope="session")
@@ -332,4 +365,6 @@ def pytest_runtest_logreport(report):
         stdout = (report.capstdout or "")
         if len(stdout) > STDOUT_LIMIT:
             stdout = stdout[:STDOUT_LIMIT] + "\n[... cut]"
-        _emit(config, event="result", nodeid=report.nodeid, stdout=stdout, **state.pop(report.nodeid))
+        given = _CONFIG.setdefault("scores", {}).pop(report.nodeid, None) or Score()
+        _emit(config, event="result", nodeid=report.nodeid, stdout=stdout, fraction=given.fraction,
+              note=given.note, leaderboard=given.entries, **state.pop(report.nodeid))
