@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-ASSIGNMENTS := transformer
+ASSIGNMENTS := transformer foundations
 
 .PHONY: setup test demo build starter bench public mutants clean
 
@@ -27,7 +27,7 @@ starter: setup  ## regenerate starter/ from the reference's solution markers
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder starter $$a || exit 1; done
 
 public: setup  ## run the public tests on the reference, as a student runs them
-	$(PY) -m pytest -p autograder.testing.plugin -c /dev/null --rootdir . tests_public/transformer --submission reference/transformer -q
+	@for a in $(ASSIGNMENTS); do $(PY) -m pytest -p autograder.testing.plugin -c /dev/null --rootdir . tests_public/$$a --submission reference/$$a -q || exit 1; done
 
 mutants: setup  ## grade every catalogued buggy/correct variant; fail if one is graded unexpectedly
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder mutants $$a || exit 1; done

@@ -41,14 +41,18 @@ def demo(name: str) -> int:
             chosen = [m for m in mutants if m.name in demo_names]
             submissions["buggy"] = mutants_module.materialise(manifest, chosen, pathlib.Path(tmp) / "buggy")
             print("buggy = reference with: " + ", ".join(m.name for m in chosen))
-        columns = {}
+        columns, boards = {}, {}
         for label, folder in submissions.items():
             results = grade_via_zip(name, folder, pathlib.Path(tmp) / f"{label}.json", zip_path=autograder_zip,
                                     quiet=True)
             columns[label] = per_problem(results)
+            boards[label] = results.get("leaderboard") or []
             print(f"graded {label} through the zip in {results['execution_time']} s")
     print()
     print_table(columns)
+    for label, board in boards.items():
+        for entry in board:
+            print(f"leaderboard ({label}): {entry['name']} = {entry['value']:g}")
     ok = (sum(v[0] for v in columns["reference"].values()) == manifest.total_points
           and sum(v[0] for v in columns["starter"].values()) == 0)
     if not ok:

@@ -63,6 +63,45 @@ def test_malformed_values_are_rejected(bad):
         wire.Decoder([b"abc"]).value(bad)
 
 
+def test_numpy_and_pandas_values_survive_the_wire():
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"marker": ["guide", "metal"], "ix": [3, 4], "x": [0.5, float("nan")],
+                          "t": [torch.ones(2), None]}, index=[10, 20])
+    value = {"a": np.arange(6, dtype=np.int32).reshape(2, 3), "f": np.float32(1.5), "d": np.float64(2.5),
+             "b": np.bool_(True), "frame": frame, "series": pd.Series([1.0, 2.0], index=["a", "b"], name="s"),
+             "empty": np.zeros((0, 2))}
+    back = roundtrip(value)
+    assert back["a"].dtype == np.int32 and back["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and back["a"].flags.writeable
+    assert type(back["f"]) is np.float32 and type(back["d"]) is np.float64 and type(back["b"]) is np.bool_
+    assert list(back["frame"].columns) == ["marker", "ix", "x", "t"] and list(back["frame"].index) == [10, 20]
+    assert back["frame"]["ix"].dtype == np.int64 and back["frame"]["marker"].tolist() == ["guide", "metal"]
+    assert torch.equal(back["frame"]["t"][10], torch.ones(2)) and back["frame"]["t"][20] is None
+    assert back["series"].name == "s" and back["series"].to_dict() == {"a": 1.0, "b": 2.0}
+    assert back["empty"].shape == (0, 2)
+
+
+@pytest.mark.parametrize("bad", [
+    {"T": "ndarray", "dtype": "float64", "shape": [2], "b": 0},          # 16 bytes wanted, 3 given
+    {"T": "ndarray", "dtype": "object", "shape": [1], "b": 0},
+    {"T": "ndarray", "dtype": "float64", "shape": [-2], "b": 0},
+    {"T": "npscalar", "dtype": "float64", "v": "1.0"},
+    {"T": "frame", "columns": ["a"], "index": {"T": "list", "v": [1, 2]}, "data": [{"T": "list", "v": [1]}]},
+    {"T": "series", "name": None, "index": {"T": "list", "v": []}, "data": {"T": "list", "v": [1]}},
+])
+def test_malformed_arrays_and_frames_are_rejected(bad):
+    with pytest.raises(wire.WireError):
+        wire.Decoder([b"abc"]).value(bad)
+
+
+def test_object_arrays_are_refused():
+    import numpy as np
+
+    with pytest.raises(wire.WireError):
+        wire.Encoder().value(np.array([object()]))
+
+
 def test_oversized_and_broken_messages_are_rejected():
     read, write = os.pipe()
     try:
@@ -115,6 +154,21 @@ def decode(model, x):
 
 def hook(module, storage):
     return module.register_forward_hook(lambda m, i, o: storage.append(o.detach()))
+
+def frame_and_array(df, a):
+    return df.assign(total=df["x"] + a.sum()), a * 2, type(df).__name__, type(a).__name__
+
+def run_encoder(model, tokenizer, sentence):
+    import sys
+    model.eval()
+    encoded = tokenizer(sentence, return_tensors="pt")
+    states = model(**encoded, output_hidden_states=True).hidden_states
+    return (tokenizer.convert_ids_to_tokens(encoded["input_ids"][0]), states[-1], model.training,
+            type(model).__name__, "autograder.testing.sandbox" in sys.modules)
+
+def libraries_loaded():
+    import sys
+    return sorted(name for name in ("transformers", "pandas") if name in sys.modules)
 
 def fixed_device(x):
     return x + torch.ones(x.shape)
@@ -261,3 +315,30 @@ def _running(uid: int) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_frames_and_arrays_go_both_ways(remote):
+    import numpy as np
+    import pandas as pd
+
+    assert remote.student.libraries_loaded() == []   # plain calls import neither pandas nor transformers
+    frame, doubled, frame_type, array_type = remote.student.frame_and_array(
+        pd.DataFrame({"x": [1.0, 2.0]}, index=[5, 6]), np.arange(3.0))
+    assert (frame_type, array_type) == ("DataFrame", "ndarray")
+    assert frame["total"].tolist() == [4.0, 5.0] and list(frame.index) == [5, 6] and doubled.tolist() == [0, 2, 4]
+
+
+def test_hugging_face_models_and_tokenizers_are_copied_into_the_worker(remote):
+    from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+
+    tokenizer = wordpiece_tokenizer(["the cat sat on the mat", "a dog ran in the park"])
+    model = tiny_distilbert(len(tokenizer))
+    tokens, last, training, name, sees_grader = remote.student.run_encoder(model, tokenizer, "the cat ran")
+    with torch.no_grad():
+        encoded = tokenizer("the cat ran", return_tensors="pt")
+        expected = model.eval()(**encoded).last_hidden_state
+    assert tokens == tokenizer.convert_ids_to_tokens(encoded["input_ids"][0]) and tokens[0] == "[CLS]"
+    assert torch.allclose(last, expected, atol=1e-6) and name == "DistilBertModel" and not sees_grader
+    model.train()
+    remote.student.run_encoder(model, tokenizer, "the dog")
+    assert model.training                             # the worker's eval() changed its own copy only

@@ -81,6 +81,16 @@ def describe(value) -> str:
         return f"{dtype}{list(value.shape)}{where}"
     if isinstance(value, torch.nn.Module):
         return type(value).__name__
+    kind = type(value).__module__.split(".")[0]
+    if kind == "numpy" and hasattr(value, "shape") and value.shape:
+        return f"ndarray {value.dtype}{list(value.shape)}"
+    if kind == "pandas" and hasattr(value, "shape"):
+        columns = list(getattr(value, "columns", []))[:6]
+        return f"{type(value).__name__} {list(value.shape)}" + (f" columns {columns}" if columns else "")
+    if isinstance(value, dict) and len(value) <= 6:
+        return "{" + ", ".join(f"{describe(k)}: {describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict):
+        return f"dict of {len(value)} items"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(describe(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"

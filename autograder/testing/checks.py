@@ -6,6 +6,7 @@ is shown only for public tests.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .adapter import GradingFailure, describe  # noqa: F401 - GradingFailure is part of this module's API
@@ -63,9 +64,37 @@ def _index(flat_index: int, shape) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
-def assert_close(got, expected: torch.Tensor, *, what: str, rtol: float | None = None,
+def expect_array(got, *, what: str, shape=None, dtype=None) -> np.ndarray:
+    """Check `got` is a NumPy array (not a tensor, not a list) with this shape and dtype; return it."""
+    if not isinstance(got, np.ndarray):
+        fail(f"{what} should be a numpy.ndarray, but it is {describe(got)}.")
+    if shape is not None and tuple(got.shape) != tuple(shape):
+        fail(f"{what} has shape {list(got.shape)}, expected {list(shape)}.")
+    if dtype is not None and got.dtype != np.dtype(dtype):
+        fail(f"{what} has dtype {got.dtype}, expected {np.dtype(dtype)}.")
+    if got.dtype.kind not in "fiub":
+        fail(f"{what} should hold numbers, but its dtype is {got.dtype}.")
+    return got
+
+
+def _as_tensors(got, expected: np.ndarray, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """NumPy arrays compared as tensors of the same dtype (the dtype's tolerance applies)."""
+    got = expect_array(got, what=what)
+    if got.shape != expected.shape:
+        g, e = torch.from_numpy(np.array(got)), torch.from_numpy(np.array(expected))
+        fail(f"{what} has shape {list(got.shape)}, expected {list(expected.shape)}.", got=g, expected=e)
+    e = torch.from_numpy(np.array(expected))
+    return torch.from_numpy(np.array(got)).to(e.dtype), e
+
+
+def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: float | None = None,
                  atol: float | None = None, check_dtype: bool = True) -> None:
-    """`got` equals `expected` within the dtype's tolerance: same shape, dtype and device."""
+    """`got` equals `expected` within the dtype's tolerance: same shape, dtype and device.
+
+    A NumPy `expected` wants a NumPy `got` of the same shape; values are compared at
+    `expected`'s dtype tolerance whatever `got`'s floating dtype is."""
+    if isinstance(expected, np.ndarray):
+        got, expected = _as_tensors(got, expected, what)
     if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
         # a wrong shape is often a classic mistake (heads not merged, weights of the wrong axis): name it
         fail(f"{what} has shape {list(got.shape)}, expected {list(expected.shape)}.", got=got, expected=expected)
@@ -97,8 +126,10 @@ def assert_close(got, expected: torch.Tensor, *, what: str, rtol: float | None =
     fail(summary, details, got=got, expected=expected)
 
 
-def assert_equal(got, expected: torch.Tensor, *, what: str) -> None:
-    """Exact equality of integer or boolean tensors (same shape, dtype, device)."""
+def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None:
+    """Exact equality of integer or boolean tensors or arrays (same shape, dtype, device)."""
+    if isinstance(expected, np.ndarray):
+        got, expected = _as_tensors(got, expected, what)
     got = expect_tensor(got, what=what, shape=expected.shape, dtype=expected.dtype, device=expected.device)
     diff = got.cpu() != expected.detach().cpu()
     if diff.any():

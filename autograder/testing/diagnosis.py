@@ -34,6 +34,7 @@ import json
 import pathlib
 import shutil
 
+import numpy as np
 import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
@@ -83,10 +84,13 @@ def _close(a, b) -> bool:
 
 
 def _tensors(value) -> list[torch.Tensor]:
+    """The tensors (and numeric NumPy arrays, as tensors) of an output or a tuple of outputs."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+        return [torch.from_numpy(np.array(value))]
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (tuple, list)):
-        return [v for v in value if isinstance(v, torch.Tensor)]
+        return [t for v in value if isinstance(v, (torch.Tensor, np.ndarray)) for t in _tensors(v)]
     return []
 
 

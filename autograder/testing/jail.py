@@ -210,7 +210,8 @@ class Worker:
                            "writable": [str(work)]}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         self.process = subprocess.Popen(
             [python, "-s", "-E", "-c", BOOT, str(from_grader), str(to_grader), json.dumps(config)],
             pass_fds=(from_grader, to_grader), stdin=subprocess.DEVNULL, stdout=output, stderr=output,

@@ -151,6 +151,32 @@ class _Shared:
 CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 
 
+def by_value(obj, encoder: wire.Encoder) -> dict | None:
+    """A Hugging Face model or fast tokenizer, as what the worker needs to build a copy of it.
+
+    These are handed to student code by value, not as stubs: student code calls many of their
+    methods (`tokenizer(...)`, `convert_ids_to_tokens`, `model.embeddings.word_embeddings`,
+    `set_attn_implementation`), and a copy has them all. What student code does to the copy
+    (eval(), another attention implementation) stays in the worker.
+    """
+    if "transformers" not in sys.modules:
+        return None
+    import transformers
+
+    cls = type(obj)
+    if isinstance(obj, transformers.PreTrainedModel) and getattr(transformers, cls.__name__, None) is cls:
+        return {"type": "hf_model", "cls": cls.__name__, "config": obj.config.to_json_string(use_diff=False),
+                "attn": obj.config._attn_implementation, "training": obj.training,
+                "state": encoder.value(dict(obj.state_dict()))}
+    if isinstance(obj, transformers.PreTrainedTokenizerFast) and getattr(transformers, cls.__name__, None) is cls:
+        kwargs = {k: v for k, v in obj.special_tokens_map.items() if isinstance(v, str)}
+        kwargs.update(model_max_length=obj.model_max_length, padding_side=obj.padding_side,
+                      truncation_side=obj.truncation_side)
+        return {"type": "hf_tokenizer", "cls": cls.__name__, "json": obj.backend_tokenizer.to_str(),
+                "kwargs": encoder.value(kwargs)}
+    return None
+
+
 class Sandbox:
     """The test process's connection to one worker at a time (restarted after a crash)."""
 
@@ -318,6 +344,9 @@ class Sandbox:
             self.shared[gid] = obj.items
             return {"T": "ref", "home": "grader", "type": "list", "id": gid,
                     "items": self._current_encoder.value(list(obj.items))}
+        copied = by_value(obj, self._current_encoder)
+        if copied is not None:
+            return dict(copied, T="ref", home="grader", id=self._gid(obj))
         if isinstance(obj, nn.Module):
             return {"T": "ref", "home": "grader", "type": "module", "id": self._gid(obj), "desc": self._stub_desc(obj)}
         if callable(obj):

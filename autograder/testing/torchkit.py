@@ -163,11 +163,29 @@ class _DynamoStandIn(types.ModuleType):
         return getattr(importlib.import_module("torch._dynamo"), name)
 
 
+class _RealDynamoFirst:
+    """An import hook: before a library that needs the real torch._dynamo while it is half
+    imported (transformers, torch.distributed), swap the stand-in for the real module, or the
+    stand-in's own swap would happen mid-import, in a circle."""
+
+    NEEDS_DYNAMO = ("transformers", "torch.distributed")
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.startswith(cls.NEEDS_DYNAMO) and isinstance(sys.modules.get("torch._dynamo"), _DynamoStandIn):
+            del sys.modules["torch._dynamo"]
+            torch.__dict__.pop("_dynamo", None)
+            importlib.import_module("torch._dynamo")
+        return None
+
+
 def _stand_in_for_dynamo() -> None:
     if "torch._dynamo" not in sys.modules:
         stand_in = _DynamoStandIn()
         sys.modules["torch._dynamo"] = stand_in
         torch._dynamo = stand_in
+        if _RealDynamoFirst not in sys.meta_path:
+            sys.meta_path.insert(0, _RealDynamoFirst)
 
 
 def warm_up() -> None:

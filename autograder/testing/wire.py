@@ -8,8 +8,10 @@ A message is a JSON header followed by raw tensor bytes:
     blobs     each tensor's bytes, in order
 
 Values inside a message are JSON with tags for what JSON lacks: tuples, dicts with any
-plain keys, floats (exact, as hex, with nan and inf), tensors, dtypes, devices, and
-references to objects that stay on the other side (`{"T": "ref", ...}`). Decoding never
+plain keys, floats (exact, as hex, with nan and inf), tensors, dtypes, devices, NumPy
+arrays and scalars, pandas DataFrames and Series (columns of numbers as arrays, other
+columns as lists of plain values), and references to objects that stay on the other side
+(`{"T": "ref", ...}`). NumPy and pandas are imported only when such a value comes. Decoding never
 unpickles, never imports and never calls anything it read: a tensor is rebuilt from its
 dtype (from a fixed list), shape and bytes, and sizes are bounded, so whatever the worker
 sends, the grader gets plain tensors and Python values or a WireError.
@@ -31,6 +33,10 @@ MAX_DIMS = 16
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
+
+
+NP_DTYPES = ("float16", "float32", "float64", "complex64", "complex128", "uint8", "int8", "int16",
+             "int32", "int64", "bool")
 
 
 class WireError(Exception):
@@ -78,11 +84,54 @@ class Encoder:
             self.blobs.append(raw.numpy().tobytes())
         return entry
 
+    def array(self, a) -> dict:
+        """A NumPy array of numbers: dtype (from a fixed list), shape and bytes."""
+        import numpy as np
+
+        if a.dtype.name not in NP_DTYPES or a.ndim > MAX_DIMS:
+            raise WireError(f"numpy arrays of dtype {a.dtype} cannot be sent")
+        self.blobs.append(np.ascontiguousarray(a).tobytes())
+        return {"T": "ndarray", "dtype": a.dtype.name, "shape": list(a.shape), "b": len(self.blobs) - 1}
+
+    def _library_value(self, v, depth: int):
+        """NumPy and pandas values, or None when `v` is neither."""
+        library = type(v).__module__.split(".")[0]
+        if library == "numpy":
+            import numpy as np
+
+            if isinstance(v, np.ndarray):
+                return self.array(v)
+            if isinstance(v, np.generic) and v.dtype.name in NP_DTYPES:
+                return {"T": "npscalar", "dtype": v.dtype.name, "v": self.value(v.item(), depth + 1)}
+        if library == "pandas":
+            import pandas as pd
+
+            if isinstance(v, pd.DataFrame):
+                return {"T": "frame", "columns": [self.value(c, depth + 1) for c in v.columns],
+                        "index": self._column(v.index, depth), "data": [self._column(v.iloc[:, i], depth)
+                                                                        for i in range(v.shape[1])]}
+            if isinstance(v, pd.Series):
+                return {"T": "series", "name": self.value(v.name, depth + 1), "index": self._column(v.index, depth),
+                        "data": self._column(v, depth)}
+        return None
+
+    def _column(self, column, depth: int):
+        """A pandas column or index: an array when it holds numbers, else a list of plain values."""
+        if column.dtype.kind in "fiub" and column.dtype.name in NP_DTYPES:
+            return self.array(column.to_numpy())
+        return {"T": "list", "v": [self.value(x, depth + 1) for x in column.tolist()]}
+
     def value(self, v, depth: int = 0):
         if depth > MAX_DEPTH:
             raise WireError("value nested too deeply")
-        if v is None or isinstance(v, (bool, str)):
+        if v is None or isinstance(v, (bool, str)) and type(v) in (bool, str):
             return v
+        if type(v).__module__.split(".")[0] in ("numpy", "pandas"):
+            found = self._library_value(v, depth)
+            if found is not None:
+                return found
+        if isinstance(v, (bool, str)):
+            return bool(v) if isinstance(v, bool) else str(v)
         if isinstance(v, int):
             return v if type(v) is int else int(v)
         if isinstance(v, float):
@@ -193,11 +242,63 @@ class Decoder:
         if tag == "complex":
             real, imag = (self.value(x, depth + 1) for x in v.get("v", [None, None]))
             return complex(real, imag)
+        if tag in ("ndarray", "npscalar", "frame", "series"):
+            return self._library_value(v, tag, depth)
         if tag == "ref" and self.on_ref is not None:
             if type(v.get("id")) is not int:
                 raise WireError("malformed reference")
             return self.on_ref(v)
         raise WireError(f"unknown value tag {tag!r}")
+
+
+    def array(self, e: dict):
+        import numpy as np
+
+        dtype, shape, index = e.get("dtype"), e.get("shape"), e.get("b")
+        if dtype not in NP_DTYPES or not isinstance(shape, list) or len(shape) > MAX_DIMS \
+                or not all(type(n) is int and 0 <= n for n in shape) \
+                or type(index) is not int or not 0 <= index < len(self.blobs):
+            raise WireError("malformed array")
+        raw = self.blobs[index]
+        if len(raw) != math.prod(shape) * np.dtype(dtype).itemsize:
+            raise WireError("array size does not match its shape")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+    def _column(self, e, depth: int):
+        if isinstance(e, dict) and e.get("T") == "ndarray":
+            return self.array(e)
+        values = self.value(e, depth + 1)
+        if not isinstance(values, list):
+            raise WireError("malformed column")
+        return values
+
+    def _library_value(self, v: dict, tag: str, depth: int):
+        if tag == "ndarray":
+            return self.array(v)
+        if tag == "npscalar":
+            import numpy as np
+
+            dtype, item = v.get("dtype"), self.value(v.get("v"), depth + 1)
+            if dtype not in NP_DTYPES or not isinstance(item, (bool, int, float, complex)):
+                raise WireError("malformed numpy scalar")
+            return np.array(item, dtype=dtype)[()]
+        import pandas as pd
+
+        index = self._column(v.get("index"), depth)
+        if tag == "series":
+            data = self._column(v.get("data"), depth)
+            if len(data) != len(index):
+                raise WireError("malformed series")
+            return pd.Series(data, index=index, name=self.value(v.get("name"), depth + 1))
+        columns, data = v.get("columns"), v.get("data")
+        if not isinstance(columns, list) or not isinstance(data, list) or len(columns) != len(data):
+            raise WireError("malformed frame")
+        data = [self._column(c, depth) for c in data]
+        if any(len(c) != len(index) for c in data):
+            raise WireError("malformed frame")
+        frame = pd.DataFrame({i: c for i, c in enumerate(data)}, index=index)
+        frame.columns = [self.value(c, depth + 1) for c in columns] if columns else frame.columns
+        return frame
 
 
 def pack(message: dict, blobs: list[bytes]) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import sys
 import traceback
@@ -187,12 +188,34 @@ class Worker:
                 raise wire.WireError("malformed list")
             self.shared[gid] = (items, self._fingerprint(items))
             return items
+        if ref.get("type") in ("hf_model", "hf_tokenizer"):
+            return self._build_copy(ref)
         if gid not in self.stubs:
             if ref.get("type") == "module":
                 self.stubs[gid] = self._build_stub(gid, ref.get("desc") or {})
             else:
                 self.stubs[gid] = StubFunction(self, gid, str(ref.get("name", "function")))
         return self.stubs[gid]
+
+    def _build_copy(self, ref: dict):
+        """A fresh copy of a Hugging Face model or tokenizer the grader handed over by value."""
+        import transformers
+
+        cls = getattr(transformers, str(ref.get("cls")), None)
+        if ref["type"] == "hf_tokenizer":
+            if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerFast)):
+                raise wire.WireError("not a fast tokenizer class")
+            from tokenizers import Tokenizer
+
+            kwargs = self._decoder_for_refs.value(ref.get("kwargs"))
+            return cls(tokenizer_object=Tokenizer.from_str(str(ref.get("json"))), **kwargs)
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+            raise wire.WireError("not a model class")
+        config = cls.config_class.from_dict(json.loads(str(ref.get("config"))))
+        config._attn_implementation = str(ref.get("attn"))
+        model = cls(config)
+        model.load_state_dict(self._decoder_for_refs.value(ref.get("state")))
+        return model.train(bool(ref.get("training")))
 
     def _build_stub(self, gid: int, desc: dict) -> nn.Module:
         container = desc.get("container")

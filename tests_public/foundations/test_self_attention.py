@@ -1,0 +1,57 @@
+"""Public tests for self_attention.py: the notebook's examples, the model's shapes, and training
+with the grader's own loop (autograder/testing/training.py), as the hidden test does."""
+import pytest
+import torch
+import torch.nn as nn
+
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.testing.torchkit import randint
+from autograder.testing.training import Budget, binary_accuracy, fit
+
+
+@pytest.mark.problem("token_matching_labels")
+def test_labels_notebook_examples(student):
+    """5 3 4 1 5 6 -> 0 0 1 0 1 0 and 1 2 3 2 3 -> 0 1 0 1 0 (the tables of the notebook)"""
+    got = student.self_attention.token_matching_labels(torch.tensor([[5, 3, 4, 1, 5, 6]]))
+    assert_equal(got, torch.tensor([[0, 0, 1, 0, 1, 0]]), what="token_matching_labels([[5, 3, 4, 1, 5, 6]])")
+    got = student.self_attention.token_matching_labels(torch.tensor([1, 2, 3, 2, 3]))
+    assert_equal(got, torch.tensor([0, 1, 0, 1, 0]), what="token_matching_labels([1, 2, 3, 2, 3])")
+
+
+@pytest.mark.problem("SelfAttention")
+def test_self_attention_shapes(student):
+    """SelfAttention(vocab_size=4, d=36, heads=4, max_len=10) on (3, 10) ids: logits (3, 10), weights (3, 4, 10, 10)"""
+    torch.manual_seed(0)
+    model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
+    logits, weights = model(randint(4, 3, 10, seed=1))
+    expect_tensor(logits, what="logits of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 10), dtype=torch.float32)
+    weights = expect_tensor(weights, what="weights of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 4, 10, 10))
+    assert_close(weights.sum(-1), torch.ones(3, 4, 10), what="the attention weights' row sums")
+
+
+def token_matching_data(n, seed):
+    sequences = randint(4, n, 10, seed=seed)
+    return sequences, student_free_labels(sequences)
+
+
+def student_free_labels(sequences):
+    """The task's rule, written plainly (so this test does not depend on your labels)."""
+    labels = torch.zeros_like(sequences)
+    for b, row in enumerate(sequences.tolist()):
+        for i, t in enumerate(row):
+            labels[b, i] = int(t - 1 in row[:i] and t + 1 in row[i + 1:])
+    return labels
+
+
+@pytest.mark.problem("token_matching_training")
+@pytest.mark.timeout(300)
+def test_training_reaches_90_percent(student):
+    """trained by the grader's loop (3 epochs on 2400 sequences), accuracy >= 0.9 on 600 new ones"""
+    train_x, train_y = token_matching_data(2400, seed=42)
+    val_x, val_y = token_matching_data(600, seed=43)
+    torch.manual_seed(0)
+    model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
+    fit(model, train_x, train_y.float(), nn.BCEWithLogitsLoss(), Budget(epochs=3), output=lambda out: out[0])
+    accuracy = binary_accuracy(model, val_x, val_y, output=lambda out: out[0])
+    expect(accuracy >= 0.9, f"validation accuracy {accuracy:.3f} after 3 epochs, expected at least 0.9 "
+           f"(always predicting 0 gives {1 - val_y.float().mean().item():.3f}).")
