@@ -89,6 +89,7 @@ def test_numpy_and_pandas_values_survive_the_wire():
     {"T": "npscalar", "dtype": "float64", "v": "1.0"},
     {"T": "frame", "columns": ["a"], "index": {"T": "list", "v": [1, 2]}, "data": [{"T": "list", "v": [1]}]},
     {"T": "series", "name": None, "index": {"T": "list", "v": []}, "data": {"T": "list", "v": [1]}},
+    {"T": "npscalar", "dtype": "int8", "v": 100000},
 ])
 def test_malformed_arrays_and_frames_are_rejected(bad):
     with pytest.raises(wire.WireError):

@@ -243,7 +243,10 @@ class Decoder:
             real, imag = (self.value(x, depth + 1) for x in v.get("v", [None, None]))
             return complex(real, imag)
         if tag in ("ndarray", "npscalar", "frame", "series"):
-            return self._library_value(v, tag, depth)
+            try:
+                return self._library_value(v, tag, depth)
+            except (TypeError, ValueError, OverflowError) as exc:   # what numpy or pandas refuse
+                raise WireError(f"malformed {tag}") from exc
         if tag == "ref" and self.on_ref is not None:
             if type(v.get("id")) is not int:
                 raise WireError("malformed reference")
