@@ -9,7 +9,7 @@ from autograder.testing.torchkit import copy_parameters, randint, randomize_, st
 from autograder.testing.training import Budget, binary_accuracy, fit, scaled_credit
 
 # The trained model: grader's loop, seed and data (seeds differ from the public test's).
-TRAINING = Budget(epochs=5, seed=7)
+TRAINING = Budget(epochs=8, seed=7)
 TARGET = 0.9             # full points at this validation accuracy (the notebook's ">90%")
 
 
@@ -90,7 +90,7 @@ def token_matching_data(reference, n, seed):
 @pytest.mark.problem("token_matching_training")
 @pytest.mark.timeout(600)
 def test_trained_accuracy(student, reference, score):
-    """trained by the grader (5 epochs on 2400 new sequences): validation accuracy, points scaled up to 0.9"""
+    """trained by the grader (8 epochs on 2400 new sequences): validation accuracy, points scaled up to 0.9"""
     train_x, train_y = token_matching_data(reference, 2400, seed=1001)
     val_x, val_y = token_matching_data(reference, 1000, seed=1002)
     floor = 1 - val_y.float().mean().item()     # always predicting 0

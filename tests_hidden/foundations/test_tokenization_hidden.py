@@ -77,20 +77,8 @@ def _untied_merges(reference, corpus, n):
         counts = reference.tokenization.pair_counts(words)
         if sum(c == counts[pair] for c in counts.values()) > 1:
             return merges[:k]
-        words = {_merged(w, pair): f for w, f in words.items()}
+        words = {reference.tokenization._merge(w, pair): f for w, f in words.items()}
     return merges
-
-
-def _merged(word, pair):
-    out, i = [], 0
-    while i < len(word):
-        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-            out.append(word[i] + word[i + 1])
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return tuple(out)
 
 
 def _library_merges(corpus, n):

@@ -46,12 +46,12 @@ def student_free_labels(sequences):
 @pytest.mark.problem("token_matching_training")
 @pytest.mark.timeout(300)
 def test_training_reaches_90_percent(student):
-    """trained by the grader's loop (3 epochs on 2400 sequences), accuracy >= 0.9 on 600 new ones"""
+    """trained by the grader's loop (5 epochs on 2400 sequences), accuracy >= 0.9 on 600 new ones"""
     train_x, train_y = token_matching_data(2400, seed=42)
     val_x, val_y = token_matching_data(600, seed=43)
     torch.manual_seed(0)
     model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
-    fit(model, train_x, train_y.float(), nn.BCEWithLogitsLoss(), Budget(epochs=3), output=lambda out: out[0])
+    fit(model, train_x, train_y.float(), nn.BCEWithLogitsLoss(), Budget(epochs=5), output=lambda out: out[0])
     accuracy = binary_accuracy(model, val_x, val_y, output=lambda out: out[0])
-    expect(accuracy >= 0.9, f"validation accuracy {accuracy:.3f} after 3 epochs, expected at least 0.9 "
+    expect(accuracy >= 0.9, f"validation accuracy {accuracy:.3f} after 5 epochs, expected at least 0.9 "
            f"(always predicting 0 gives {1 - val_y.float().mean().item():.3f}).")
