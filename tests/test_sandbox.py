@@ -1,6 +1,7 @@
 """The sandbox's parts on their own: the wire format, the worker's process, mirrors and callbacks."""
 import os
 import pathlib
+import re
 import struct
 import textwrap
 import time
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from autograder.testing import wire
+from autograder.testing.jail import OUTPUT_LIMIT
 from autograder.testing.checks import GradingFailure
 from autograder.testing.sandbox import RemoteError, RemoteSubmission, WorkerCrash
 from autograder.testing.torchkit import strict_device
@@ -190,6 +192,23 @@ def scale_in_place(x):
 def shout(text):
     print(text * 5000)
     return len(text)
+
+def flood(n, also_stderr=False):
+    print("head" + "x" * n)
+    if also_stderr:
+        print("e" * n, file=sys.__stderr__)
+    return n
+
+def flood_raw(n):
+    data = memoryview(b"y" * n)
+    while data:                      # as a writer does: until every byte is written
+        data = data[os.write(1, data):]
+    return n
+
+def many_lines(n):
+    for i in range(n):
+        print(i)
+    return n
 
 def whoami():
     return {"uid": os.getuid(), "root": sorted(os.listdir("/")), "cwd": os.getcwd()}
@@ -386,6 +405,39 @@ def test_output_is_cut(remote, capsys):
     assert remote.student.shout("ab") == 2
     printed = capsys.readouterr().out
     assert 0 < len(printed) < 5000 and "output cut" in printed
+
+
+def cut_count(printed: str) -> int:
+    found = re.findall(r"output cut here: (\d+) more characters", printed)
+    assert len(found) == 1, printed[-300:]
+    return int(found[0])
+
+
+def test_an_output_flood_is_cut_and_never_raised_in_student_code(remote, capsys):
+    """tens of MB in one print (more than the worker's file size limit): the head is shown, with
+    how much was cut; the print itself succeeds"""
+    for also_stderr in (False, True):
+        n = 20_000_000
+        assert remote.student.flood(n, also_stderr) == n
+        printed = capsys.readouterr().out
+        assert printed.startswith("headxxx") and len(printed) < 2 * OUTPUT_LIMIT
+        assert cut_count(printed) == (n + 5) + also_stderr * (n + 1) - OUTPUT_LIMIT
+
+
+def test_raw_writes_to_the_output_count_per_call(remote, capsys):
+    """writes past sys.stdout: the file size limit applies to one call's output, not to the sum"""
+    n = 10 << 20
+    for _ in range(3):
+        assert remote.student.flood_raw(n) == n
+        assert cut_count(capsys.readouterr().out) == n - OUTPUT_LIMIT
+
+
+def test_many_small_prints(remote, capsys):
+    start = time.monotonic()
+    assert remote.student.many_lines(300_000) == 300_000
+    assert time.monotonic() - start < 20
+    total = sum(len(str(i)) + 1 for i in range(300_000))
+    assert cut_count(capsys.readouterr().out) == total - OUTPUT_LIMIT
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the worker changes user only when the grader is root")

@@ -290,7 +290,8 @@ class Sandbox:
         return self._send_encoded(request, body, encoder, grad)
 
     def _answer(self, message: dict, blobs, grad: bool) -> dict:
-        self._print_output()
+        dropped = message.get("dropped")
+        self._print_output(dropped if type(dropped) is int and dropped > 0 else 0)
         decoder = self._decoder(blobs, grad)
         for gid, items in (message.get("shared") or {}).items():
             target = self.shared.get(int(gid)) if str(gid).isdigit() else None
@@ -318,9 +319,9 @@ class Sandbox:
             return cls(text("message"))
         return remote_error(text("type")[:100] or "Exception", text("message"), text("traceback"))
 
-    def _print_output(self) -> None:
+    def _print_output(self, dropped: int = 0) -> None:
         if self.worker is not None:
-            printed = self.worker.output()
+            printed = self.worker.output(dropped)
             if printed:
                 sys.stdout.write(printed)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import os
 import sys
@@ -390,8 +391,11 @@ class Worker:
                 self.shared[gid] = (items, now)
                 updates[str(gid)] = encoder.value(list(items))
         hooks = {str(gid): hook_kinds(s) for gid, s in self.stubs.items() if isinstance(s, nn.Module)}
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):  # student code may have put anything there
+                stream.flush()
+        if message.get("re"):  # an answer: the grader shows what was printed, and how much was cut
+            message = dict(message, dropped=OUTPUT.take_dropped())
         wire.send(self.out_fd, dict(message, values=body, shared=updates, stub_hooks=hooks,
                                     violations=self.violations[-5:]), encoder.blobs)
 
@@ -638,6 +642,79 @@ class Worker:
         return {"result": same_objects(run_hooks(stub, kind, values), known)}
 
 
+class BoundedOutput(io.TextIOBase):
+    """The worker's sys.stdout and sys.stderr: what student code prints reaches the output file up
+    to a budget per answer (shared by both); the rest is only counted, and the grader says how much
+    was cut. Nothing here raises in student code: not a flood, nor the file size limit."""
+
+    def __init__(self, stream, budget: "OutputBudget"):
+        super().__init__()
+        self._stream, self._budget = stream, budget
+
+    def write(self, text) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        budget = self._budget
+        kept = text if len(text) <= budget.left else text[:max(budget.left, 0)]
+        budget.left -= len(kept)
+        budget.dropped += len(text) - len(kept)
+        if kept:
+            try:
+                self._stream.write(kept)
+            except (OSError, ValueError):  # the file size limit, a closed stream
+                budget.dropped += len(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return self._stream.encoding
+
+    @property
+    def errors(self):
+        return self._stream.errors
+
+    @property
+    def buffer(self):
+        return self._stream.buffer
+
+
+class OutputBudget:
+    """Characters student code may still print before the next answer, and how many were cut."""
+
+    def __init__(self, limit: int):
+        self.limit, self.left, self.dropped = limit, limit, 0
+
+    def take_dropped(self) -> int:
+        """How many characters were cut since the last answer; the budget starts again."""
+        dropped, self.left, self.dropped = self.dropped, self.limit, 0
+        return dropped
+
+
+OUTPUT = OutputBudget(4000)
+
+
+def bound_output(limit: int) -> None:
+    """Put BoundedOutput in place of the worker's standard streams."""
+    OUTPUT.limit = OUTPUT.left = int(limit)
+    for name in ("stdout", "stderr"):
+        stream = BoundedOutput(getattr(sys, f"__{name}__"), OUTPUT)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
 def limit_resources(limits: dict) -> None:
     import resource
 
@@ -658,6 +735,7 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     warm_up()
     limit_resources(config.get("limits", {}))
+    bound_output(config.get("output_limit", OUTPUT.limit))
     os.chdir(config["workdir"])
     Worker(in_fd, out_fd, config["submission"]).run()
 
