@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from autograder.testing import wire
 from autograder.testing.jail import OUTPUT_LIMIT
+from autograder.testing.plugin import STDOUT_LIMIT
 from autograder.testing.checks import GradingFailure
 from autograder.testing.sandbox import RemoteError, RemoteSubmission, WorkerCrash
 from autograder.testing.torchkit import strict_device
@@ -664,3 +665,39 @@ def test_hugging_face_models_and_tokenizers_are_copied_into_the_worker(remote):
     model.train()
     remote.student.run_encoder(model, tokenizer, "the dog")
     assert model.training                             # the worker's eval() changed its own copy only
+
+
+FLOOD_TEST = '''
+import pytest
+
+@pytest.mark.problem("loud")
+def test_loud(student):
+    assert student.loud.shout(30_000_000) == 42
+'''
+
+
+@pytest.mark.parametrize("sandbox", [False, True], ids=["in-process", "sandbox"])
+def test_a_print_flood_costs_no_points_and_is_reported_cut(tmp_path, sandbox):
+    """a graded test whose student code prints 30 MB: it passes, in reasonable time, and its output
+    is the head and a note of how much was cut (the note survives the test's own cut)"""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "loud.py").write_text("def shout(n):\n    print('x' * n)\n    return 42\n")
+    (tmp_path / "test_loud.py").write_text(FLOOD_TEST)
+    report = tmp_path / "report.jsonl"
+    command = [sys.executable, "-m", "pytest", str(tmp_path / "test_loud.py"), "-p", "autograder.testing.plugin",
+               "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path), "-q",
+               "--report", str(report), "--submission", str(tmp_path / "submission")]
+    if sandbox:
+        command += ["--sandbox", "{}"]
+    start = time.monotonic()
+    subprocess.run(command, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parent.parent)),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert time.monotonic() - start < 120
+    result = next(e for e in map(json.loads, report.read_text().splitlines()) if e["event"] == "result")
+    assert result["outcome"] == "passed", result
+    kept = OUTPUT_LIMIT if sandbox else STDOUT_LIMIT
+    assert result["stdout"].startswith("xxxx") and cut_count(result["stdout"]) == 30_000_001 - kept
