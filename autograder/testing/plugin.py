@@ -364,7 +364,7 @@ def pytest_runtest_logreport(report):
     if report.when == "teardown":
         stdout = (report.capstdout or "")
         if len(stdout) > STDOUT_LIMIT:
-            stdout = stdout[:STDOUT_LIMIT] + "\n[... cut]"
+            stdout = stdout[:STDOUT_LIMIT] + messages.OUTPUT_CUT.format(count=len(stdout) - STDOUT_LIMIT)
         given = _CONFIG.setdefault("scores", {}).pop(report.nodeid, None) or Score()
         _emit(config, event="result", nodeid=report.nodeid, stdout=stdout, fraction=given.fraction,
               note=given.note, leaderboard=given.entries, **state.pop(report.nodeid))
