@@ -5,15 +5,13 @@ and the given BuggyTransformerEncoderLayer). The fixed layer is compared with th
 after loading the same (randomized) weights by name, and its residual paths are checked by
 the gradients they let through.
 """
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 
 from autograder.testing.adapter import call, describe
 from autograder.testing.checks import assert_close, expect, expect_tensor, fail
-from autograder.testing.torchkit import copy_parameters, randn, randomize_
+from autograder.testing.torchkit import check_structure, copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
 
@@ -191,9 +189,19 @@ def test_hook_on_encoder_layer(student, reference):
 # FixedTransformerEncoderLayer
 
 FIXED = "FixedTransformerEncoderLayer"
-# mha is graded with MultiHeadAttention (attention.py): comparisons swap the student's for a copy of
-# the reference's with the same weights, so these tests grade the layer's own code only.
+# mha is graded with MultiHeadAttention (attention.py): the layer is BUILT with the reference's class
+# (the isolate markers put it in the student's debugging.py and attention.py while the test runs), so
+# these tests grade the layer's own code only, and a crash in MultiHeadAttention.__init__ costs
+# MultiHeadAttention alone.
 NOTE = " (with the reference's mha)"
+ISOLATE_FIXED = [pytest.mark.isolate("debugging", "MultiHeadAttention"),
+                 pytest.mark.isolate("attention", "MultiHeadAttention")]
+
+
+def _isolated(test):
+    for marker in ISOLATE_FIXED:
+        test = marker(test)
+    return test
 
 
 def _fixed_pair(student, reference, args, *, seed, dtype=torch.float64, edit=None):
@@ -205,7 +213,7 @@ def _fixed_pair(student, reference, args, *, seed, dtype=torch.float64, edit=Non
     stu = student.debugging.FixedTransformerEncoderLayer(*args)
     expect(isinstance(stu, nn.Module), f"{_sig(FIXED, args)} should be an nn.Module, but it is {describe(stu)}.")
     _attr(stu, _sig(FIXED, args), "mha")
-    stu.mha = copy.deepcopy(ref.mha)  # before loading weights: a bug in MultiHeadAttention is charged there
+    check_structure(stu, ref, _sig(FIXED, args), parts=("mha",))
     copy_parameters(stu, ref, what=_sig(FIXED, args))
     return stu.to(dtype), ref.to(dtype)
 
@@ -226,13 +234,14 @@ def _compare_fixed(student, reference, args_of, x, mask, *, seed):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_attributes(student, reference):
     """mha is your MultiHeadAttention, ffn is Sequential(Linear, ReLU, Linear), norm1/2 LayerNorm, dropout1/2 Dropout(p)"""
     args = (12, 3, 20, 0.3)
     what = _sig(FIXED, args)
     m = student.debugging.FixedTransformerEncoderLayer(*args)
     mha = _attr(m, what, "mha")
-    expect(isinstance(mha, student.attention.MultiHeadAttention.raw),
+    expect(isinstance(mha, student.attention.MultiHeadAttention.raw),  # the reference's class, put in its place
            f"{what}.mha should be your MultiHeadAttention from attention.py, but it is {describe(mha)}.")
     ffn = _attr(m, what, "ffn")
     expect(isinstance(ffn, nn.Sequential) and len(ffn) == 3,
@@ -253,11 +262,12 @@ def test_fixed_attributes(student, reference):
                f"{what}.{name} should be nn.Dropout(0.3) (the constructor's dropout), but it is {describe(drop)}"
                + (f" with p={drop.p}." if isinstance(drop, nn.Dropout) else "."))
     ref = reference.debugging.FixedTransformerEncoderLayer(*args)
-    m.mha = ref.mha  # the parameters of mha are graded with MultiHeadAttention
-    copy_parameters(m, ref, what=what)  # no extra parameters
+    check_structure(m, ref, what, parts=("mha",))  # no extra parameters, nothing shared
+    copy_parameters(m, ref, what=what)
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_default_dropout(student):
     """dropout defaults to 0.1 (dropout1 and dropout2)"""
     m = student.debugging.FixedTransformerEncoderLayer(8, 2, 16)
@@ -268,6 +278,7 @@ def test_fixed_default_dropout(student):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("E, H, F, B, T, seed", [
     pytest.param(8, 2, 16, 2, 4, 21, id="E8-H2-F16"),
@@ -280,6 +291,7 @@ def test_fixed_matches_reference(student, reference, E, H, F, B, T, seed, dtype)
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fixed_matches_reference_with_mask(student, reference, dtype):
     """with a padding mask (B, 1, 1, T): same output and weights as the reference"""
@@ -309,6 +321,7 @@ def _check_residual_gradient(student, reference, edit, path, seed):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_attention_residual_gradient(student, reference):
     """with attention's output zeroed (mha.W_o = 0) the input still gets its gradient through the first residual"""
     def zero_attention(ref):
@@ -319,6 +332,7 @@ def test_fixed_attention_residual_gradient(student, reference):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_ffn_residual_gradient(student, reference):
     """with the feed-forward's output zeroed (ffn[2] = 0) the input still gets its gradient through the second residual"""
     def zero_ffn(ref):
@@ -329,6 +343,7 @@ def test_fixed_ffn_residual_gradient(student, reference):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_gradients_match_reference(student, reference):
     """the gradient of the input and of every parameter equals the reference's"""
     args = (8, 2, 16, 0.0)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from autograder.testing.adapter import call, describe
 from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail
-from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_, strict_device
+from autograder.testing.torchkit import check_structure, copy_parameters, randint, randn, randomize_, strict_device
 
 # (dtype, train mode) runs on the meta device: every dtype in eval mode, and dropout once
 META_RUNS = [(torch.float32, False), (torch.float64, False), (torch.bfloat16, False), (torch.float32, True)]
@@ -42,32 +42,41 @@ def _make(factory, name, args):
     return module
 
 
-# Submodules that are problems of their own: comparisons swap the student's for copies of the
-# reference's (same weights), so that a bug in CausalSelfAttention costs points only there and
-# the Block and Transformer tests grade the code of Block and Transformer themselves.
-REFERENCE_PARTS = {"Block": ("attn", "ffn"), "Transformer": ("blocks",)}
+# Submodules that are problems of their own: a composite is BUILT with the reference's classes
+# (the `isolate` markers below put them in the student's model.py while the test runs), so that a
+# bug in CausalSelfAttention, even a crash or a huge allocation in its __init__, costs points only
+# there, and the Block and Transformer tests grade the code of Block and Transformer themselves.
+# Their structure is still the student's: check_structure fails a Block repeated num_layers times.
+ISOLATE_BLOCK = pytest.mark.isolate("model", "CausalSelfAttention", "FeedForward")
+ISOLATE_TRANSFORMER = pytest.mark.isolate("model", "Block")
 NOTE = {"Block": " (with the reference's attn and ffn)", "Transformer": " (with the reference's blocks)"}
 
 
-def _with_reference_parts(stu, ref, name, *, copy_them=True):
-    """Put the reference's REFERENCE_PARTS (or copies) in place of the student's, before any
-    weights are loaded: a sub-module with wrong parameters is charged to its own problem only."""
-    for part in REFERENCE_PARTS.get(name, ()):
-        _attr(stu, name, part)
-        setattr(stu, part, copy.deepcopy(getattr(ref, part)) if copy_them else getattr(ref, part))
-    return stu
+def _parts(ref, name):
+    """Paths of the sub-modules of `ref` that are graded as problems of their own."""
+    if name == "Block":
+        return ("attn", "ffn")
+    if name == "Transformer":
+        return tuple(f"blocks.{i}" for i in range(len(ref.blocks)))
+    return ()
+
+
+def _load(stu, ref, name, what):
+    """Check the student's structure against the reference's, then load the reference's weights."""
+    check_structure(stu, ref, what, parts=_parts(ref, name))
+    copy_parameters(stu, ref, what=what)
 
 
 def _pair(student, reference, name, args, *, seed, dtype=torch.float32, edit=None):
     """(student module, reference module) built with `args`; the reference is randomized
-    (then changed by `edit(reference)` if given), the student's REFERENCE_PARTS are replaced
-    by copies of the reference's, and the reference's parameters are loaded into the student."""
+    (then changed by `edit(reference)` if given), the student's structure is checked against
+    it and the reference's parameters are loaded into the student by name."""
     ref = randomize_(getattr(reference.model, name)(*args), seed)
     if edit is not None:
         with torch.no_grad():
             edit(ref)
-    stu = _with_reference_parts(_make(getattr(student.model, name), name, args), ref, name)
-    copy_parameters(stu, ref, what=_sig(name, args))
+    stu = _make(getattr(student.model, name), name, args)
+    _load(stu, ref, name, _sig(name, args))
     return stu.to(dtype), ref.to(dtype)
 
 
@@ -398,6 +407,7 @@ BLOCK_CASES = [  # (hidden, heads, seq_len, B, T, seed)
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_attributes(student, reference):
     """ln1, ln2 are LayerNorm(C); attn is a CausalSelfAttention and ffn a FeedForward, both with the dropout p"""
     args = (12, 3, 0.3, 5)
@@ -412,11 +422,11 @@ def test_block_attributes(student, reference):
            f"{what}.ffn should be your FeedForward, but it is {describe(ffn)}.")
     _check_dropout(_attr(attn, f"{what}.attn", "attn_dropout"), f"{what}.attn.attn_dropout", 0.3)
     _check_dropout(_attr(ffn, f"{what}.ffn", "dropout"), f"{what}.ffn.dropout", 0.3)
-    ref = reference.model.Block(*args)  # attn and ffn are graded on their own: only Block's own parameters here
-    copy_parameters(_with_reference_parts(m, ref, "Block", copy_them=False), ref, what=what)  # no extra parameters
+    _load(m, reference.model.Block(*args), "Block", what)  # no extra parameters, nothing shared
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_defaults(student, reference):
     """Block() uses the notebook's defaults (hidden 8, 2 heads, dropout 0.1, seq_len 3)"""
     m = _make(student.model.Block, "Block", ())
@@ -429,6 +439,7 @@ def test_block_defaults(student, reference):
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("C, H, S, B, T, seed", BLOCK_CASES)
 def test_block_matches_reference(student, reference, C, H, S, B, T, seed, dtype):
@@ -438,6 +449,7 @@ def test_block_matches_reference(student, reference, C, H, S, B, T, seed, dtype)
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_residuals(student, reference):
     """with attn and ffn outputs zeroed, the block is the identity (both residual connections, pre-norm)"""
     def zero_outputs(ref):
@@ -451,6 +463,7 @@ def test_block_residuals(student, reference):
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_attention_residual_only(student, reference):
     """with ffn zeroed the block is x + attn(ln1(x)): LayerNorm before attention, residual around it"""
     def zero_ffn(ref):
@@ -466,6 +479,7 @@ def test_block_attention_residual_only(student, reference):
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_causal_and_batch_independent(student, reference):
     """changing future positions never changes earlier outputs, and batch rows do not interact"""
     stu, _ = _pair(student, reference, "Block", (12, 3, 0.1, 5), seed=60, dtype=torch.float64)
@@ -483,6 +497,7 @@ def test_block_causal_and_batch_independent(student, reference):
 
 
 @pytest.mark.problem("Block")
+@ISOLATE_BLOCK
 def test_block_device_and_dtype(student, reference):
     """works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
     for dtype, training in META_RUNS:
@@ -519,6 +534,7 @@ def _compare_transformer(student, reference, args_of, ids, dtype, seed):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_attributes(student, reference):
     """seq_len, token_emb, pos_emb, drop, blocks (ModuleList of num_layers Blocks), ln_f, lm_head as in the contract"""
     args = (30, 12, 3, 0.3, 5, 3)
@@ -543,11 +559,11 @@ def test_transformer_attributes(student, reference):
     _check_dropout(_attr(ffn, f"{what}.blocks[0].ffn", "dropout"), f"{what}.blocks[0].ffn.dropout", 0.3)
     _check_layernorm(_attr(m, what, "ln_f"), f"{what}.ln_f", 12)
     _check_linear(_attr(m, what, "lm_head"), f"{what}.lm_head", 12, 30)
-    ref = reference.model.Transformer(*args)  # blocks are graded with Block: only Transformer's own parameters here
-    copy_parameters(_with_reference_parts(m, ref, "Transformer", copy_them=False), ref, what=what)  # no extra parameters
+    _load(m, reference.model.Transformer(*args), "Transformer", what)  # no extra parameters, nothing shared
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_defaults(student, reference):
     """Transformer() uses the notebook's defaults (vocab 100, hidden 8, 2 heads, dropout 0.1, seq_len 3, 2 layers)"""
     m = _make(student.model.Transformer, "Transformer", ())
@@ -562,6 +578,7 @@ def test_transformer_defaults(student, reference):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("V, C, H, S, L, B, T, seed", TRANSFORMER_CASES)
 def test_transformer_matches_reference(student, reference, V, C, H, S, L, B, T, seed, dtype):
@@ -571,6 +588,7 @@ def test_transformer_matches_reference(student, reference, V, C, H, S, L, B, T, 
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_shorter_sequences(student, reference):
     """T < seq_len uses positions 0..T-1: logits equal the reference for every T"""
     args = (20, 8, 2, 0.1, 6, 2)
@@ -586,6 +604,7 @@ def test_transformer_shorter_sequences(student, reference):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_causal_and_batch_independent(student, reference):
     """changing future tokens never changes earlier logits, and batch rows do not interact"""
     args = (20, 8, 2, 0.1, 5, 2)
@@ -607,6 +626,7 @@ def test_transformer_causal_and_batch_independent(student, reference):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_embedding_dropout(student, reference):
     """train mode: drop acts on token + position embeddings (the first block sees 0 or (tok + pos) / (1 - p))"""
     p = 0.5
@@ -632,6 +652,7 @@ def test_transformer_embedding_dropout(student, reference):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_eval_is_deterministic(student, reference):
     """eval mode applies no dropout: two calls give the same logits, equal to the reference's"""
     args = (20, 8, 2, 0.5, 4, 2)
@@ -647,6 +668,7 @@ def test_transformer_eval_is_deterministic(student, reference):
 
 
 @pytest.mark.problem("Transformer")
+@ISOLATE_TRANSFORMER
 def test_transformer_device_and_dtype(student, reference):
     """works on any device (checked on meta: positions on the input's device) and keeps the parameters' dtype"""
     for dtype, training in META_RUNS:
