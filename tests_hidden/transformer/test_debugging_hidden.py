@@ -93,8 +93,9 @@ def test_hook_stores_detached(student, reference):
     x = randn(2, 3, 8, seed=4, dtype=torch.float64).requires_grad_()
     storage = []
     _attach(student, mha, storage)
-    _hooked(mha, x)
+    _, weights = _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], weights.detach(), what=f"storage[0] after {HOOK} and mha(x)")
     stored = storage[0]
     expect(isinstance(stored, torch.Tensor), f"storage[0] should be a tensor, but it is {describe(stored)}.")
     expect(not stored.requires_grad and stored.grad_fn is None,
@@ -116,10 +117,13 @@ def test_hook_keeps_outputs(student, reference):
 
     (ctx0, w0), x0 = run(mha)
     ((ctx0 * r_ctx).sum() + (w0 * r_w).sum()).backward()
-    _attach(student, mha, [])
+    storage = []
+    _attach(student, mha, storage)
     result, x1 = run(lambda x: _hooked(mha, x))
     what = f"mha(x) after {HOOK}"
     ctx1, w1 = _two_outputs(result, what)
+    expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], w0.detach(), what=f"storage[0] after {HOOK} and mha(x)")
     assert_close(ctx1, ctx0.detach(), what=f"the context returned by {what}")
     assert_close(w1, w0.detach(), what=f"the weights returned by {what}")
     expect(ctx1.requires_grad and w1.requires_grad,
@@ -136,7 +140,9 @@ def test_hook_remove_stops_capture(student, reference):
     x = randn(2, 3, 8, seed=10, dtype=torch.float64)
     storage = []
     handle = _attach(student, mha, storage)
-    _hooked(mha, x)
+    _, weights = _hooked(mha, x)
+    expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x)")
     handle.remove()
     _hooked(mha, x)
     _hooked(mha, x)
@@ -218,6 +224,16 @@ def _fixed_pair(student, reference, args, *, seed, dtype=torch.float64, edit=Non
     return stu.to(dtype), ref.to(dtype)
 
 
+def _check_eval_value(stu, ref, x, *, what):
+    """In eval mode the layer returns the reference's (x, weights): checked before a property of it."""
+    stu.eval(), ref.eval()
+    with torch.no_grad():
+        expected_x, expected_w = ref(x)
+    got_x, got_w = _two_outputs(call(stu, x), what)
+    assert_close(got_x, expected_x, what=f"the output x of {what} in eval mode")
+    assert_close(got_w, expected_w, what=f"the attention weights of {what} in eval mode")
+
+
 def _compare_fixed(student, reference, args_of, x, mask, *, seed):
     for mode, p in (("eval", 0.2), ("train", 0.0)):
         args = args_of(p)
@@ -262,15 +278,18 @@ def test_fixed_attributes(student, reference):
                f"{what}.{name} should be nn.Dropout(0.3) (the constructor's dropout), but it is {describe(drop)}"
                + (f" with p={drop.p}." if isinstance(drop, nn.Dropout) else "."))
     ref = reference.debugging.FixedTransformerEncoderLayer(*args)
+    ref = randomize_(ref, 19)
     check_structure(m, ref, what, parts=("mha",))  # no extra parameters, nothing shared
     copy_parameters(m, ref, what=what)
+    _check_eval_value(m, ref, randn(2, 4, 12, seed=20), what=f"{what}.forward(x){NOTE}")
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
 @_isolated
-def test_fixed_default_dropout(student):
-    """dropout defaults to 0.1 (dropout1 and dropout2)"""
-    m = student.debugging.FixedTransformerEncoderLayer(8, 2, 16)
+def test_fixed_default_dropout(student, reference):
+    """dropout defaults to 0.1 (dropout1 and dropout2); the layer equals the reference's"""
+    m, ref = _fixed_pair(student, reference, (8, 2, 16), seed=18)
+    _check_eval_value(m, ref, randn(2, 3, 8, seed=19, dtype=torch.float64), what=f"{FIXED}(8, 2, 16).forward(x){NOTE}")
     for name in ("dropout1", "dropout2"):
         drop = _attr(m, f"{FIXED}(8, 2, 16)", name)
         expect(isinstance(drop, nn.Dropout) and drop.p == 0.1,

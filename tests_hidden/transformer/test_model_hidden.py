@@ -80,6 +80,15 @@ def _pair(student, reference, name, args, *, seed, dtype=torch.float32, edit=Non
     return stu.to(dtype), ref.to(dtype)
 
 
+def _check_eval_value(stu, ref, x, what):
+    """In eval mode `stu` returns `ref`'s value on x. Tests of a property (causality, batch rows,
+    device, structure) check this first: a property of a wrong result pays nothing."""
+    stu.eval(), ref.eval()
+    with torch.no_grad():
+        expected = ref(x)
+    assert_close(call(stu, x), expected, what=f"{what} in eval mode")
+
+
 def _compare_with_reference(student, reference, name, args_of, x, *, seed):
     """Eval mode with dropout 0.2 and train mode with dropout 0.0 both equal the reference."""
     dtype = x.dtype
@@ -189,7 +198,9 @@ def test_csa_attributes(student, reference):
         _check_linear(_attr(m, what, name), f"{what}.{name}", 12, 12)
     for name in ("attn_dropout", "resid_dropout"):
         _check_dropout(_attr(m, what, name), f"{what}.{name}", 0.25)
-    copy_parameters(m, reference.model.CausalSelfAttention(*args), what=what)  # no extra parameters
+    ref = randomize_(reference.model.CausalSelfAttention(*args), 14)
+    copy_parameters(m, ref, what=what)  # no extra parameters, nothing shared
+    _check_eval_value(m, ref, randn(2, 5, 12, seed=15), f"{what}.forward(x)")
 
 
 @pytest.mark.problem("CausalSelfAttention")
@@ -227,9 +238,9 @@ def test_csa_shorter_sequences(student, reference):
 @pytest.mark.problem("CausalSelfAttention")
 def test_csa_causal(student, reference):
     """changing future positions never changes earlier outputs (query i sees only keys j <= i)"""
-    stu, _ = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 5), seed=23, dtype=torch.float64)
-    stu.eval()
+    stu, ref = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 5), seed=23, dtype=torch.float64)
     x = randn(2, 5, 8, seed=24, dtype=torch.float64)
+    _check_eval_value(stu, ref, x, "CausalSelfAttention(8, 2, 0.1, 5).forward(x)")
     out = expect_tensor(call(stu, x), what="CausalSelfAttention.forward(x)", shape=(2, 5, 8))
     for t in range(4):
         x2 = x.clone()
@@ -242,9 +253,9 @@ def test_csa_causal(student, reference):
 @pytest.mark.problem("CausalSelfAttention")
 def test_csa_batch_independence(student, reference):
     """each batch row is processed independently: forward(x)[i] == forward(x[i:i+1])[0]"""
-    stu, _ = _pair(student, reference, "CausalSelfAttention", (12, 3, 0.1, 4), seed=27, dtype=torch.float64)
-    stu.eval()
+    stu, ref = _pair(student, reference, "CausalSelfAttention", (12, 3, 0.1, 4), seed=27, dtype=torch.float64)
     x = randn(4, 4, 12, seed=28, dtype=torch.float64)
+    _check_eval_value(stu, ref, x, "CausalSelfAttention(12, 3, 0.1, 4).forward(x)")
     out = expect_tensor(call(stu, x), what="CausalSelfAttention.forward(x)", shape=(4, 4, 12))
     for i in range(4):
         assert_close(call(stu, x[i:i + 1]), out[i:i + 1],
@@ -319,8 +330,10 @@ def test_csa_attention_weights_dropout(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
-def test_csa_device_and_dtype(student):
-    """works on any device (checked on meta) and keeps float32, float64 and bfloat16, in eval and train mode"""
+def test_csa_device_and_dtype(student, reference):
+    """equals the reference on the CPU, works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
+    stu, ref = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 4), seed=29)
+    _check_eval_value(stu, ref, randn(2, 3, 8, seed=30), "CausalSelfAttention(8, 2, 0.1, 4).forward(x) on the CPU")
     for dtype, training in META_RUNS:
         m = _make(student.model.CausalSelfAttention, "CausalSelfAttention", (8, 2, 0.1, 4))
         m.to(device="meta", dtype=dtype).train(training)
@@ -341,7 +354,9 @@ def test_ffn_attributes(student, reference):
     _check_linear(_attr(m, what, "fc1"), f"{what}.fc1", 12, 48)
     _check_linear(_attr(m, what, "fc2"), f"{what}.fc2", 48, 12)
     _check_dropout(_attr(m, what, "dropout"), f"{what}.dropout", 0.3)
-    copy_parameters(m, reference.model.FeedForward(*args), what=what)  # no extra parameters
+    ref = randomize_(reference.model.FeedForward(*args), 40)
+    copy_parameters(m, ref, what=what)  # no extra parameters, nothing shared
+    _check_eval_value(m, ref, randn(2, 3, 12, seed=41), f"{what}.forward(x)")
 
 
 @pytest.mark.problem("FeedForward")
@@ -363,9 +378,9 @@ def test_ffn_dropout_on_output(student, reference, p):
     """train mode: dropout acts on the output (every value is 0 or eval value / (1 - p)), mean kept over draws"""
     args = (8, p)
     what = f"{_sig('FeedForward', args)}.forward(x) in train mode"
-    stu, _ = _pair(student, reference, "FeedForward", args, seed=45, dtype=torch.float64)
+    stu, ref = _pair(student, reference, "FeedForward", args, seed=45, dtype=torch.float64)
     x1 = randn(1, 3, 8, seed=46, dtype=torch.float64)
-    stu.eval()
+    _check_eval_value(stu, ref, x1, f"{_sig('FeedForward', args)}.forward(x)")
     base = expect_tensor(call(stu, x1), what=f"{_sig('FeedForward', args)}.forward(x) in eval mode", shape=(1, 3, 8))
     stu.train()
     torch.manual_seed(47)
@@ -386,8 +401,10 @@ def test_ffn_eval_is_deterministic(student, reference):
 
 
 @pytest.mark.problem("FeedForward")
-def test_ffn_device_and_dtype(student):
-    """works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
+def test_ffn_device_and_dtype(student, reference):
+    """equals the reference on the CPU, works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
+    stu, ref = _pair(student, reference, "FeedForward", (8, 0.1), seed=44)
+    _check_eval_value(stu, ref, randn(2, 3, 8, seed=43), "FeedForward(8, 0.1).forward(x) on the CPU")
     for dtype, training in META_RUNS:
         m = _make(student.model.FeedForward, "FeedForward", (8, 0.1)).to(device="meta", dtype=dtype)
         m.train(training)
@@ -422,7 +439,9 @@ def test_block_attributes(student, reference):
            f"{what}.ffn should be your FeedForward, but it is {describe(ffn)}.")
     _check_dropout(_attr(attn, f"{what}.attn", "attn_dropout"), f"{what}.attn.attn_dropout", 0.3)
     _check_dropout(_attr(ffn, f"{what}.ffn", "dropout"), f"{what}.ffn.dropout", 0.3)
-    _load(m, reference.model.Block(*args), "Block", what)  # no extra parameters, nothing shared
+    ref = randomize_(reference.model.Block(*args), 50)
+    _load(m, ref, "Block", what)  # no extra parameters, nothing shared
+    _check_eval_value(m, ref, randn(2, 5, 12, seed=49), f"{what}.forward(x){NOTE['Block']}")
 
 
 @pytest.mark.problem("Block")
@@ -482,9 +501,9 @@ def test_block_attention_residual_only(student, reference):
 @ISOLATE_BLOCK
 def test_block_causal_and_batch_independent(student, reference):
     """changing future positions never changes earlier outputs, and batch rows do not interact"""
-    stu, _ = _pair(student, reference, "Block", (12, 3, 0.1, 5), seed=60, dtype=torch.float64)
-    stu.eval()
+    stu, ref = _pair(student, reference, "Block", (12, 3, 0.1, 5), seed=60, dtype=torch.float64)
     x = randn(3, 5, 12, seed=61, dtype=torch.float64)
+    _check_eval_value(stu, ref, x, f"Block(12, 3, 0.1, 5).forward(x){NOTE['Block']}")
     out = expect_tensor(call(stu, x), what="Block.forward(x)", shape=(3, 5, 12))
     for t in range(4):
         x2 = x.clone()
@@ -499,7 +518,9 @@ def test_block_causal_and_batch_independent(student, reference):
 @pytest.mark.problem("Block")
 @ISOLATE_BLOCK
 def test_block_device_and_dtype(student, reference):
-    """works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
+    """equals the reference on the CPU, works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
+    stu, ref = _pair(student, reference, "Block", (8, 2, 0.1, 4), seed=64)
+    _check_eval_value(stu, ref, randn(2, 3, 8, seed=63), f"Block(8, 2, 0.1, 4).forward(x) on the CPU{NOTE['Block']}")
     for dtype, training in META_RUNS:
         m, _ = _pair(student, reference, "Block", (8, 2, 0.1, 4), seed=65)
         m.to(device="meta", dtype=dtype)
@@ -559,7 +580,9 @@ def test_transformer_attributes(student, reference):
     _check_dropout(_attr(ffn, f"{what}.blocks[0].ffn", "dropout"), f"{what}.blocks[0].ffn.dropout", 0.3)
     _check_layernorm(_attr(m, what, "ln_f"), f"{what}.ln_f", 12)
     _check_linear(_attr(m, what, "lm_head"), f"{what}.lm_head", 12, 30)
-    _load(m, reference.model.Transformer(*args), "Transformer", what)  # no extra parameters, nothing shared
+    ref = randomize_(reference.model.Transformer(*args), 70)
+    _load(m, ref, "Transformer", what)  # no extra parameters, nothing shared
+    _check_eval_value(m, ref, randint(30, 2, 5, seed=69), f"{what}.forward(input_ids){NOTE['Transformer']}")
 
 
 @pytest.mark.problem("Transformer")
@@ -608,9 +631,9 @@ def test_transformer_shorter_sequences(student, reference):
 def test_transformer_causal_and_batch_independent(student, reference):
     """changing future tokens never changes earlier logits, and batch rows do not interact"""
     args = (20, 8, 2, 0.1, 5, 2)
-    stu, _ = _pair(student, reference, "Transformer", args, seed=78, dtype=torch.float64)
-    stu.eval()
+    stu, ref = _pair(student, reference, "Transformer", args, seed=78, dtype=torch.float64)
     ids = randint(20, 3, 5, seed=79)
+    _check_eval_value(stu, ref, ids, f"{_sig('Transformer', args)}.forward(input_ids){NOTE['Transformer']}")
     out = expect_tensor(call(stu, ids), what=f"{_sig('Transformer', args)}.forward(input_ids)", shape=(3, 5, 20),
                         dtype=torch.float64)
     for t in range(4):
@@ -633,6 +656,8 @@ def test_transformer_embedding_dropout(student, reference):
     args = (20, 8, 2, p, 4, 2)
     what = f"{_sig('Transformer', args)}: the input of blocks[0] in train mode"
     stu, ref = _pair(student, reference, "Transformer", args, seed=81, dtype=torch.float64)
+    _check_eval_value(stu, ref, randint(20, 2, 4, seed=80), f"{_sig('Transformer', args)}.forward(input_ids)"
+                      + NOTE["Transformer"])
     blocks = _attr(stu, "Transformer", "blocks")
     expect(isinstance(blocks, nn.ModuleList) and len(blocks) == 2, "Transformer.blocks should be an nn.ModuleList "
                                                                    "of num_layers blocks.")
@@ -670,7 +695,10 @@ def test_transformer_eval_is_deterministic(student, reference):
 @pytest.mark.problem("Transformer")
 @ISOLATE_TRANSFORMER
 def test_transformer_device_and_dtype(student, reference):
-    """works on any device (checked on meta: positions on the input's device) and keeps the parameters' dtype"""
+    """equals the reference on the CPU, works on any device (checked on meta: positions on the input's device) and keeps the parameters' dtype"""
+    stu, ref = _pair(student, reference, "Transformer", (20, 8, 2, 0.1, 4, 2), seed=87)
+    _check_eval_value(stu, ref, randint(20, 2, 3, seed=88), "Transformer(20, 8, 2, 0.1, 4, 2).forward(input_ids) "
+                      "on the CPU" + NOTE["Transformer"])
     for dtype, training in META_RUNS:
         args = (20, 8, 2, 0.1, 4, 2)
         m, _ = _pair(student, reference, "Transformer", args, seed=86)
@@ -756,12 +784,11 @@ def test_lm_loss_float64(student, reference):
 
 
 @pytest.mark.problem("lm_loss")
-def test_lm_loss_is_zero_dim(student):
-    """returns a 0-dim tensor (a scalar loss, not a vector of per-token losses)"""
+def test_lm_loss_is_zero_dim(student, reference):
+    """returns a 0-dim tensor (a scalar loss, not a vector of per-token losses), the reference's"""
     logits, ids = _lm_inputs(2, 4, 8, 1, seed=98)
-    got = student.model.lm_loss(logits, ids, 1)
-    expect_tensor(got, what=f"lm_loss(logits: {describe(logits)}, input_ids: {describe(ids)}, pad_token_id=1)",
-                  shape=())
+    _check_lm_loss(student, reference, logits, ids, 1,
+                   what=f"lm_loss(logits: {describe(logits)}, input_ids: {describe(ids)}, pad_token_id=1)")
 
 
 @pytest.mark.problem("lm_loss")
@@ -870,12 +897,13 @@ def test_decode_feeds_last_window(student, reference):
 
 
 @pytest.mark.problem("greedy_decode")
-def test_decode_records_no_gradients(student):
-    """the model is called with grad mode off and the result does not require grad"""
+def test_decode_records_no_gradients(student, reference):
+    """the model is called with grad mode off, and the result (the reference's tokens) does not require grad"""
     spy = _SpyLM()
     ids = randint(11, 2, 3, seed=110)
     what = f"greedy_decode(model, input_ids: {describe(ids)}, max_new_tokens=3)"
-    got = student.model.greedy_decode(spy, ids, 3)
+    got = student.model.greedy_decode(spy, ids.clone(), 3)
+    assert_equal(got, reference.model.greedy_decode(_SpyLM(), ids.clone(), 3), what=what)
     expect(len(spy.calls) > 0, f"{what} never called the model.")
     expect(not any(grad for _, grad in spy.calls),
            f"{what} called the model with gradient recording on; use torch.no_grad() (decorator or context manager).")
@@ -883,17 +911,20 @@ def test_decode_records_no_gradients(student):
 
 
 @pytest.mark.problem("greedy_decode")
-def test_decode_default_max_new_tokens(student):
-    """max_new_tokens defaults to 32: the result is int64 (B, T0 + 32)"""
+def test_decode_default_max_new_tokens(student, reference):
+    """max_new_tokens defaults to 32: the result is int64 (B, T0 + 32), the reference's tokens"""
     ids = randint(11, 2, 3, seed=111)
-    got = student.model.greedy_decode(_SpyLM(), ids)
-    expect_tensor(got, what=f"greedy_decode(model, input_ids: {describe(ids)})", shape=(2, 35), dtype=torch.int64)
-    assert_equal(got[:, :3], ids, what=f"greedy_decode(model, input_ids: {describe(ids)})[:, :3] (the prompt)")
+    got = student.model.greedy_decode(_SpyLM(), ids.clone())
+    what = f"greedy_decode(model, input_ids: {describe(ids)})"
+    expect_tensor(got, what=what, shape=(2, 35), dtype=torch.int64)
+    assert_equal(got[:, :3], ids, what=f"{what}[:, :3] (the prompt)")
+    assert_equal(got, reference.model.greedy_decode(_SpyLM(), ids.clone()), what=what)
 
 
 @pytest.mark.problem("greedy_decode")
 def test_decode_device_agnostic(student, reference):
-    """works on any device (checked on meta with the reference Transformer): int64 (B, T0 + max_new) on that device"""
+    """the reference's tokens on the CPU; works on any device (checked on meta): int64 (B, T0 + max_new) on that device"""
+    _check_decode(student, reference, _decode_model(reference, 112), randint(20, 2, 3, seed=113), 4)
     model = _decode_model(reference, 112).to("meta")
     ids = torch.zeros(2, 3, dtype=torch.long, device="meta")
     what = f"greedy_decode(model on meta, input_ids: {describe(ids)}, max_new_tokens=4)"
