@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autograder.testing.adapter import call
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
 from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_, strict_device
 
 FLOATS = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -231,6 +231,14 @@ def _check_mh_meta(student, reference, fn: str, seed: int):
                   dtype=torch.float32, device="meta")
 
 
+def _check_mh_inputs_unchanged(student, reference, fn: str, seed: int):
+    S, W = _mh_inputs(2, 5, 8, seed)
+    expected = getattr(reference.attention, fn)(S.clone(), *(w.clone() for w in W), num_heads=2)
+    what = f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2)"
+    with inputs_unchanged(what, S=S, W_Q=W[0], W_K=W[1], W_V=W[2], W_O=W[3]):
+        assert_close(getattr(student.attention, fn)(S, *W, num_heads=2), expected, what=what)
+
+
 HEADS = [pytest.param(h, id=f"H{h}") for h in (1, 2, 4, 8)]
 
 
@@ -267,6 +275,12 @@ def test_multi_head_attention_single_token(student):
 def test_multi_head_attention_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
     _check_mh_batch_independent(student, reference, "multi_head_attention", seed=140)
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_does_not_modify_inputs(student, reference):
+    """returns the reference's value and leaves S, W_Q, W_K, W_V and W_O unchanged"""
+    _check_mh_inputs_unchanged(student, reference, "multi_head_attention", seed=145)
 
 
 @pytest.mark.problem("multi_head_attention")
@@ -410,6 +424,13 @@ def test_causal_multi_head_attention_prefix(student, reference):
 def test_causal_multi_head_attention_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
     _check_mh_batch_independent(student, reference, "causal_multi_head_attention", seed=260)
+
+
+@pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
+def test_causal_multi_head_attention_does_not_modify_inputs(student, reference):
+    """returns the reference's value and leaves S, W_Q, W_K, W_V and W_O unchanged"""
+    _check_mh_inputs_unchanged(student, reference, "causal_multi_head_attention", seed=265)
 
 
 @pytest.mark.problem("causal_multi_head_attention")
@@ -722,6 +743,21 @@ def test_mha_batch_independent(student, reference):
             assert_close(ctx_b, ctx[s], what=f"context of {what_b} compared with row {b} of the batched context")
             assert_close(weights_b, weights[s],
                          what=f"weights of {what_b} compared with row {b} of the batched weights")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
+def test_mha_does_not_modify_inputs(student, reference):
+    """returns the reference's context and weights and leaves x and the mask unchanged"""
+    mine, ref = _mha_pair(student, reference, 8, 2, 455)
+    x, mask = randn(3, 5, 8, seed=456), _padding_mask(3, 5, seed=457, dtype=torch.int64)
+    what = "MultiHeadAttention(8, 2)(x, mask)"
+    with torch.no_grad():
+        expected_ctx, expected_w = ref(x.clone(), mask.clone())
+    with inputs_unchanged(what, x=x, mask=mask), torch.no_grad():
+        ctx, weights = _pair(call(mine, x, mask, name="MultiHeadAttention.forward"), what)
+        assert_close(weights, expected_w, what=f"weights of {what}")
+        assert_close(ctx, expected_ctx, what=f"context of {what}")
 
 
 @pytest.mark.problem("MultiHeadAttention")

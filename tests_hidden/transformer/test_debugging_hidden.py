@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from autograder.testing.adapter import call, describe
-from autograder.testing.checks import assert_close, expect, expect_tensor, fail
+from autograder.testing.checks import assert_close, expect, expect_tensor, fail, inputs_unchanged
 from autograder.testing.torchkit import check_structure, copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -316,6 +316,22 @@ def test_fixed_matches_reference_with_mask(student, reference, dtype):
     """with a padding mask (B, 1, 1, T): same output and weights as the reference"""
     x = randn(3, 5, 8, seed=23, dtype=dtype)
     _compare_fixed(student, reference, lambda p: (8, 2, 16, p), x, _padding_mask([5, 2, 4], 5), seed=24)
+
+
+@pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
+def test_fixed_does_not_modify_inputs(student, reference):
+    """returns the reference's output and weights and leaves x and the mask unchanged"""
+    stu, ref = _fixed_pair(student, reference, (8, 2, 16, 0.1), seed=25)
+    stu.eval(), ref.eval()
+    x, mask = randn(3, 5, 8, seed=26, dtype=torch.float64), _padding_mask([5, 2, 4], 5)
+    with torch.no_grad():
+        expected_x, expected_w = ref(x.clone(), mask.clone())
+    what = f"{_sig(FIXED, (8, 2, 16, 0.1))}.forward(x, mask) in eval mode{NOTE}"
+    with inputs_unchanged(what, x=x, mask=mask):
+        got_x, got_w = _two_outputs(call(stu, x, mask), what)
+        assert_close(got_x, expected_x, what=f"the output x of {what}")
+        assert_close(got_w, expected_w, what=f"the attention weights of {what}")
 
 
 def _input_gradient(layer, x, projection, what):
