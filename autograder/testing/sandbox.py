@@ -496,7 +496,8 @@ class Sandbox:
         body = {k: encoder.value(v) for k, v in values.items()}  # encodes leaves in order
         leaves = list(encoder.leaves)
         grad = bool(request["grad"]) and bool(leaves)
-        request["grad"] = grad
+        request["grad_mode"] = bool(request["grad"])  # student code runs in the test's grad mode, as in one process
+        request["grad"] = grad                         # and its graph is kept when autograd must go through
 
         def send():
             answer = self._send_encoded(request, body, encoder, grad=not grad)
@@ -622,11 +623,14 @@ class Sandbox:
             raise wire.WireError("unknown grader object")
         grad = bool(message.get("grad"))
         self.in_callback.add(gid)
-        try:
-            with torch.set_grad_enabled(grad):
+        try:  # in student code's grad mode ("records no gradients" is graded by what a spy model sees)
+            with torch.set_grad_enabled(grad or bool(message.get("grad_mode"))):
                 result = target(*values.get("args", ()), **values.get("kwargs", {}))
         finally:
             self.in_callback.discard(gid)
+        if not grad:  # no graph goes back: the answer is plain values, as before
+            flat, spec = tree_flatten(result)
+            result = tree_unflatten([t.detach() if isinstance(t, torch.Tensor) else t for t in flat], spec)
         answer = {"result": result}
         if grad:
             outputs = [o for o in tree_flatten(result)[0] if isinstance(o, torch.Tensor)]

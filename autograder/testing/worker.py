@@ -279,10 +279,12 @@ class Worker:
     def callback(self, gid: int, args: tuple, kwargs: dict):
         """Call the grader's object `gid` (autograd goes through, if it is on)."""
         flat, _ = tree_flatten((args, kwargs))
-        needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
+        mode = torch.is_grad_enabled()  # the grader's object runs in student code's grad mode (a spy may check it)
+        needs_grad = mode and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
         if not needs_grad:
             with torch.no_grad():
-                return self.transact({"op": "call", "id": gid, "grad": False}, {"args": args, "kwargs": kwargs})["result"]
+                return self.transact({"op": "call", "id": gid, "grad": False, "grad_mode": mode},
+                                     {"args": args, "kwargs": kwargs})["result"]
         leaves = [t for t in flat if isinstance(t, torch.Tensor) and t.requires_grad]
         holder = {}
 
@@ -449,7 +451,7 @@ class Worker:
     def context(self, message: dict, rng):
         """The grader's context for one call: grad mode, random state, forbidden calls, device checks."""
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.set_grad_enabled(bool(message.get("grad"))))
+            stack.enter_context(torch.set_grad_enabled(bool(message.get("grad_mode", message.get("grad")))))
             if rng is not None:
                 torch.set_rng_state(rng)
             forbidden = message.get("forbidden") or {}
