@@ -75,6 +75,14 @@ def test_loading_is_strict_and_names_unexpected_and_missing_parameters():
         copy_parameters(Pair(), reference, what="Pair()")
 
 
+def test_a_second_name_for_a_module_adds_no_parameter():
+    student = Pair()
+    student.first = student.blocks[0]  # an alias of a part
+    student.a_again = student.a  # an alias of a layer
+    check_structure(student, Pair(), "Pair()", parts=PARTS)
+    copy_parameters(student, Pair(), what="Pair()")
+
+
 def test_what_lies_inside_a_part_is_left_to_its_own_problem():
     student = Pair()
     student.blocks[0][0] = nn.Linear(3, 3, bias=False)  # a bug inside blocks.0: graded where blocks are

@@ -104,10 +104,18 @@ def _check_sharing(student, reference, what: str, parts) -> None:
                 fail(f"{what}: parameter {other} should be the same tensor as {names[0]} (tied), as in the contract.")
 
 
+def _part_parameters(module, part: str):
+    found = dict(module.named_modules(remove_duplicate=False)).get(part)
+    return [] if found is None else list(found.parameters())
+
+
 def _check_parameter_names(student, reference, what: str, parts) -> None:
     expected, got = _parameter_names(reference, parts), _parameter_names(student, parts)
     missing = sorted(expected.keys() - got.keys())
-    extra = sorted(got.keys() - expected.keys())
+    known = {id(got[name]) for name in expected.keys() & got.keys()}
+    known |= {id(p) for part in parts for p in _part_parameters(student, part)}
+    # a second name for a parameter the contract names (self.attention = self.attn) adds nothing
+    extra = sorted(name for name in got.keys() - expected.keys() if id(got[name]) not in known)
     if missing or extra:
         found = []
         if missing:
