@@ -633,11 +633,14 @@ class Sandbox:
             raise wire.WireError("unknown grader object")
         grad = bool(message.get("grad"))
         self.in_callback.add(gid)
-        try:
-            with torch.set_grad_enabled(grad):
+        try:  # in student code's grad mode ("records no gradients" is graded by what a spy model sees)
+            with torch.set_grad_enabled(grad or bool(message.get("grad_mode"))):
                 result = target(*values.get("args", ()), **values.get("kwargs", {}))
         finally:
             self.in_callback.discard(gid)
+        if not grad:  # no graph goes back: the answer is plain values, as before
+            flat, spec = tree_flatten(result)
+            result = tree_unflatten([t.detach() if isinstance(t, torch.Tensor) else t for t in flat], spec)
         answer = {"result": result}
         if grad:
             outputs = [o for o in tree_flatten(result)[0] if isinstance(o, torch.Tensor)]

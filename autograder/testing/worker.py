@@ -414,10 +414,12 @@ class Worker:
     def callback(self, gid: int, args: tuple, kwargs: dict):
         """Call the grader's object `gid` (autograd goes through, if it is on)."""
         flat, _ = tree_flatten((args, kwargs))
-        needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
+        mode = torch.is_grad_enabled()  # the grader's object runs in student code's grad mode (a spy may check it)
+        needs_grad = mode and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
         if not needs_grad:
             with torch.no_grad():
-                return self.transact({"op": "call", "id": gid, "grad": False}, {"args": args, "kwargs": kwargs})["result"]
+                return self.transact({"op": "call", "id": gid, "grad": False, "grad_mode": mode},
+                                     {"args": args, "kwargs": kwargs})["result"]
         leaves = [t for t in flat if isinstance(t, torch.Tensor) and t.requires_grad]
         holder = {}
 
