@@ -110,3 +110,22 @@ def test_collected_tests_carry_readable_parameters(tmp_path):
                    cwd=tmp_path, capture_output=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     test, = json.loads(report.read_text().splitlines()[0])["tests"]
     assert results.test_name(test) == "causal_mask: a word and a shape (word=caf\xe9, shape=(2, 3))"
+
+
+def test_table_shows_no_grader_noise_unless_verbose(tmp_path, transformer):
+    """`grade --table` prints the table only; the test children's exits and pytest's report need --verbose."""
+    import os
+    import subprocess
+    import sys
+
+    from autograder.manifest import ROOT
+
+    command = [sys.executable, "-m", "autograder", "grade", "transformer", str(transformer.path(transformer.starter)),
+               "-o", str(tmp_path / "r.json"), "--table", "--no-sandbox"]
+    quiet = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "total" in quiet.stderr and "self_attention" in quiet.stderr
+    assert "child 0" not in quiet.stderr and "stop None" not in quiet.stderr and "FAILED" not in quiet.stderr
+    verbose = subprocess.run(command + ["--verbose"], cwd=ROOT, capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "child 0: exit" in verbose.stderr and "total" in verbose.stderr
