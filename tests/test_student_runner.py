@@ -15,6 +15,8 @@ import pytest
 from autograder import build as build_module
 from autograder import manifest as manifest_module
 
+ROOT = manifest_module.ROOT
+
 
 @pytest.fixture(scope="module")
 def unpacked(tmp_path_factory):
@@ -169,3 +171,44 @@ def test_runner_uses_one_thread_unless_told(unpacked, tmp_path):
     result = subprocess.run([sys.executable, str(folder / "run_tests.py"), str(probe), "-s", "-q"], cwd=folder,
                             capture_output=True, text=True, env=env)
     assert "THREADS 1 1" in result.stdout, result.stdout[-2000:]
+
+
+def test_training_prints_one_line_per_epoch_through_the_terminal_reporter(tmp_path):
+    """Captured output stays hidden, but the training loop's epoch lines show at once (no -s needed)."""
+    (tmp_path / "test_fit.py").write_text(
+        "import pytest, torch\n"
+        "from autograder.testing.training import Budget, batch_binary_accuracy, fit\n"
+        "@pytest.mark.problem('p')\n"
+        "def test_fit():\n"
+        "    print('CAPTURED')\n"
+        "    torch.manual_seed(0)\n"
+        "    x, y = torch.randn(64, 3), (torch.rand(64) > 0.5).float()\n"
+        "    model = torch.nn.Linear(3, 1)\n"
+        "    fit(model, x, y, torch.nn.BCEWithLogitsLoss(), Budget(epochs=2), output=lambda o: o[:, 0],\n"
+        "        metric=batch_binary_accuracy)\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "autograder.testing.plugin", "-p",
+                             "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stdout[-2000:]
+    lines = re.findall(r"^training: epoch (\d)/2: loss [\d.]+, accuracy [\d.]+ \(training batches\)$",
+                       result.stdout, re.MULTILINE)
+    assert lines == ["1", "2"], result.stdout
+    assert "CAPTURED" not in result.stdout
+
+
+def test_fit_logs_nothing_when_told_and_trains_the_same(capsys):
+    import torch
+
+    from autograder.testing.training import Budget, fit
+
+    def trained(**kwargs):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        x, y = torch.randn(40, 3), torch.randn(40, 1)
+        return fit(model, x, y, torch.nn.MSELoss(), Budget(epochs=2), **kwargs), model.weight.detach().clone()
+
+    seen = []
+    (quiet_losses, quiet_weight), (losses, weight) = trained(log=None), trained(log=seen.append)
+    assert quiet_losses == losses and torch.equal(quiet_weight, weight)
+    assert [line.split(":")[1] for line in seen] == [" epoch 1/2", " epoch 2/2"]
+    assert "accuracy" not in seen[0]
