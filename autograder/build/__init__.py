@@ -134,10 +134,11 @@ def collect(manifest: manifest_module.Manifest) -> list[dict]:
                    "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(manifest.root),
                    "--report", str(report), *[folder.path for folder in manifest.tests]]
         done = subprocess.run(command, cwd=manifest.root, env=env, capture_output=True, text=True)
-        events = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()] if report.exists() else []
-        collected = [event for event in events if event.get("event") == "collected"]
+        lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
+        collected = [event for event in map(json.loads, lines) if event.get("event") == "collected"]
         if done.returncode != 0 or not collected:
-            raise SystemExit(f"the tests of {manifest.name} could not be collected:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+            raise SystemExit(f"the tests of {manifest.name} could not be collected:\n"
+                             f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
         return collected[0]["tests"]
 
 

@@ -150,7 +150,8 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
         summary += f" Your value there is {float(g.flatten()[flat])}."
     details = f"At index {list(where)}: expected {float(e.flatten()[flat]):.6g}, got {float(g.flatten()[flat]):.6g}."
     if g.numel() <= SMALL_TENSOR:
-        details += f"\nexpected:\n{_show(e.to(expected.dtype), as_numpy)}\ngot:\n{_show(g.to(expected.dtype), as_numpy)}"
+        shown_e, shown_g = _show(e.to(expected.dtype), as_numpy), _show(g.to(expected.dtype), as_numpy)
+        details += f"\nexpected:\n{shown_e}\ngot:\n{shown_g}"
     fail(summary, details, got=got, expected=expected)
 
 

@@ -19,6 +19,7 @@ import pytest
 pytest_plugins = ["autograder.testing.plugin"]
 
 HERE = pathlib.Path(__file__).resolve().parent
+_CONFIG: dict = {}  # the session's config, for hooks that get none
 PROBLEMS_FILE = HERE / "problems.json"
 NOTE_HIDDEN = ("Points: what your public tests earn / the problem's points. Each problem's points are "
                "split equally over its public and hidden tests; the hidden tests, run by the grader "
@@ -84,7 +85,9 @@ def pytest_runtest_logreport(report):
     config = _CONFIG.get("config")
     if config is None:
         return
-    entry = config._student_outcomes.setdefault(report.nodeid, {"passed": True, "fraction": 1.0, "problems": []})
+    entry = config._student_outcomes.get(report.nodeid)
+    if entry is None:
+        return
     if report.failed or report.skipped:
         entry["passed"] = False
     if report.when == "teardown":
@@ -93,9 +96,6 @@ def pytest_runtest_logreport(report):
         given = plugin._CONFIG.get("scores", {}).get(report.nodeid)
         if given is not None:
             entry["fraction"] = given.fraction
-
-
-_CONFIG: dict = {}
 
 
 def pytest_sessionstart(session):
@@ -149,8 +149,8 @@ def format_table(rows: list[dict], not_run: list[str]) -> list[str]:
         earned, points = sum(r["earned"] for r in rows), sum(r["points"] for r in rows)
         lines.append(row.format("total", passed, run, _number(earned), _number(points)))
         public_max = sum(r["public_max"] for r in rows)
-        lines += ["", *textwrap.wrap(NOTE_HIDDEN + " " + CARRY.format(public=_number(public_max), points=_number(points)),
-                                     88)]
+        note = NOTE_HIDDEN + " " + CARRY.format(public=_number(public_max), points=_number(points))
+        lines += ["", *textwrap.wrap(note, 88)]
     if not_run:
         lines += textwrap.wrap(NOT_RUN.format(count=len(not_run), names=", ".join(not_run)), 88)
     return lines
