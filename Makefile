@@ -1,4 +1,5 @@
 # The usual targets. `make demo` and `make test` set everything up themselves.
+# PYTHON must be Python 3.11 or newer: the pins (numpy, pandas, transformers) refuse 3.10.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -32,14 +32,35 @@ def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, floa
     return {nodeid: units / unit for nodeid, units in shares.items()}
 
 
+NAME_LIMIT = 200
+
+
 def _param_id(nodeid: str) -> str:
-    return nodeid[nodeid.index("["):] if "[" in nodeid else ""
+    """pytest's id of a parametrized test (`[a\\xe9-3]`), its escapes undone (`[aé-3]`)."""
+    if "[" not in nodeid:
+        return ""
+    raw = nodeid[nodeid.index("["):]
+    try:
+        return raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except (UnicodeError, ValueError):
+        return raw
+
+
+def _params(test: dict) -> str:
+    """"(heads=3, T=4)" from the plugin's readable parameters, else pytest's id unescaped."""
+    params = test.get("params") or {}
+    if params:
+        return "(" + ", ".join(f"{name}={text}" for name, text in params.items()) + ")"
+    return _param_id(test["nodeid"])
 
 
 def test_name(test: dict) -> str:
+    """A test's name on Gradescope: its problems, its docstring's first line (else its function's
+    name in words) and, for a parametrized test, its parameters written out."""
     problems = ", ".join(test["problems"])
     label = test.get("doc") or test["name"].split("[")[0].removeprefix("test_").replace("_", " ")
-    return f"{problems}: {label} {_param_id(test['nodeid'])}".strip()
+    name = f"{problems}: {label} {_params(test)}".strip()
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
 def build(manifest: Manifest, run: Run, intake: Intake) -> dict:

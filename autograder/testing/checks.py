@@ -79,6 +79,33 @@ def expect_array(got, *, what: str, shape=None, dtype=None) -> np.ndarray:
     return got
 
 
+def shown(value, limit: int = 300) -> str:
+    """`repr(value)` for a message, at most about `limit` characters: a dict, list, tuple or set
+    is cut between entries, never inside one, and says how many entries were left out."""
+    text = repr(value)
+    if len(text) <= limit or not isinstance(value, (dict, list, tuple, set, frozenset)):
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    if isinstance(value, dict):
+        entries, (opening, closing) = [f"{k!r}: {v!r}" for k, v in value.items()], "{}"
+    else:
+        entries = [repr(v) for v in (sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value)]
+        opening, closing = {list: "[]", tuple: "()"}.get(type(value), "{}")
+    kept, size = [], 0
+    for entry in entries:
+        if kept and size + len(entry) + 2 > limit:
+            break
+        kept.append(entry)
+        size += len(entry) + 2
+    left = len(entries) - len(kept)
+    more = f", ... {left} more {'entry' if left == 1 else 'entries'}" if left else ""
+    return f"{opening}{', '.join(kept)}{more}{closing}"
+
+
+def _show(value: torch.Tensor, as_numpy: bool) -> str:
+    """A small tensor for public details, as NumPy prints it when the problem works in NumPy."""
+    return repr(value.numpy()) if as_numpy else str(value)
+
+
 def _as_tensors(got, expected: np.ndarray, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     """NumPy arrays compared as tensors of the same dtype (the dtype's tolerance applies)."""
     got = expect_array(got, what=what)
@@ -95,7 +122,8 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
 
     A NumPy `expected` wants a NumPy `got` of the same shape; values are compared at
     `expected`'s dtype tolerance whatever `got`'s floating dtype is."""
-    if isinstance(expected, np.ndarray):
+    as_numpy = isinstance(expected, np.ndarray)
+    if as_numpy:
         got, expected = _as_tensors(got, expected, what)
     if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
         # a wrong shape is often a classic mistake (heads not merged, weights of the wrong axis): name it
@@ -124,13 +152,15 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
         summary += f" Your value there is {float(g.flatten()[flat])}."
     details = f"At index {list(where)}: expected {float(e.flatten()[flat]):.6g}, got {float(g.flatten()[flat]):.6g}."
     if g.numel() <= SMALL_TENSOR:
-        details += f"\nexpected:\n{e.to(expected.dtype)}\ngot:\n{g.to(expected.dtype)}"
+        shown_e, shown_g = _show(e.to(expected.dtype), as_numpy), _show(g.to(expected.dtype), as_numpy)
+        details += f"\nexpected:\n{shown_e}\ngot:\n{shown_g}"
     fail(summary, details, got=got, expected=expected)
 
 
 def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None:
     """Exact equality of integer or boolean tensors or arrays (same shape, dtype, device)."""
-    if isinstance(expected, np.ndarray):
+    as_numpy = isinstance(expected, np.ndarray)
+    if as_numpy:
         got, expected = _as_tensors(got, expected, what)
     got = expect_tensor(got, what=what, shape=expected.shape, dtype=expected.dtype, device=expected.device)
     diff = got.cpu() != expected.detach().cpu()
@@ -141,7 +171,7 @@ def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None
         details = (f"At index {list(where)}: expected {expected.flatten()[flat].item()}, "
                    f"got {got.flatten()[flat].item()}.")
         if got.numel() <= SMALL_TENSOR:
-            details += f"\nexpected:\n{expected.cpu()}\ngot:\n{got.cpu()}"
+            details += f"\nexpected:\n{_show(expected.detach().cpu(), as_numpy)}\ngot:\n{_show(got.cpu(), as_numpy)}"
         fail(summary, details, got=got, expected=expected)
 
 
