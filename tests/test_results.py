@@ -129,3 +129,19 @@ def test_table_shows_no_grader_noise_unless_verbose(tmp_path, transformer):
     verbose = subprocess.run(command + ["--verbose"], cwd=ROOT, capture_output=True, text=True,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert "child 0: exit" in verbose.stderr and "total" in verbose.stderr
+
+
+def test_the_always_visible_summary_tells_the_visible_tests_points_only(transformer):
+    """Before grades are published a student sees the top-level `output` but not the hidden tests:
+    the text gives the visible tests' points; the total `score` is Gradescope's to hide."""
+    run = Run(collected=[PUBLIC, HIDDEN], outcomes={
+        PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True), HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], True)})
+    out = results.build(transformer, run, Intake({}, [], []))
+    assert out["score"] == 4.0    # causal_mask's two tests; every other problem has none here (0, visible)
+    visible_total = transformer.total_points - 2
+    assert out["output"].startswith(f"**{transformer.title}**: " + messages.VISIBLE_PART.format(
+        score="2", total=f"{visible_total:g}", rest="2"))
+    assert "4 /" not in out["output"]
+    shown = dataclasses.replace(transformer, tests=[dataclasses.replace(t, visibility="visible") for t in transformer.tests])
+    out = results.build(shown, run, Intake({}, [], []))
+    assert f"4 / {transformer.total_points:g} points." in out["output"]

@@ -148,9 +148,19 @@ def _intake_notes(intake: Intake) -> list[str]:
 
 
 def _top(manifest: Manifest, entries: list[dict], notes: list[str]) -> dict:
+    """The top level. Its `output` is always visible to the student, so while some tests are not
+    `visible` it tells the visible tests' points only: Gradescope hides the total `score` from
+    students as long as any test is hidden, and the text must not give it away either."""
     score = round(sum(e["score"] for e in entries), PRECISION)
     total = round(sum(e["max_score"] for e in entries), PRECISION)
-    lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
+    shown = [e for e in entries if e["visibility"] == "visible"]
+    if len(shown) == len(entries):
+        lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
+    else:
+        shown_score = round(sum(e["score"] for e in shown), PRECISION)
+        shown_total = round(sum(e["max_score"] for e in shown), PRECISION)
+        lines = [f"**{manifest.title}**: " + messages.VISIBLE_PART.format(
+            score=f"{shown_score:g}", total=f"{shown_total:g}", rest=f"{round(total - shown_total, PRECISION):g}"), ""]
     lines += [f"- {note}" for note in notes]
     return {
         "score": score,
