@@ -7,8 +7,9 @@ student's while differing from the reference's, the failure names that variant's
 one sentence. Three kinds of calls are replayed:
 
 - functions (`self_attention`, `lm_loss`, ...): the last reference call, with the same
-  arguments, when it was to the function the student was last asked for; its result is
-  compared with the student's (`got`) and the reference's (`expected`).
+  arguments, when it was to the function the student was last asked for, from the random
+  state the student's call started from (so a variant that samples draws the same numbers);
+  its result is compared with the student's (`got`) and the reference's (`expected`).
 - modules (`Block`, `FeedForward`, ...): the last forward call the test made to a student
   module. Each variant's class is built with the arguments the student's was built with
   (the last call into student code, as the adapter recorded it), given the student module's
@@ -363,8 +364,12 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
         return None
     module, name, args, kwargs = call
 
+    rng = adapter.last_student_rng()
+
     def matches(variant) -> bool:
         with _recorder.replaying():
+            if rng is not None:  # a variant that samples draws what the student's code drew
+                torch.random.set_rng_state(rng)
             result = getattr(variant.module(module), name)(*args, **kwargs)
         return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
 
