@@ -9,7 +9,9 @@ one sentence. Three kinds of calls are replayed:
 - functions (`self_attention`, `lm_loss`, ...): the last reference call, with the same
   arguments, when it was to the function the student was last asked for, from the random
   state the student's call started from (so a variant that samples draws the same numbers);
-  its result is compared with the student's (`got`) and the reference's (`expected`).
+  its result is compared with the student's (`got`) and the reference's (`expected`): tensors
+  and NumPy arrays within a tolerance, plain data (dicts, lists, strings, numbers: a tokenizer's
+  merges, say) exactly, floats to 1e-9.
 - modules (`Block`, `FeedForward`, ...): the last forward call the test made to a student
   module. Each variant's class is built with the arguments the student's was built with
   (the last call into student code, as the adapter recorded it), given the student module's
@@ -32,6 +34,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import pathlib
 import shutil
 
@@ -99,6 +102,33 @@ def _same(a, b) -> bool:
     """Every tensor of output `a` is close to the matching one of output `b` (and there is one)."""
     ta, tb = _tensors(a), _tensors(b)
     return bool(ta) and len(ta) == len(tb) and all(_close(x, y) for x, y in zip(ta, tb))
+
+
+_PLAIN_LEAVES = (str, bytes, bool, int, float, type(None))
+
+
+def _plain(value) -> bool:
+    """Is `value` plain data: numbers, strings and None in dicts, lists and tuples (no tensors)?"""
+    if isinstance(value, _PLAIN_LEAVES):
+        return True
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _same_plain(a, b) -> bool:
+    """Plain values `a` and `b` are equal: the same keys, items and order; floats within 1e-9
+    relative (the same computation in another order); a dict subclass equals a dict."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
+                and not isinstance(b, bool) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_plain(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same_plain(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def _same_error(run, type_name: str, message: str) -> bool:
@@ -360,17 +390,20 @@ def _diagnose_hook(got, expected) -> str | None:
 # ---- entry points (checks.fail and the plugin) ----
 
 def _diagnose_function(call: tuple, got, expected) -> str | None:
-    if not isinstance(got, torch.Tensor):
+    plain = _plain(got) and _plain(expected)
+    if not (isinstance(got, torch.Tensor) or plain):
         return None
     module, name, args, kwargs = call
-
     rng = adapter.last_student_rng()
 
     def matches(variant) -> bool:
+        given = copy.deepcopy((args, kwargs)) if plain else (args, kwargs)  # a variant may change them
         with _recorder.replaying():
             if rng is not None:  # a variant that samples draws what the student's code drew
                 torch.random.set_rng_state(rng)
-            result = getattr(variant.module(module), name)(*args, **kwargs)
+            result = getattr(variant.module(module), name)(*given[0], **given[1])
+        if plain:
+            return _same_plain(result, got) and not _same_plain(result, expected)
         return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
 
     return _named(name, matches)
