@@ -180,3 +180,16 @@ def test_a_mistake_in_plain_data_is_named(tmp_path, transformer, diagnosed):
 ])
 def test_plain_values_compare_exactly(a, b, same):
     assert diagnosis._same_plain(a, b) is same
+
+
+def test_a_module_called_directly_after_both_constructors_is_named(tmp_path, transformer, catalogue, diagnosed):
+    """The last calls into the reference and the student both built a Block; the test then calls the
+    modules themselves (not through `call`): the student module's forward call is replayed."""
+    student = submission_with(tmp_path, transformer, catalogue["block-post-norm"])
+    stu, ref = student_block(student, diagnosed)
+    x = randn(2, 4, 8, seed=6, dtype=torch.float64)
+    with torch.no_grad():
+        expected = ref(x)
+    got = stu(x)
+    assert adapter.last_reference_call() is not None  # what used to end the search
+    assert diagnosis.diagnose(got, expected) == catalogue["block-post-norm"].diagnosis
