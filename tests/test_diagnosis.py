@@ -193,3 +193,13 @@ def test_a_module_called_directly_after_both_constructors_is_named(tmp_path, tra
     got = stu(x)
     assert adapter.last_reference_call() is not None  # what used to end the search
     assert diagnosis.diagnose(got, expected) == catalogue["block-post-norm"].diagnosis
+
+
+def test_a_wrong_default_is_replayed_with_the_students_own_arguments(tmp_path, transformer, catalogue, diagnosed):
+    """The test passes num_heads=4 to the reference and leaves it out for the student: only the
+    student's own call shows the variant's default."""
+    student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
+    S, W = randn(2, 6, 8, seed=20, dtype=torch.float64), [randn(8, 8, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
+    got = student.attention.multi_head_attention(S, *W)
+    assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis

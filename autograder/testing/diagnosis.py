@@ -7,7 +7,8 @@ student's while differing from the reference's, the failure names that variant's
 one sentence. Three kinds of calls are replayed:
 
 - functions (`self_attention`, `lm_loss`, ...): the last reference call, with the same
-  arguments, when it was to the function the student was last asked for, from the random
+  arguments, when it was to the function the student was last asked for (and the student's
+  call with its own arguments, when they differ: a default the test left out), from the random
   state the student's call started from (so a variant that samples draws the same numbers);
   its result is compared with the student's (`got`) and the reference's (`expected`): tensors
   and NumPy arrays within a tolerance, plain data (dicts, lists, strings, numbers: a tokenizer's
@@ -394,10 +395,14 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
     if not (isinstance(got, torch.Tensor) or plain):
         return None
     module, name, args, kwargs = call
+    inputs = [(args, kwargs)]
+    student = adapter.last_student_call()
+    if student is not None and student[:2] == (module, name) and not _same_objects(student[2:], (args, kwargs)):
+        inputs.append(student[2:])  # the student's own arguments (a default the test left out, say)
     rng = adapter.last_student_rng()
 
-    def matches(variant) -> bool:
-        given = copy.deepcopy((args, kwargs)) if plain else (args, kwargs)  # a variant may change them
+    def reproduces(variant, given) -> bool:
+        given = copy.deepcopy(given) if plain else given  # a variant may change its arguments
         with _recorder.replaying():
             if rng is not None:  # a variant that samples draws what the student's code drew
                 torch.random.set_rng_state(rng)
@@ -406,7 +411,22 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
             return _same_plain(result, got) and not _same_plain(result, expected)
         return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
 
-    return _named(name, matches)
+    return _named(name, lambda variant: any(_quietly(reproduces, variant, given) for given in inputs))
+
+
+def _same_objects(a: tuple, b: tuple) -> bool:
+    """Are calls `a` and `b`, each (args, kwargs), given the very same objects?"""
+    (args_a, kwargs_a), (args_b, kwargs_b) = a, b
+    return (len(args_a) == len(args_b) and all(x is y for x, y in zip(args_a, args_b))
+            and kwargs_a.keys() == kwargs_b.keys() and all(kwargs_a[k] is kwargs_b[k] for k in kwargs_a))
+
+
+def _quietly(run, *args) -> bool:
+    """run(*args), False if it raises (a variant may fail on one input and explain another)."""
+    try:
+        return run(*args)
+    except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
+        return False
 
 
 def diagnose(got, expected) -> str | None:
