@@ -411,6 +411,8 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
             return _same_plain(result, got) and not _same_plain(result, expected)
         return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
 
+    if len(inputs) > 1 and _quietly(reproduces, _reference[0], inputs[1]):
+        inputs.pop()  # on its own arguments the student's result is right: the test compares something else
     return _named(name, lambda variant: any(_quietly(reproduces, variant, given) for given in inputs))
 
 
