@@ -210,7 +210,9 @@ def test_the_students_own_arguments_explain_nothing_when_the_result_is_right_on_
     """A test that gives the student other inputs than the reference (then compares something else)
     names no variant that is right on the student's inputs."""
     student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
-    S, W = randn(2, 6, 8, seed=20, dtype=torch.float64), [randn(8, 8, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    S, W = randn(2, 6, 16, seed=20, dtype=torch.float64), [randn(16, 16, seed=21 + i, dtype=torch.float64) for i in range(4)]
     expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
     got = student.attention.multi_head_attention(S, *W, num_heads=8)  # right for 8 heads, as the reference is
     assert diagnosis.diagnose(got, expected) is None
+    got = student.attention.multi_head_attention(S, *W)  # wrong on its own arguments: named
+    assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis
