@@ -135,3 +135,84 @@ def test_diagnosis_json_carries_whole_files(tmp_path, transformer):
     finally:
         diagnosis._recorder.uninstall()
         diagnosis._variants.clear()
+
+
+def test_a_sampling_mistake_is_replayed_from_the_students_random_state(tmp_path, transformer, catalogue, diagnosed):
+    """Sampling in place of argmax: the variant draws the numbers the student's call drew."""
+    student = submission_with(tmp_path, transformer, catalogue["decode-samples"])
+    model = randomize_(diagnosed.model.Transformer(30, 8, 2, 0.0, 4, 1), 16).eval()
+    ids = randint(30, 3, 2, seed=17)
+    expected = diagnosed.model.greedy_decode(model, ids.clone(), 6)
+    torch.manual_seed(18)
+    got = student.model.greedy_decode(model, ids.clone(), 6)
+    assert not torch.equal(got, expected)
+    torch.manual_seed(19)  # the random state moved on since the student's call
+    assert diagnosis.diagnose(got, expected) == catalogue["decode-samples"].diagnosis
+
+
+def test_a_mistake_in_plain_data_is_named(tmp_path, transformer, diagnosed):
+    """Dicts, lists and strings (a tokenizer's counts or merges) are compared exactly, floats to 1e-9."""
+    variant = tmp_path / "model.py"
+    variant.write_text((transformer.path(transformer.reference) / "model.py").read_text()
+                       + "\n\ndef counts(words):\n    return {w: len(w) for w in words}\n")
+    entry = {"name": "plain", "diagnosis": "counts letters", "problems": ["counts"], "edits": [],
+             "files": {"model.py": str(variant)}}
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / "v")
+    words = ["ab", "abc"]
+    adapter._state.reference_call = adapter._state.student_call = ("model", "counts", (words,), {})
+    adapter.record_call("counts", (words,))
+    assert diagnosis.diagnose({"ab": 2, "abc": 3}, {"ab": 1, "abc": 1}) == "counts letters"
+    assert diagnosis.diagnose({"ab": 2.0 + 1e-12, "abc": 3}, {"ab": 1, "abc": 1}) == "counts letters"
+    assert diagnosis.diagnose({"ab": 2, "abc": 4}, {"ab": 1, "abc": 1}) is None
+    assert diagnosis.diagnose([("ab", 2), ("abc", 3)], {"ab": 1, "abc": 1}) is None
+    assert diagnosis.diagnose({"ab": 2, "abc": 3}, {"ab": 2, "abc": 3}) is None  # the variant is right here
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ({("a", "b"): 1}, {("a", "b"): 1}, True),
+    ([("a", "b")], [("a", "b")], True),
+    ([("a", "b")], [["a", "b"]], False),      # a list is not a tuple
+    ({"x": 0.1 + 0.2}, {"x": 0.3}, True),    # floats to 1e-9
+    ({"x": 1.0}, {"x": 1.001}, False),
+    ({"x": True}, {"x": 1.0}, False),
+    (["a", "b"], ["b", "a"], False),
+])
+def test_plain_values_compare_exactly(a, b, same):
+    assert diagnosis._same_plain(a, b) is same
+
+
+def test_a_module_called_directly_after_both_constructors_is_named(tmp_path, transformer, catalogue, diagnosed):
+    """The last calls into the reference and the student both built a Block; the test then calls the
+    modules themselves (not through `call`): the student module's forward call is replayed."""
+    student = submission_with(tmp_path, transformer, catalogue["block-post-norm"])
+    stu, ref = student_block(student, diagnosed)
+    x = randn(2, 4, 8, seed=6, dtype=torch.float64)
+    with torch.no_grad():
+        expected = ref(x)
+    got = stu(x)
+    assert adapter.last_reference_call() is not None  # what used to end the search
+    assert diagnosis.diagnose(got, expected) == catalogue["block-post-norm"].diagnosis
+
+
+def test_a_wrong_default_is_replayed_with_the_students_own_arguments(tmp_path, transformer, catalogue, diagnosed):
+    """The test passes num_heads=4 to the reference and leaves it out for the student: only the
+    student's own call shows the variant's default."""
+    student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
+    S, W = randn(2, 6, 8, seed=20, dtype=torch.float64), [randn(8, 8, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
+    got = student.attention.multi_head_attention(S, *W)
+    assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis
+
+
+def test_the_students_own_arguments_explain_nothing_when_the_result_is_right_on_them(tmp_path, transformer,
+                                                                                      catalogue, diagnosed):
+    """A test that gives the student other inputs than the reference (then compares something else)
+    names no variant that is right on the student's inputs."""
+    student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
+    S, W = randn(2, 6, 16, seed=20, dtype=torch.float64), [randn(16, 16, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
+    got = student.attention.multi_head_attention(S, *W, num_heads=8)  # right for 8 heads, as the reference is
+    assert diagnosis.diagnose(got, expected) is None
+    got = student.attention.multi_head_attention(S, *W)  # wrong on its own arguments: named
+    assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis

@@ -59,3 +59,84 @@ def test_catalogue_errors(tmp_path, copy_root, entry, message):
     toml.write_text(toml.read_text() + f'\n[[mutant]]\nname = "bad"\nproblems = []\n{entry}\n')
     with pytest.raises(ManifestError, match=message):
         mutants_module.load(manifest_module.load("transformer", root))
+
+
+# The classic single bugs of issue 10 §6: each has a catalogued variant that names it, in every
+# problem where it can occur (its sentence shows when a student's result matches the variant's).
+NAMED_CLASSES = {
+    "transformer": {
+        "masked_fill with 0 instead of -inf": ["mask-zero-fill-causal-mh", "mask-zero-fill-sdpa", "csa-mask-zero-fill"],
+        "F.dropout without training=self.training": ["csa-functional-dropout-always-on",
+                                                     "ffn-functional-dropout-always-on",
+                                                     "transformer-functional-dropout-always-on"],
+        "the loss averaged over padded positions too": ["lm-loss-mean-over-padding", "lm-loss-counts-padding"],
+        "heads hard-coded to 4": ["mh-heads-hardcoded-4", "causal-mh-heads-hardcoded-4", "module-heads-hardcoded-4",
+                                  "csa-heads-hardcoded-4"],
+        "positions reversed": ["transformer-positions-reversed"],
+        "sampling in place of argmax": ["decode-samples"],
+        "only batch row 0 used": ["lm-loss-row-0-only", "decode-row-0-for-all"],
+        "an additive mask in place of masked_fill": ["mask-additive-sdpa", "mask-additive-causal-mh", "csa-mask-additive"],
+        "merged heads without a transpose": ["merge-no-transpose-mh", "merge-no-transpose-module", "csa-merge-no-transpose"],
+    },
+    "foundations": {
+        "masked_fill with 0 instead of -inf": ["bh-mask-zero-fill"],
+        "an additive mask in place of masked_fill": ["bh-mask-additive"],
+        "only batch row 0 used": ["bh-mask-row-0"],
+        "heads hard-coded to 4": ["sa-heads-hardcoded-4"],
+        "merged heads without a transpose": ["sa-merge-no-transpose", "mh-heads-not-moved"],
+        "heads split without a transpose": ["sa-view-no-transpose", "bh-view-no-transpose"],
+    },
+}
+
+# Wrong variants that carry no diagnosis, and why: their failure is not a wrong value that a
+# variant could reproduce (a device, a dtype, the module's structure, a forbidden call, gradients
+# or hooks), and the failure's own message names it; or their output cannot be replayed (pandas
+# tables, a Hugging Face model's state, PCA signs, a trained model's accuracy, an overflow that
+# fails the finiteness check first). A new wrong variant gets a diagnosis or a line here.
+NO_DIAGNOSIS = {
+    "transformer": {
+        "device": ["mask-ignores-device", "cpu-mask-mh", "transformer-positions-on-cpu"],
+        "dtype": ["mask-float", "float32-out-sdpa"],
+        "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
+                      "transformer-blocks-python-list"],
+        "no error raised": ["module-no-raise"],
+        "gradients": ["decode-with-grad", "hook-no-detach"],
+        "hooks": ["hook-modifies-output", "hook-no-handle"],
+        "forbidden call": ["self-attention-calls-torch-sdpa-alias", "sdpa-calls-torch-sdpa-and-swallows-the-error"],
+    },
+    "foundations": {
+        "library tokenizers": ["tok-bpe-whitespace", "tok-bpe-no-unk", "tok-sp-unigram", "tok-vocab-ignored"],
+        "fails only against fixed or library results": ["bpe-distinct-words"],
+        "overflow (the finiteness check names it)": ["softmax-naive"],
+        "pandas table": ["ps-notebook-hidden0", "ps-no-eval", "ps-sentence-position", "ps-word-is-hidden0"],
+        "PCA signs": ["pca-not-centered", "pca-smallest-components", "pca-components-swapped"],
+        "Hugging Face model": ["am-no-eager", "am-no-eval", "am-last-layer-only"],
+        "forbidden call": ["bh-calls-the-module"],
+        "training": ["sa-rule-in-forward", "sa-features-detached"],
+    },
+}
+DIAGNOSED_SHARE = {"transformer": 0.80, "foundations": 0.65}  # of the wrong variants, at least
+
+
+def _catalogue(name):
+    return {m.name: m for m in mutants_module.load(manifest_module.load(name))[0]}
+
+
+@pytest.mark.parametrize("assignment", sorted(NAMED_CLASSES))
+def test_classic_bugs_are_catalogued_with_a_diagnosis(assignment):
+    catalogue = _catalogue(assignment)
+    missing = {cls: [n for n in names if n not in catalogue or catalogue[n].correct or not catalogue[n].diagnosis]
+               for cls, names in NAMED_CLASSES[assignment].items()}
+    assert {cls: names for cls, names in missing.items() if names} == {}
+
+
+@pytest.mark.parametrize("assignment", sorted(NO_DIAGNOSIS))
+def test_every_wrong_variant_is_diagnosed_or_says_why_not(assignment):
+    catalogue = _catalogue(assignment)
+    excused = {n for names in NO_DIAGNOSIS[assignment].values() for n in names}
+    wrong = [m for m in catalogue.values() if not m.correct]
+    assert sorted(m.name for m in wrong if not m.diagnosis and m.name not in excused) == []
+    assert sorted(n for n in excused if n not in catalogue or catalogue[n].diagnosis) == []  # the list stays true
+    share = sum(1 for m in wrong if m.diagnosis) / len(wrong)
+    assert share >= DIAGNOSED_SHARE[assignment], f"{share:.0%} of {assignment}'s wrong variants are diagnosed"
+

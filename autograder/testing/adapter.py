@@ -67,11 +67,18 @@ def reset_last_call() -> None:
     _state.last_name = None
     _state.reference_call = None
     _state.student_call = None
+    _state.student_rng = None
 
 
 def last_student_call() -> tuple | None:
     """(module, name, args, kwargs) of the last recorded call into student code."""
     return getattr(_state, "student_call", None)
+
+
+def last_student_rng():
+    """The CPU random state when the last recorded call into student code began (a sampling
+    mistake is replayed from it), or None."""
+    return getattr(_state, "student_rng", None)
 
 
 def last_reference_call() -> tuple | None:
@@ -182,6 +189,12 @@ def _note_forward(module, args):
     return None
 
 
+def _rng_state():
+    """torch's CPU random state, if torch is imported (it is whenever tests run)."""
+    torch = sys.modules.get("torch")
+    return torch.random.get_rng_state() if torch is not None else None
+
+
 class StudentCallable:
     """A student function or class: calling it records the call; `.raw` is the object itself."""
 
@@ -192,6 +205,7 @@ class StudentCallable:
         if self._record:
             record_call(self.name, args, kwargs)
             _state.student_call = (self._module, self.name, args, kwargs)
+            _state.student_rng = _rng_state()
         elif self._record is False:  # the reference: remember the call, to replay it on wrong variants
             _state.reference_call = (self._module, self.name, args, kwargs)
         result = self.raw(*args, **kwargs)

@@ -7,8 +7,12 @@ student's while differing from the reference's, the failure names that variant's
 one sentence. Three kinds of calls are replayed:
 
 - functions (`self_attention`, `lm_loss`, ...): the last reference call, with the same
-  arguments, when it was to the function the student was last asked for; its result is
-  compared with the student's (`got`) and the reference's (`expected`).
+  arguments, when it was to the function the student was last asked for (and the student's
+  call with its own arguments, when they differ: a default the test left out), from the random
+  state the student's call started from (so a variant that samples draws the same numbers);
+  its result is compared with the student's (`got`) and the reference's (`expected`): tensors
+  and NumPy arrays within a tolerance, plain data (dicts, lists, strings, numbers: a tokenizer's
+  merges, say) exactly, floats to 1e-9.
 - modules (`Block`, `FeedForward`, ...): the last forward call the test made to a student
   module. Each variant's class is built with the arguments the student's was built with
   (the last call into student code, as the adapter recorded it), given the student module's
@@ -31,6 +35,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import pathlib
 import shutil
 
@@ -98,6 +103,33 @@ def _same(a, b) -> bool:
     """Every tensor of output `a` is close to the matching one of output `b` (and there is one)."""
     ta, tb = _tensors(a), _tensors(b)
     return bool(ta) and len(ta) == len(tb) and all(_close(x, y) for x, y in zip(ta, tb))
+
+
+_PLAIN_LEAVES = (str, bytes, bool, int, float, type(None))
+
+
+def _plain(value) -> bool:
+    """Is `value` plain data: numbers, strings and None in dicts, lists and tuples (no tensors)?"""
+    if isinstance(value, _PLAIN_LEAVES):
+        return True
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _same_plain(a, b) -> bool:
+    """Plain values `a` and `b` are equal: the same keys, items and order; floats within 1e-9
+    relative (the same computation in another order); a dict subclass equals a dict."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
+                and not isinstance(b, bool) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_plain(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same_plain(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def _same_error(run, type_name: str, message: str) -> bool:
@@ -359,16 +391,44 @@ def _diagnose_hook(got, expected) -> str | None:
 # ---- entry points (checks.fail and the plugin) ----
 
 def _diagnose_function(call: tuple, got, expected) -> str | None:
-    if not isinstance(got, torch.Tensor):
+    plain = _plain(got) and _plain(expected)
+    if not (isinstance(got, torch.Tensor) or plain):
         return None
     module, name, args, kwargs = call
+    inputs = [(args, kwargs)]
+    student = adapter.last_student_call()
+    if student is not None and student[:2] == (module, name) and not _same_objects(student[2:], (args, kwargs)):
+        inputs.append(student[2:])  # the student's own arguments (a default the test left out, say)
+    rng = adapter.last_student_rng()
 
-    def matches(variant) -> bool:
+    def reproduces(variant, given) -> bool:
+        given = copy.deepcopy(given) if plain else given  # a variant may change its arguments
         with _recorder.replaying():
-            result = getattr(variant.module(module), name)(*args, **kwargs)
+            if rng is not None:  # a variant that samples draws what the student's code drew
+                torch.random.set_rng_state(rng)
+            result = getattr(variant.module(module), name)(*given[0], **given[1])
+        if plain:
+            return _same_plain(result, got) and not _same_plain(result, expected)
         return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
 
-    return _named(name, matches)
+    if len(inputs) > 1 and _quietly(reproduces, _reference[0], inputs[1]):
+        inputs.pop()  # on its own arguments the student's result is right: the test compares something else
+    return _named(name, lambda variant: any(_quietly(reproduces, variant, given) for given in inputs))
+
+
+def _same_objects(a: tuple, b: tuple) -> bool:
+    """Are calls `a` and `b`, each (args, kwargs), given the very same objects?"""
+    (args_a, kwargs_a), (args_b, kwargs_b) = a, b
+    return (len(args_a) == len(args_b) and all(x is y for x, y in zip(args_a, args_b))
+            and kwargs_a.keys() == kwargs_b.keys() and all(kwargs_a[k] is kwargs_b[k] for k in kwargs_a))
+
+
+def _quietly(run, *args) -> bool:
+    """run(*args), False if it raises (a variant may fail on one input and explain another)."""
+    try:
+        return run(*args)
+    except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
+        return False
 
 
 def diagnose(got, expected) -> str | None:
@@ -376,9 +436,10 @@ def diagnose(got, expected) -> str | None:
     if not _variants:
         return None
     call = adapter.last_reference_call()
-    if call is not None:
-        return _diagnose_function(call, got, expected)
-    return _diagnose_module() or _diagnose_hook(got, expected)
+    # after building the reference's module and the student's, a test may call them directly: the
+    # last calls then name a class, and it is the module's forward call that explains the result
+    named = _diagnose_function(call, got, expected) if call is not None else None
+    return named or _diagnose_module() or _diagnose_hook(got, expected)
 
 
 def diagnose_exception(exc: BaseException) -> str | None:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from autograder.testing.checks import expect, shown
+from autograder.testing.checks import expect, fail, shown
 
 
 def random_words(seed, alphabet="abcd", n=(5, 40), length=(1, 7)):
@@ -25,7 +25,8 @@ def segmented(words, seed):
 
 
 def expect_same(got, expected, what):
-    expect(got == expected, f"{what}: got {shown(got)}, expected {shown(expected)}.")
+    if not got == expected:  # got and expected let the grader name a catalogued mistake
+        fail(f"{what}: got {shown(got)}, expected {shown(expected)}.", got=got, expected=expected)
 
 
 @pytest.mark.problem("pair_counts")
@@ -156,8 +157,9 @@ def test_wordpiece_scores_random(student, reference, seed):
     expect(isinstance(got, dict) and set(got) == set(expected),
            f"wordpiece_scores should have a score for exactly the pairs that occur ({len(expected)} of them).")
     wrong = [p for p in expected if not abs(got[p] - expected[p]) <= 1e-12 * max(1.0, abs(expected[p]))]
-    expect(not wrong, f"wordpiece_scores is wrong for {len(wrong)} pairs, e.g. {wrong[:1]}: got "
-           f"{got[wrong[0]] if wrong else 0!r}, expected {expected[wrong[0]] if wrong else 0!r}.")
+    if wrong:  # got and expected let the grader name a catalogued mistake
+        fail(f"wordpiece_scores is wrong for {len(wrong)} pairs, e.g. {wrong[:1]}: got "
+             f"{got[wrong[0]]!r}, expected {expected[wrong[0]]!r}.", got=got, expected=expected)
 
 
 # Corpora and vocabulary sizes on which the library trainers give the same result in every
