@@ -98,7 +98,16 @@ NO_DIAGNOSIS = {
         "device": ["mask-ignores-device", "cpu-mask-mh", "transformer-positions-on-cpu"],
         "dtype": ["mask-float", "float32-out-sdpa"],
         "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
-                      "transformer-blocks-python-list"],
+                      "transformer-blocks-python-list", "transformer-one-block-repeated",
+                      "transformer-extra-unused-parameter", "block-extra-unused-parameter", "block-one-layernorm-shared",
+                      "csa-shared-q-k-projection", "csa-shared-k-v-weight", "ffn-extra-unused-parameter"],
+        "a crash (the failure shows the exception)": ["ffn-init-system-exit", "ffn-forward-system-exit",
+                                                      "csa-init-huge-allocation", "block-forward-huge-allocation",
+                                                      "block-init-system-exit", "mha-module-init-system-exit"],
+        "inputs changed in place (the check names the input)": ["sdpa-scores-in-place-on-q", "mh-doubles-s-in-place",
+                                                                "block-residual-in-place",
+                                                                "lm-loss-logits-shifted-in-place",
+                                                                "decode-writes-into-prompt"],
         "no error raised": ["module-no-raise"],
         "gradients": ["decode-with-grad", "hook-no-detach"],
         "hooks": ["hook-modifies-output", "hook-no-handle"],
@@ -115,7 +124,7 @@ NO_DIAGNOSIS = {
         "training": ["sa-rule-in-forward", "sa-features-detached"],
     },
 }
-DIAGNOSED_SHARE = {"transformer": 0.80, "foundations": 0.65}  # of the wrong variants, at least
+DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.65}  # of the wrong variants, at least (the rest: NO_DIAGNOSIS)
 
 
 def _catalogue(name):
