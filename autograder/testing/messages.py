@@ -20,3 +20,10 @@ WORKER_CRASH = ("The process running your code died during this test ({how}). Gr
                 "tests; look for os._exit, sys.exit, endless recursion, or memory use that grows without bound.")
 WORKER_LOST = "This object was lost when an earlier call crashed the process running your code."
 SANDBOX_UNAVAILABLE = "The grader could not start the process that runs your code (a problem on our side): {why}"
+# ---- time budget and stand-ins (H2) ----
+IMPORT_TIMEOUT = ("Importing {file} did not finish within {seconds:g} s, so nothing in it could be graded: look for "
+                  "an endless loop, a sleep or a long computation at the top level of the file.")
+NOT_RUN_TIMEOUTS = ("Not run: {count} earlier tests of {problem} timed out, so its other tests fail at once "
+                    "(each would have waited for its time limit too). Look for an endless loop in its code.")
+STAND_IN = ("While grading your other files, the reference's {file} stood in for yours wherever they import it, "
+            "so this costs only {file}'s problems.")
