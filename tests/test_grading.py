@@ -1,6 +1,7 @@
 """End to end: grade real submissions (reference, starter, mutants, crashing ones) and read results.json."""
 import collections
 import json
+import os
 import pathlib
 import zipfile
 
@@ -325,3 +326,34 @@ def test_grading_is_deterministic(tmp_path, transformer):
     outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in run.outcomes.items()} for run in runs.values()]
     assert outcomes[0] and all(o == outcomes[0] for o in outcomes)
     assert any(not passed for passed, _ in outcomes[0].values())
+
+
+def test_a_grader_stopped_by_sigterm_writes_results_and_stops_its_tests(tmp_path, transformer, copy_root):
+    """run_autograder's guard stops a grader near the platform's limit with SIGTERM: results.json is
+    still written, and the test process and its worker go too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = copy_root(tmp_path / "root", test_timeout_s=100)
+    submission = stand_in_case(transformer, tmp_path / "s", "while True:\n    pass\n")
+    out = tmp_path / "r.json"
+    process = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "transformer", str(submission), "-o", str(out)],
+                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    results = json.loads(out.read_text())
+    check_schema(results, transformer)
+    assert results["score"] == 0 and all("stopped at the time limit" in t["output"] for t in results["tests"])
+    time.sleep(1)
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, str(root))]
+    assert not left
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

@@ -144,30 +144,35 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
         stop_reason, progressed = None, False
-        while True:
-            events, offset = _read_events(report, offset)
-            for event in events:
-                if event["event"] == "collected" and run.collected is None:
-                    run.collected = event["tests"]
-                elif event["event"] == "start":
-                    current, started, progressed = event["nodeid"], time.monotonic(), True
-                elif event["event"] == "result":
-                    run.outcomes[event["nodeid"]] = outcome_of(event)
-                    current = None
-                    if event.get("timed_out"):
-                        timeouts.update(_problems(run, event["nodeid"]))
-            if process.poll() is not None:
-                break
-            now = time.monotonic()
-            if now > deadline:
-                stop_reason = "total"
-            elif current is not None and now - started > manifest.test_timeout_s + manifest.watchdog_grace_s:
-                stop_reason = "test"
-            if stop_reason:
-                _kill(process)
-                events, offset = _read_events(report, offset)  # nothing new can matter now
-                break
-            time.sleep(POLL_S)
+        try:  # stopped from outside (run_autograder's guard: SIGTERM), the child goes too
+            while True:
+                events, offset = _read_events(report, offset)
+                for event in events:
+                    if event["event"] == "collected" and run.collected is None:
+                        run.collected = event["tests"]
+                    elif event["event"] == "start":
+                        current, started, progressed = event["nodeid"], time.monotonic(), True
+                    elif event["event"] == "result":
+                        run.outcomes[event["nodeid"]] = outcome_of(event)
+                        current = None
+                        if event.get("timed_out"):
+                            timeouts.update(_problems(run, event["nodeid"]))
+                if process.poll() is not None:
+                    break
+                now = time.monotonic()
+                if now > deadline:
+                    stop_reason = "total"
+                elif current is not None and now - started > manifest.test_timeout_s + manifest.watchdog_grace_s:
+                    stop_reason = "test"
+                if stop_reason:
+                    _kill(process)
+                    events, offset = _read_events(report, offset)  # nothing new can matter now
+                    break
+                time.sleep(POLL_S)
+        except BaseException:
+            _kill(process)
+            _kill_worker_leftovers(process.pid)
+            raise
         log.close()
         _kill_worker_leftovers(process.pid)
         run.log.append(f"child {attempt}: exit {process.returncode}, stop {stop_reason}\n"
