@@ -8,7 +8,10 @@ internals), and, with `--report FILE`, one JSON line per event for the grader:
     {"event": "collected", "tests": [{"nodeid", "file", "name", "problems"}, ...]}
     {"event": "start", "nodeid"}
     {"event": "result", "nodeid", "outcome", "summary", "details", "stdout", "duration",
-     "fraction", "note", "leaderboard"}
+     "fraction", "note", "leaderboard", "timed_out"}
+
+In grading, no test runs past --max-timeout, and after --timeouts-per-problem timeouts in a
+problem its other tests fail at once, unrun (README.md, "Time budget").
 
 A test may earn part of its points and post to Gradescope's leaderboard through the
 `score` fixture (`score.partial(0.5, "accuracy 0.87")`, `score.leaderboard("Accuracy", 0.87)`).
