@@ -200,10 +200,7 @@ def check_charged_to_attention_only(results: dict, transformer) -> None:
     """Only attention.py's problems lose points (debugging.py imports attention.py)."""
     check_schema(results, transformer)
     assert {p for p, pr in transformer.problems.items() if pr.file == "attention.py"} == ATTENTION_PROBLEMS
-    # tests_hidden's test_fixed_attributes checks `mha` against student.attention.MultiHeadAttention itself
-    assert lost(results) - {"FixedTransformerEncoderLayer"} == ATTENTION_PROBLEMS
-    fixed = [t for t in results["tests"] if "FixedTransformerEncoderLayer" in t["tags"] and t["status"] == "failed"]
-    assert len(fixed) <= 1 and all("attention.py" in t["output"] for t in fixed)
+    assert lost(results) == ATTENTION_PROBLEMS
     attention_outputs = [t["output"] for t in results["tests"] if set(t["tags"]) & ATTENTION_PROBLEMS]
     assert all(messages.STAND_IN.format(file="attention.py") in o for o in attention_outputs)
 

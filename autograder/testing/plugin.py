@@ -269,7 +269,10 @@ def _isolated(request):
         for marker in markers:
             module, *names = marker.args
             given = {name: getattr(reference.module(module), name) for name in names}
-            stack.enter_context(student.substituted(module, given))
+            try:
+                stack.enter_context(student.substituted(module, given))
+            except adapter.SubmissionError:  # the file cannot be imported: its users get a stand-in, and
+                pass                         # the test itself fails where it uses the file
         yield
 
 
