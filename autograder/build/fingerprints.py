@@ -49,12 +49,15 @@ def fingerprints_json(manifest: manifest_module.Manifest) -> bytes:
     if cache.is_file():
         return cache.read_bytes()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cache.with_suffix(".lock")):
+    with _locked(cache.parent / f"fingerprints-{manifest.name}.lock"):
         if not cache.is_file():  # another build may have made it while this one waited
             data = _compute_in_child(manifest)
             partial = cache.with_suffix(f".{os.getpid()}.tmp")
             partial.write_bytes(data)
             os.replace(partial, cache)
+            for stale in cache.parent.glob(f"fingerprints-{manifest.name}-*.json"):
+                if stale != cache:  # made from older inputs
+                    stale.unlink(missing_ok=True)
     return cache.read_bytes()
 
 
