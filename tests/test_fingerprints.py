@@ -148,6 +148,21 @@ def test_variants_with_the_same_result_pool_their_mistakes(table_state):
                           for row in pooled)
 
 
+def test_tests_whose_inputs_change_between_runs_get_no_fingerprint():
+    """A test whose checks saw other values in a second run of the reference (its inputs are drawn
+    anew: a tokenizer trained with ties broken at random) is left out: a student would not get
+    the inputs the variants got."""
+    first = [value_record("t.py::t", "f(x)", RIGHT, kind="seen"), value_record("t.py::u", "f(x)", RIGHT, kind="seen")]
+    second = [value_record("t.py::t", "f(x)", RIGHT, kind="seen"), value_record("t.py::u", "f(x)", RIGHT * 2, kind="seen"),
+              value_record("t.py::v", "f(x)", RIGHT, kind="seen")]
+    unstable = build_fingerprints.unstable_tests(first, second)
+    assert unstable == {"t.py::u", "t.py::v"}
+    observed = [("mistake A", [value_record("t.py::t", "f(x)", WRONG_A, RIGHT)]),
+                ("mistake B", [value_record("t.py::u", "f(x)", WRONG_B, RIGHT)])]
+    table = build_fingerprints.tabulate(observed, first, unstable)
+    assert list(table["tests"]) == ["t.py::t"] and table["mistakes"] == ["mistake A"]
+
+
 def test_errors_are_matched_by_type_and_message(table_state):
     record = {"kind": "error", "test": "t.py::t", "call": "f(x)", "error": ["RuntimeError", "shapes differ"]}
     table = build_fingerprints.tabulate([("mistake E", [record])], [])

@@ -4,7 +4,10 @@ For every diagnosed wrong variant of mutants.toml (a `diagnosis` and at least on
 public tests of its problems run on it, as a student runs them (no reference, no isolation, in
 one process, trusted code), and testing/fingerprints.py records, at each failing check, the test,
 the last call into student code and the result (`got`), or the error the variant raised. The
-public tests also run once on the reference, recording what every check compares. Then:
+public tests also run twice on the reference, recording what every check compares. Then:
+
+- a test whose checks compared different values in the two runs gets no fingerprint: its inputs
+  change from run to run, so a student's inputs would not be the variants' (`unstable_tests`);
 
 - a variant's result too close to the right one is dropped: close to the check's `expected` or
   to the reference's own result at that test and call (within the grader's diagnosis tolerance or
@@ -171,15 +174,39 @@ def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
         return tabulate([], [])
     tests = public_tests(manifest)
     concerned = set().union(*(m.problems for m in wrong))
-    reference = observe(manifest, manifest.path(manifest.reference),
-                        [n for n, problems in tests if concerned & set(problems)], workdir, every_check=True)
+    runs = [observe(manifest, manifest.path(manifest.reference), [n for n, problems in tests if concerned & set(problems)],
+                    workdir, every_check=True) for _ in range(2)]
+    reference, unstable = runs[0], unstable_tests(*runs)
     observed = []
     for mutant in wrong:
         mine = [n for n, problems in tests if set(mutant.problems) & set(problems)]
         if mine:
             folder = mutants_module.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
             observed.append((mutant.diagnosis, observe(manifest, folder, mine, workdir)))
-    return tabulate(observed, reference)
+    return tabulate(observed, reference, unstable)
+
+
+def unstable_tests(first: list[dict], second: list[dict]) -> set[str]:
+    """Tests whose checks compared different values in two runs of the reference: their inputs
+    change from run to run (a tokenizer trained with ties broken at random, say), so a student's
+    run would not see the inputs the variants saw. They get no fingerprints."""
+    def values(records):
+        found: dict[str, list] = {}
+        for record in records:
+            if record["kind"] == "seen":
+                found.setdefault(record["test"], []).append((record["call"], record["got"]))
+        return found
+
+    a, b = values(first), values(second)
+    return {test for test in a.keys() | b.keys()
+            if len(a.get(test, [])) != len(b.get(test, []))
+            or any(x[0] != y[0] or not _same_bits(x[1], y[1]) for x, y in zip(a[test], b[test]))}
+
+
+def _same_bits(a: tuple | None, b: tuple | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and a[1] == b[1] and bool(np.array_equal(a[2], b[2], equal_nan=a[0] == "f"))
 
 
 # ---- the table ----
@@ -199,8 +226,9 @@ def _near(a: tuple | None, b: tuple | None, step: float | None) -> bool:
     return bool(np.all(gap <= GRADER_ATOL + GRADER_RTOL * np.abs(y))) or bool(np.all(gap <= CLOSE_STEPS * (step or 0)))
 
 
-def _entries(observed: list[tuple[str, list[dict]]], reference: list[dict]) -> list[dict]:
-    """One entry per recorded failure of a wrong variant that is not too close to a right result."""
+def _entries(observed: list[tuple[str, list[dict]]], reference: list[dict], unstable: set[str]) -> list[dict]:
+    """One entry per recorded failure of a wrong variant that is not too close to a right result,
+    in a test whose inputs are the same in every run."""
     right: dict[tuple, list] = {}
     for record in reference:
         if record["kind"] == "seen" and record["got"] is not None:
@@ -209,7 +237,7 @@ def _entries(observed: list[tuple[str, list[dict]]], reference: list[dict]) -> l
     for sentence, records in observed:
         for record in records:
             where = (record["test"], record["call"])
-            if record["test"] is None:
+            if record["test"] is None or record["test"] in unstable:
                 continue
             if record["kind"] == "error":
                 entries.append({"where": where, "kind": "error", "quantum": None, "got": None, "mistakes": {sentence},
@@ -252,11 +280,11 @@ def _share_mistakes(entries: list[dict]) -> None:
         entry["mistakes"] = pooled[root(k)]
 
 
-def tabulate(observed: list[tuple[str, list[dict]]], reference: list[dict]) -> dict:
+def tabulate(observed: list[tuple[str, list[dict]]], reference: list[dict], unstable: set[str] = frozenset()) -> dict:
     """The fingerprints table from what the wrong variants ((diagnosis, records), ...) and the
-    reference (records of every check) did: {"format", "mistakes": [sentences],
-    "tests": {test: {call: [{"kind", "quantum", "hashes", "mistakes": [indices]}]}}}."""
-    entries = _entries(observed, reference)
+    reference (records of every check) did, leaving out the `unstable` tests: {"format",
+    "mistakes": [sentences], "tests": {test: {call: [{"kind", "quantum", "hashes", "mistakes": [indices]}]}}}."""
+    entries = _entries(observed, reference, unstable)
     _share_mistakes(entries)
     sentences = sorted({s for entry in entries for s in entry["mistakes"]})
     index = {s: k for k, s in enumerate(sentences)}

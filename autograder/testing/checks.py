@@ -179,6 +179,7 @@ def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None
 
 
 def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+    fingerprints.seen(torch.tensor(float(got), dtype=torch.float64))
     if not abs(got - expected) <= atol + rtol * abs(expected):
         fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.",
              got=torch.tensor(float(got), dtype=torch.float64), expected=torch.tensor(float(expected), dtype=torch.float64))
