@@ -10,6 +10,7 @@ one process, and check inputs with `expect_unchanged`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -87,3 +88,19 @@ def expect_unchanged(value, before, *, what: str) -> None:
     """Fail if `value` is no longer what `before` (its `copy_of` taken before the call) was."""
     if not same(before, value):
         fail(INPUT_CHANGED.format(what=what))
+
+
+@contextlib.contextmanager
+def leaves_unchanged(call: str, **inputs):
+    """Around a call and the checks of its result: then each input must be as it was before.
+
+        with leaves_unchanged("softmax(x)", x=x):
+            assert_close(student.numpy_attention.softmax(x), expected, what="softmax(x)")
+
+    A wrong result fails first (the inputs are then not looked at), so this check only
+    costs points to code whose result is right.
+    """
+    copies = {name: copy_of(value) for name, value in inputs.items()}
+    yield
+    for name, value in inputs.items():
+        expect_unchanged(value, copies[name], what=f"{name} (its argument in {call})")

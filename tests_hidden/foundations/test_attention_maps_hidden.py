@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from autograder.testing.checks import assert_close, expect, expect_tensor
+from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 from autograder.testing.torchkit import randn
 
@@ -42,11 +43,12 @@ def by_hand_case(tokenizer, n_layers, n_heads, seed):
 def test_by_hand_like_reference(student, reference, tokenizer, layer, n_layers, n_heads, seed):
     """random layer inputs, padded batch of three: the reference's weights"""
     model, hidden, mask = by_hand_case(tokenizer, n_layers, n_heads, seed)
-    got = student.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
-    expected = reference.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
+    expected = reference.attention_maps.attention_weights_by_hand(model, layer, hidden.clone(), mask.clone())
     what = f"attention_weights_by_hand(model with {n_heads} heads, layer={layer}, hidden {list(hidden.shape)}, mask)"
-    got = expect_tensor(got, what=what, shape=expected.shape)
-    assert_close(got, expected, what=what)
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
+        got = expect_tensor(got, what=what, shape=expected.shape)
+        assert_close(got, expected, what=what)
 
 
 @pytest.mark.problem("attention_weights_by_hand")
