@@ -6,7 +6,7 @@ import random
 import pytest
 
 from autograder.testing.checks import expect
-from autograder.testing.inplace import copy_of, leaves_unchanged
+from autograder.testing.inplace import copy_of, expect_unchanged, leaves_unchanged
 
 
 def random_words(seed, alphabet="abcd", n=(5, 40), length=(1, 7)):
@@ -157,14 +157,14 @@ def test_apply_bpe_agrees_with_the_library(student, reference):
 def test_wordpiece_scores_random(student, reference, seed):
     """random segmented words with frequencies"""
     words = segmented(random_words(seed, "abcd"), seed)
-    expected = reference.tokenization.wordpiece_scores(copy_of(words))
-    with leaves_unchanged("wordpiece_scores(words)", words=words):
-        got = student.tokenization.wordpiece_scores(words)
-        expect(isinstance(got, dict) and set(got) == set(expected),
-               f"wordpiece_scores should have a score for exactly the pairs that occur ({len(expected)} of them).")
-        wrong = [p for p in expected if not abs(got[p] - expected[p]) <= 1e-12 * max(1.0, abs(expected[p]))]
-        expect(not wrong, f"wordpiece_scores is wrong for {len(wrong)} pairs, e.g. {wrong[:1]}: got "
-               f"{got[wrong[0]] if wrong else 0!r}, expected {expected[wrong[0]] if wrong else 0!r}.")
+    expected, before = reference.tokenization.wordpiece_scores(copy_of(words)), copy_of(words)
+    got = student.tokenization.wordpiece_scores(words)
+    expect_unchanged(words, before, what="words (its argument in wordpiece_scores(words))")
+    expect(isinstance(got, dict) and set(got) == set(expected),
+           f"wordpiece_scores should have a score for exactly the pairs that occur ({len(expected)} of them).")
+    wrong = [p for p in expected if not abs(got[p] - expected[p]) <= 1e-12 * max(1.0, abs(expected[p]))]
+    expect(not wrong, f"wordpiece_scores is wrong for {len(wrong)} pairs, e.g. {wrong[:1]}: got "
+           f"{got[wrong[0]] if wrong else 0!r}, expected {expected[wrong[0]] if wrong else 0!r}.")
 
 
 # Corpora and vocabulary sizes on which the library trainers give the same result in every
