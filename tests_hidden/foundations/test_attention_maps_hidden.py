@@ -55,11 +55,12 @@ def test_by_hand_like_reference(student, reference, tokenizer, layer, n_layers, 
 def test_by_hand_no_padding(student, reference, tokenizer):
     """an all-ones mask, batch of one"""
     model, hidden, mask = by_hand_case(tokenizer, 2, 4, 5)
-    hidden, mask = hidden[:1], torch.ones_like(mask[:1])
-    got = student.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
-    expected = reference.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
-    assert_close(expect_tensor(got, what="attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)", shape=expected.shape),
-                 expected, what="attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)")
+    hidden, mask = hidden[:1].clone(), torch.ones_like(mask[:1])
+    expected = reference.attention_maps.attention_weights_by_hand(model, 1, hidden.clone(), mask.clone())
+    what = "attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)"
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
+        assert_close(expect_tensor(got, what=what, shape=expected.shape), expected, what=what)
 
 
 @pytest.mark.problem("attention_weights_by_hand")
@@ -70,6 +71,8 @@ def test_by_hand_matches_model(student, tokenizer):
     encoded = tokenizer(SENTENCES[2:], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model(**encoded, output_attentions=True, output_hidden_states=True)
-    got = student.attention_maps.attention_weights_by_hand(model, 0, out.hidden_states[0], encoded["attention_mask"])
-    assert_close(expect_tensor(got, what="attention_weights_by_hand(model, 0, ...)", shape=out.attentions[0].shape),
-                 out.attentions[0], what="attention_weights_by_hand(model, 0, hidden_states[0], mask)")
+    hidden, mask = out.hidden_states[0], encoded["attention_mask"]
+    what = "attention_weights_by_hand(model, 0, hidden_states[0], mask)"
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, 0, hidden, mask)
+        assert_close(expect_tensor(got, what=what, shape=out.attentions[0].shape), out.attentions[0], what=what)

@@ -65,13 +65,15 @@ def test_apply_bpe_by_hand(student):
 @pytest.mark.problem("wordpiece_scores")
 @pytest.mark.isolate("tokenization", "pair_counts")
 def test_wordpiece_scores_by_hand(student):
-    """{(a,b): 2, (b,c): 1}: a 2, b 3, c 1; (a,b) 2/(2*3), (b,c) 1/(3*1)"""
+    """{(a,b): 2, (b,c): 1}: a 2, b 3, c 1; (a,b) 2/(2*3), (b,c) 1/(3*1), as Python floats"""
     words = {("a", "b"): 2, ("b", "c"): 1}
     expected = {("a", "b"): 2 / 6, ("b", "c"): 1 / 3}
     with leaves_unchanged("wordpiece_scores(words)", words=words):
         got = student.tokenization.wordpiece_scores(words)
         expect(isinstance(got, dict) and got.keys() == expected.keys(), f"wordpiece_scores returned {got!r}, expected {expected!r}.")
         expect(all(abs(got[k] - v) < 1e-12 for k, v in expected.items()), f"wordpiece_scores returned {got!r}, expected {expected!r}.")
+        expect(all(isinstance(v, float) for v in got.values()),
+               f"wordpiece_scores should give Python floats, got {sorted({type(v).__name__ for v in got.values()})}.")
 
 
 @pytest.mark.problem("compare_tokenizers")
