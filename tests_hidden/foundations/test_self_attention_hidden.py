@@ -15,9 +15,9 @@ TARGET = 0.9             # full points at this validation accuracy (the notebook
 
 
 @pytest.mark.problem("token_matching_labels")
-@pytest.mark.parametrize("vocab,shape", [(4, (16, 10)), (6, (8, 12)), (3, (5, 1)), (10, (3, 30))])
+@pytest.mark.parametrize("vocab,shape", [(4, (16, 10)), (6, (8, 12)), (3, (30, 3)), (10, (3, 30))])
 def test_labels_random(student, reference, vocab, shape):
-    """random sequences, one to thirty tokens long"""
+    """random sequences, three to thirty tokens long"""
     x = randint(vocab, *shape, seed=vocab * 100 + shape[1])
     expected = reference.self_attention.token_matching_labels(x.clone())
     what = f"token_matching_labels(x {list(shape)}, values < {vocab})"
@@ -28,11 +28,14 @@ def test_labels_random(student, reference, vocab, shape):
 
 @pytest.mark.problem("token_matching_labels")
 def test_labels_one_sequence_and_repeats(student, reference):
-    """a 1-D sequence with repeated values: predecessor strictly before, successor strictly after"""
+    """a 1-D sequence with repeated values: predecessor strictly before, successor strictly after; one token alone"""
     x = torch.tensor([2, 2, 3, 3, 4, 4, 1, 2, 3])
     expected = reference.self_attention.token_matching_labels(x.clone())
     with leaves_unchanged(f"token_matching_labels({x.tolist()})", sequences=x):
         assert_equal(student.self_attention.token_matching_labels(x), expected, what=f"token_matching_labels({x.tolist()})")
+    single = torch.tensor([[3], [1]])
+    assert_equal(student.self_attention.token_matching_labels(single), torch.zeros(2, 1, dtype=torch.long),
+                 what="token_matching_labels([[3], [1]]) (sequences of one token)")
 
 
 def paired_models(student, reference, seed, **kwargs):

@@ -46,8 +46,8 @@ def test_learn_bpe_low_lower(student):
 @pytest.mark.problem("learn_bpe")
 @pytest.mark.isolate("tokenization", "pair_counts")
 def test_learn_bpe_stops_when_nothing_is_left(student):
-    """'ab ab' has one pair: a single merge, however many are asked for"""
-    expect_same(student.tokenization.learn_bpe("ab ab", 5), [("a", "b")], 'learn_bpe("ab ab", 5)')
+    """'aab aab': (a,a) and (a,b) tie, (a,a) goes first, then (aa,b): two merges, however many are asked for"""
+    expect_same(student.tokenization.learn_bpe("aab aab", 5), [("a", "a"), ("aa", "b")], 'learn_bpe("aab aab", 5)')
 
 
 @pytest.mark.problem("apply_bpe")
