@@ -1,7 +1,7 @@
 """The command line: a thin layer that forwards to one subpackage per command.
 
     python -m autograder build NAME [--dist DIR]
-    python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip] [--no-sandbox]
+    python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip] [--no-sandbox] [--table] [--verbose]
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
@@ -25,10 +25,11 @@ def _grade(args) -> int:
     from .grade import grade, grade_via_zip
     from .grade.results import per_problem
 
+    quiet = not args.verbose  # the child's exit and pytest's own report are for instructors debugging the grader
     if args.via_zip:
-        results = grade_via_zip(args.assignment, args.submission, args.output)
+        results = grade_via_zip(args.assignment, args.submission, args.output, quiet=quiet)
     else:
-        results = grade(args.assignment, args.submission, args.output, sandbox=not args.no_sandbox)
+        results = grade(args.assignment, args.submission, args.output, sandbox=not args.no_sandbox, quiet=quiet)
     if args.output is None:
         json.dump(results, sys.stdout, indent=2)
         print()
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code in the test process (only for submissions you trust: benchmarks, debugging)")
     p.add_argument("--table", action="store_true", help="also print a per-problem score table")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print each test child's exit and pytest's report (to stderr), to debug the grader")
     p.set_defaults(func=_grade)
 
     p = commands.add_parser("starter", help="generate the starter stubs from the reference")

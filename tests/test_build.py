@@ -127,3 +127,50 @@ exit 0''')
     if os.geteuid() == 0:  # as on Gradescope: the worker's user is made, and source/ is closed to it
         assert any(c.startswith("useradd") and c.endswith("no-such-user-for-this-test") for c in calls)
         assert (root / "source").stat().st_mode & 0o777 == 0o700
+
+
+def _minimum_python(specifier: str) -> tuple[int, int]:
+    """The lowest 3.x minor version a Requires-Python specifier allows, e.g. ">=3.11.0" -> (3, 11)."""
+    from packaging.specifiers import SpecifierSet
+
+    allowed = SpecifierSet(specifier)
+    return next((3, minor) for minor in range(0, 40) if allowed.contains(f"3.{minor}.99"))
+
+
+def test_python_version_claims_match_the_pins():
+    """The handouts, README, Makefile and pyproject claim the Python that the pinned packages
+    (read from their installed metadata, `Requires-Python`) really need: not lower, not higher."""
+    import importlib.metadata
+    import re
+
+    from autograder import manifest as manifest_module
+
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    lines += (ROOT / "autograder/requirements-student.txt").read_text().splitlines()
+    for name in ("transformer", "foundations"):
+        lines += manifest_module.load(name).extra_requirements
+    pins = {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if "==" in line and ";" not in line:  # a marker (tomli for old Pythons) is no requirement
+            package, version = (part.strip() for part in line.split("=="))
+            pins[package] = version
+    assert {"torch", "numpy", "pandas", "transformers"} <= set(pins)
+    needed = {}
+    for package, version in pins.items():
+        installed = importlib.metadata.distribution(package)
+        assert installed.version.split("+")[0] == version, (package, installed.version, version)
+        needed[package] = _minimum_python(installed.metadata.get("Requires-Python") or ">=3.0")
+    floor = max(needed.values())
+    assert floor >= (3, 11), needed  # numpy 2.4, pandas 3.1 and transformers 5 refuse 3.10
+    claim = f"{floor[0]}.{floor[1]}"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'requires-python = ">={claim}"' in pyproject
+    texts = {path: (ROOT / path).read_text() for path in
+             ("README.md", "Makefile", "assignments/transformer/README.md", "assignments/foundations/README.md")}
+    for path, text in texts.items():
+        claims = set(re.findall(r"Python (3\.\d+)\+|Python (3\.\d+) or newer|(3\.\d+) or newer", text))
+        stated = {next(c for c in found if c) for found in claims}
+        assert stated == {claim}, (path, stated, claim)
+    setup = (ROOT / "autograder/templates/setup.sh").read_text()
+    assert f"sys.version_info < ({floor[0]}, {floor[1]})" in setup

@@ -71,12 +71,6 @@ def test_via_zip_gives_the_same_scores(tmp_path, foundations):
     assert lost(plain) == {"learn_bpe", "softmax", "process_sentences", "attention_maps"}
 
 
-def test_catalogued_mutants_lose_points_only_where_their_bug_is(foundations):
-    verdicts = mutants_module.check_all(foundations)
-    assert len(verdicts) >= 40 and any(v.mutant.correct for v in verdicts)
-    assert [f"{v.mutant.name}: {v.problems}" for v in verdicts if not v.ok] == []
-
-
 def test_student_zip(tmp_path, foundations):
     path = build_student_zip(foundations, tmp_path)
     with zipfile.ZipFile(path) as archive:

@@ -87,13 +87,6 @@ def lost(results: dict) -> set[str]:
     return {p for p, (score, total) in per_problem(results).items() if score < total}
 
 
-def test_catalogued_mutants_lose_points_only_where_their_bug_is(transformer):
-    """Every wrong variant loses points in its own problems only; every correct variant gets full marks."""
-    verdicts = mutants_module.check_all(transformer)
-    assert len(verdicts) >= 40 and any(v.mutant.correct for v in verdicts)
-    assert [v.mutant.name for v in verdicts if not v.ok] == []
-
-
 def Mutant(file, find, replace, name="case"):
     return mutants_module.Mutant(name, (), (mutants_module.Edit(file, find, replace),))
 

@@ -103,3 +103,47 @@ def test_hostile_submission_through_the_zip(tmp_path, transformer):
     submission = starter_with(tmp_path, transformer, prelude=attack("forge_results.py") + reading, cheat=True)
     results = grade_via_zip("transformer", submission, quiet=True)
     check_honest(results, secret_lines())
+
+
+# ---- H3: plausible wrong values (issue 10, section 3) ----
+
+WRONG_KINDS = ["zeros", "input", "random"]
+
+
+def graded_names(source: str) -> list[str]:
+    """Top-level functions and classes of a starter file that leave work to the student (raise NotImplementedError)."""
+    import ast
+
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and any(
+                isinstance(inner, ast.Raise) and "NotImplementedError" in ast.unparse(inner)
+                for inner in ast.walk(node)):
+            names.append(node.name)
+    return names
+
+
+def plausible_wrong_submission(tmp_path, transformer, kind: str) -> pathlib.Path:
+    """The reference with every name the starter leaves to the student made to return a plausible wrong
+    value of the right shape and dtype (hostile/plausible_wrong.py)."""
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    starter, reference = transformer.path(transformer.starter), transformer.path(transformer.reference)
+    for name in transformer.submission_files:
+        graded = graded_names((starter / name).read_text(encoding="utf-8"))
+        assert graded, f"the starter's {name} leaves nothing to the student?"
+        text = (reference / name).read_text(encoding="utf-8")
+        text += f"\n\nWRONG_KIND = {kind!r}\nGRADED = {graded!r}\n" + attack("plausible_wrong.py")
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to another user only when the grader is root")
+@pytest.mark.parametrize("kind", WRONG_KINDS)
+def test_plausible_wrong_values_score_what_the_stubs_score(tmp_path, transformer, kind):
+    """Every function and module returns a wrong value of the right shape, dtype and device (constructors
+    are correct): no test may pay for a property (shape, batch rows, purity, device, structure) of it."""
+    submission = plausible_wrong_submission(tmp_path, transformer, kind)
+    results = grade("transformer", submission, tmp_path / "results.json")
+    paid = [f"{t['name']}: {t['score']}" for t in results["tests"] if t["score"] > 0]
+    assert results["score"] == 0, paid

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from autograder.grade import results
 from autograder.grade.intake import Intake
@@ -64,3 +65,83 @@ def test_score_fixture_clamps_and_checks_order():
     assert given.fraction == 0.0
     with pytest.raises(ValueError):
         given.leaderboard("x", 1.0, order="up")
+
+
+def test_names_are_readable_parameters_and_unescaped_ids():
+    """Gradescope names show parameters as written (no `\\xe9` escapes, no raw ids like `batch0-3`)."""
+    with_params = dict(HIDDEN, nodeid="tests_hidden/t.py::test_y[batch0-3]", name="test_y[batch0-3]",
+                       doc="random inputs", params={"batch": "(2,)", "T": "3"})
+    assert results.test_name(with_params) == "causal_mask: random inputs (batch=(2,), T=3)"
+    escaped = dict(HIDDEN, nodeid="tests_hidden/t.py::test_y[a\\xe9-b\\u0101]", name="test_y[a\\xe9-b\\u0101]")
+    assert results.test_name(escaped) == "causal_mask: y [aé-bā]"
+    long = dict(with_params, params={"text": "x" * 400})
+    assert len(results.test_name(long)) == results.NAME_LIMIT and results.test_name(long).endswith("...")
+
+
+def test_the_plugin_describes_parameters_for_names():
+    from autograder.testing.adapter import describe_param
+
+    assert describe_param("a\xe9") == "a\xe9"
+    assert describe_param(torch.float32) == "float32"
+    assert describe_param(((5, 6), torch.int64)) == "((5, 6), int64)"
+    assert describe_param(torch.zeros(2, 3)) == "float32[2, 3]"
+    assert describe_param({"heads": 2, "causal": True}) == "{heads=2, causal=True}"
+    assert describe_param((3,)) == "(3,)"
+
+
+def test_collected_tests_carry_readable_parameters(tmp_path):
+    """The plugin's "collected" event gives each parametrized test's parameters, as names show them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from autograder.manifest import ROOT
+
+    (tmp_path / "test_p.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.problem('causal_mask')\n"
+        "@pytest.mark.parametrize('word, shape', [('caf\\xe9', (2, 3))])\n"
+        "def test_p(word, shape):\n"
+        "    '''a word and a shape'''\n")
+    report = tmp_path / "report.jsonl"
+    subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.testing.plugin",
+                    "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--report", str(report), str(tmp_path)],
+                   cwd=tmp_path, capture_output=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    test, = json.loads(report.read_text().splitlines()[0])["tests"]
+    assert results.test_name(test) == "causal_mask: a word and a shape (word=caf\xe9, shape=(2, 3))"
+
+
+def test_table_shows_no_grader_noise_unless_verbose(tmp_path, transformer):
+    """`grade --table` prints the table only; the test children's exits and pytest's report need --verbose."""
+    import os
+    import subprocess
+    import sys
+
+    from autograder.manifest import ROOT
+
+    command = [sys.executable, "-m", "autograder", "grade", "transformer", str(transformer.path(transformer.starter)),
+               "-o", str(tmp_path / "r.json"), "--table", "--no-sandbox"]
+    quiet = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "total" in quiet.stderr and "self_attention" in quiet.stderr
+    assert "child 0" not in quiet.stderr and "stop None" not in quiet.stderr and "FAILED" not in quiet.stderr
+    verbose = subprocess.run(command + ["--verbose"], cwd=ROOT, capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "child 0: exit" in verbose.stderr and "total" in verbose.stderr
+
+
+def test_the_always_visible_summary_tells_the_visible_tests_points_only(transformer):
+    """Before grades are published a student sees the top-level `output` but not the hidden tests:
+    the text gives the visible tests' points; the total `score` is Gradescope's to hide."""
+    run = Run(collected=[PUBLIC, HIDDEN], outcomes={
+        PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True), HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], True)})
+    out = results.build(transformer, run, Intake({}, [], []))
+    assert out["score"] == 4.0    # causal_mask's two tests; every other problem has none here (0, visible)
+    visible_total = transformer.total_points - 2
+    assert out["output"].startswith(f"**{transformer.title}**: " + messages.VISIBLE_PART.format(
+        score="2", total=f"{visible_total:g}", rest="2"))
+    assert "4 /" not in out["output"]
+    shown = dataclasses.replace(transformer, tests=[dataclasses.replace(t, visibility="visible") for t in transformer.tests])
+    out = results.build(shown, run, Intake({}, [], []))
+    assert f"4 / {transformer.total_points:g} points." in out["output"]

@@ -1,6 +1,7 @@
 """The sandbox's parts on their own: the wire format, the worker's process, mirrors and callbacks."""
 import os
 import pathlib
+import re
 import struct
 import textwrap
 import time
@@ -10,6 +11,8 @@ import torch
 import torch.nn as nn
 
 from autograder.testing import wire
+from autograder.testing.jail import OUTPUT_LIMIT
+from autograder.testing.plugin import STDOUT_LIMIT
 from autograder.testing.checks import GradingFailure
 from autograder.testing.sandbox import RemoteError, RemoteSubmission, WorkerCrash
 from autograder.testing.torchkit import strict_device
@@ -96,6 +99,54 @@ def test_malformed_arrays_and_frames_are_rejected(bad):
         wire.Decoder([b"abc"]).value(bad)
 
 
+def test_subclasses_of_plain_containers_arrive_as_the_plain_type():
+    import collections
+
+    import numpy as np
+
+    Pair = collections.namedtuple("Pair", "first second")
+
+    class Merges(list):
+        pass
+
+    class Lying(dict):  # what it holds travels, whatever its methods say
+        def items(self):
+            return [("forged", 1)]
+
+        def __iter__(self):
+            return iter(["forged"])
+
+    ordered = collections.OrderedDict(a=1, b=2)
+    ordered.move_to_end("a")
+    value = {"counter": collections.Counter("abca"), "default": collections.defaultdict(int, {("a", "b"): 3}),
+             "ordered": ordered, "pair": Pair("l", "o"), "merges": Merges([("l", "o")]), "lying": Lying(x=2),
+             "max": torch.tensor([[1.0, 3.0]]).max(-1), "sets": ({1, (2, "b")}, frozenset({"x"})),
+             "ints": (2 ** 70, -(3 ** 9000)), "numpy_keys": {np.int64(3): np.bool_(True), np.str_("k"): np.float32(0.5)}}
+    back = roundtrip(value)
+    assert type(back["counter"]) is dict and back["counter"] == {"a": 2, "b": 1, "c": 1}
+    assert type(back["default"]) is dict and back["default"] == {("a", "b"): 3}
+    assert type(back["ordered"]) is dict and list(back["ordered"]) == ["b", "a"]
+    assert type(back["pair"]) is tuple and back["pair"] == ("l", "o")
+    assert type(back["merges"]) is list and back["merges"] == [("l", "o")]
+    assert back["lying"] == {"x": 2}
+    assert type(back["max"]) is tuple and back["max"][0].tolist() == [3.0] and back["max"][1].tolist() == [1]
+    assert back["sets"] == ({1, (2, "b")}, frozenset({"x"})) and type(back["sets"][1]) is frozenset
+    assert back["ints"] == (2 ** 70, -(3 ** 9000))
+    assert back["numpy_keys"] == {3: True, "k": 0.5} and type(next(iter(back["numpy_keys"]))) is np.int64
+
+
+@pytest.mark.parametrize("bad", [
+    {"T": "int", "v": "0xzz"},
+    {"T": "int", "v": 12},
+    {"T": "set", "v": [{"T": "list", "v": [1]}]},                        # an unhashable item
+    {"T": "dict", "k": [{"T": "tuple", "v": [{"T": "list", "v": []}]}], "v": [1]},   # a key that cannot be hashed
+    {"T": "dict", "k": [{"T": "tensor", "dtype": "float32", "shape": [0], "b": 0}], "v": [1]},
+])
+def test_malformed_ints_sets_and_keys_are_rejected(bad):
+    with pytest.raises(wire.WireError):
+        wire.Decoder([b""]).value(bad)
+
+
 def test_object_arrays_are_refused():
     import numpy as np
 
@@ -120,6 +171,15 @@ def test_oversized_and_broken_messages_are_rejected():
 # ---------------------------------------------------------------------------------------------
 # the worker, on a small submission
 
+class Scaled(nn.Module):
+    """forward(x, scale=1.0) = x * scale; raises on a negative first element."""
+
+    def forward(self, x, scale=1.0):
+        if x.reshape(-1)[0] < 0:
+            raise ValueError("negative input")
+        return x * scale
+
+
 SUBMISSION = '''
 import os, sys, time, torch
 import torch.nn as nn
@@ -133,6 +193,23 @@ def scale_in_place(x):
 def shout(text):
     print(text * 5000)
     return len(text)
+
+def flood(n, also_stderr=False):
+    print("head" + "x" * n)
+    if also_stderr:
+        print("e" * n, file=sys.__stderr__)
+    return n
+
+def flood_raw(n):
+    data = memoryview(b"y" * n)
+    while data:                      # as a writer does: until every byte is written
+        data = data[os.write(1, data):]
+    return n
+
+def many_lines(n):
+    for i in range(n):
+        print(i)
+    return n
 
 def whoami():
     return {"uid": os.getuid(), "root": sorted(os.listdir("/")), "cwd": os.getcwd()}
@@ -156,6 +233,85 @@ def decode(model, x):
 def hook(module, storage):
     return module.register_forward_hook(lambda m, i, o: storage.append(o.detach()))
 
+# every form of PyTorch's hook API, on a module of the grader's
+def hook_with_kwargs(module, storage):
+    def record(m, args, kwargs, output):
+        storage.append((len(args), sorted(kwargs), output.detach()))
+    return module.register_forward_hook(record, with_kwargs=True)
+
+def hooks_in_order(module, storage):
+    module.register_forward_hook(lambda m, i, o: storage.append("appended"))
+    return module.register_forward_hook(lambda m, i, o: storage.append("prepended"), prepend=True)
+
+def hooks_always_called(module, storage):
+    module.register_forward_hook(lambda m, i, o: storage.append("plain"))
+    return module.register_forward_hook(lambda m, i, o: storage.append(("always", o)), always_call=True)
+
+def pre_hooks(module, storage):
+    def double_input(m, args):
+        storage.append(args[0].detach())
+        return args[0] * 2              # not a tuple: PyTorch wraps it
+    def set_scale(m, args, kwargs):
+        storage.append(sorted(kwargs))
+        return args, dict(kwargs, scale=3.0)
+    module.register_forward_pre_hook(double_input)
+    return module.register_forward_pre_hook(set_scale, with_kwargs=True)
+
+def pre_hook_unchanged(module, storage):
+    return module.register_forward_pre_hook(lambda m, args, kwargs: (args, kwargs), with_kwargs=True)
+
+def forward_hook_returns_output(module, storage):
+    def keep(m, inputs, output):
+        storage.append(output.detach())
+        return output
+    return module.register_forward_hook(keep)
+
+def backward_hooks(module, storage):
+    def before(m, grad_output):
+        storage.append(("pre", grad_output[0].detach()))
+        return (grad_output[0] * 10,)
+    def after(m, grad_input, grad_output):
+        storage.append(("full", grad_input[0].detach(), grad_output[0].detach()))
+        return (grad_input[0] + 1,)
+    module.register_full_backward_pre_hook(before)
+    return module.register_full_backward_hook(after)
+
+def backward_hook_run_here(module, storage, x):
+    module.register_full_backward_hook(lambda m, gi, go: storage.append(go[0].detach()))
+    x = x.clone().requires_grad_()
+    module(x).sum().backward()
+    return x.grad
+
+class Recorder:
+    def __init__(self, storage):
+        self.storage = storage
+    def __call__(self, module, inputs, output):
+        self.storage.append(("object", output.detach()))
+
+def record_into(storage, tag, module, inputs, output):
+    storage.append((tag, output.detach()))
+
+def hook_object_and_partial(module, storage):
+    import functools
+    module.register_forward_hook(Recorder(storage))
+    return module.register_forward_hook(functools.partial(record_into, storage, "partial"))
+
+class BothHandles:
+    """Removes two hooks; also a context manager."""
+    def __init__(self, *handles):
+        self.handles = handles
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.remove()
+
+def hook_with_own_handle(module, storage):
+    return BothHandles(module.register_forward_hook(lambda m, i, o: storage.append(o.detach())),
+                       module.register_forward_pre_hook(lambda m, i: None))
+
 def frame_and_array(df, a):
     return df.assign(total=df["x"] + a.sum()), a * 2, type(df).__name__, type(a).__name__
 
@@ -166,6 +322,22 @@ def run_encoder(model, tokenizer, sentence):
     states = model(**encoded, output_hidden_states=True).hidden_states
     return (tokenizer.convert_ids_to_tokens(encoded["input_ids"][0]), states[-1], model.training,
             type(model).__name__, "autograder.testing.sandbox" in sys.modules)
+
+def containers(words):
+    import collections
+    import numpy as np
+    Merge = collections.namedtuple("Merge", "first second")
+    class Merges(list):
+        pass
+    counts = collections.Counter()
+    for word, freq in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] += freq
+    default = collections.defaultdict(float)
+    default[("a", "b")] += 0.5
+    return {"counter": counts, "default": default, "ordered": collections.OrderedDict(sorted(counts.items())),
+            "merges": Merges([Merge("a", "b")]), "scalars": [np.float64(0.25), np.int64(7), np.bool_(False)],
+            "big": 2 ** 80, "arrived": [type(words).__name__, type(next(iter(words))).__name__]}
 
 def libraries_loaded():
     import sys
@@ -193,6 +365,18 @@ class Inner(nn.Module):
 
     def forward(self, x):
         return self.drop(self.norm(x))
+
+class Scaled(nn.Module):
+    def forward(self, x, scale=1.0):
+        return x * scale
+
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scaled = Scaled()
+
+    def forward(self, x):
+        return self.scaled(x, scale=2.0) + 1
 '''
 
 
@@ -222,6 +406,39 @@ def test_output_is_cut(remote, capsys):
     assert remote.student.shout("ab") == 2
     printed = capsys.readouterr().out
     assert 0 < len(printed) < 5000 and "output cut" in printed
+
+
+def cut_count(printed: str) -> int:
+    found = re.findall(r"output cut here: (\d+) more characters", printed)
+    assert len(found) == 1, printed[-300:]
+    return int(found[0])
+
+
+def test_an_output_flood_is_cut_and_never_raised_in_student_code(remote, capsys):
+    """tens of MB in one print (more than the worker's file size limit): the head is shown, with
+    how much was cut; the print itself succeeds"""
+    for also_stderr in (False, True):
+        n = 20_000_000
+        assert remote.student.flood(n, also_stderr) == n
+        printed = capsys.readouterr().out
+        assert printed.startswith("headxxx") and len(printed) < 2 * OUTPUT_LIMIT
+        assert cut_count(printed) == (n + 5) + also_stderr * (n + 1) - OUTPUT_LIMIT
+
+
+def test_raw_writes_to_the_output_count_per_call(remote, capsys):
+    """writes past sys.stdout: the file size limit applies to one call's output, not to the sum"""
+    n = 10 << 20
+    for _ in range(3):
+        assert remote.student.flood_raw(n) == n
+        assert cut_count(capsys.readouterr().out) == n - OUTPUT_LIMIT
+
+
+def test_many_small_prints(remote, capsys):
+    start = time.monotonic()
+    assert remote.student.many_lines(300_000) == 300_000
+    assert time.monotonic() - start < 20
+    total = sum(len(str(i)) + 1 for i in range(300_000))
+    assert cut_count(capsys.readouterr().out) == total - OUTPUT_LIMIT
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the worker changes user only when the grader is root")
@@ -280,6 +497,97 @@ def test_hooks_on_grader_modules_and_lists_come_back(remote):
     assert len(storage) == 1
 
 
+def test_forward_hook_with_kwargs(remote):
+    module, storage = Scaled(), []
+    remote.student.hook_with_kwargs(module, storage)
+    x = torch.ones(2)
+    out = module(x, scale=3.0)
+    assert len(storage) == 1 and storage[0][:2] == (1, ["scale"]) and torch.equal(storage[0][2], out)
+
+
+def test_forward_hooks_prepend_and_always_call(remote):
+    module, storage = Scaled(), []
+    remote.student.hooks_in_order(module, storage)
+    module(torch.ones(2))
+    assert storage == ["prepended", "appended"]
+    module, storage = Scaled(), []
+    remote.student.hooks_always_called(module, storage)
+    with pytest.raises(ValueError, match="negative input"):
+        module(-torch.ones(2))
+    assert storage == [("always", None)]          # the other hook does not run after a failed forward
+    module(torch.ones(2))
+    assert storage[1] == "plain" and storage[2][0] == "always" and torch.equal(storage[2][1], torch.ones(2))
+
+
+def test_forward_pre_hooks_change_inputs(remote):
+    module, storage = Scaled(), []
+    remote.student.pre_hooks(module, storage)
+    x = torch.arange(3.0)
+    assert torch.equal(module(x), x * 2 * 3.0)    # doubled, then scale=3 put in kwargs
+    assert torch.equal(storage[0], x) and storage[1] == []
+
+
+def test_hooks_that_hand_back_their_input_keep_the_graph(remote):
+    for attach in (remote.student.pre_hook_unchanged, remote.student.forward_hook_returns_output):
+        module, storage = Scaled(), []
+        attach(module, storage)
+        x = torch.ones(3, requires_grad=True)
+        out = module(x, scale=2.0)
+        out.sum().backward()
+        assert torch.equal(x.grad, torch.full((3,), 2.0)), attach
+
+
+def test_full_backward_hooks(remote):
+    module, storage = Scaled(), []
+    remote.student.backward_hooks(module, storage)
+    x = torch.ones(3, requires_grad=True)
+    module(x, scale=2.0).sum().backward()
+    assert [entry[0] for entry in storage] == ["pre", "full"]
+    assert torch.equal(storage[0][1], torch.ones(3)) and torch.equal(storage[1][2], torch.full((3,), 10.0))
+    assert torch.equal(storage[1][1], torch.full((3,), 20.0)) and torch.equal(x.grad, torch.full((3,), 21.0))
+
+
+def test_backward_hook_on_a_stub_called_in_the_worker_runs_once(remote):
+    module, storage = Scaled(), []
+    grad = remote.student.backward_hook_run_here(module, storage, torch.ones(2))
+    assert torch.equal(grad, torch.ones(2)) and len(storage) == 1 and torch.equal(storage[0], torch.ones(2))
+
+
+def test_hooks_that_are_objects_or_partials(remote):
+    module, storage = Scaled(), []
+    handle = remote.student.hook_object_and_partial(module, storage)
+    out = module(torch.ones(2))
+    assert [tag for tag, _ in storage] == ["object", "partial"] and all(torch.equal(o, out) for _, o in storage)
+    handle.remove()
+    module(torch.ones(2))
+    assert len(storage) == 3
+
+
+def test_handles_remove_their_hooks_also_as_context_managers(remote):
+    for attach in (remote.student.hook, remote.student.hook_with_own_handle):
+        module, storage = Scaled(), []
+        with attach(module, storage):
+            module(torch.ones(2))
+        module(torch.ones(2))
+        assert len(storage) == 1, attach
+        assert not module._forward_hooks and not module._forward_pre_hooks   # the relays are gone too
+
+
+def test_grader_hooks_on_a_part_of_a_student_module(remote):
+    outer = remote.student.Outer()
+    seen = []
+    outer.scaled.register_forward_pre_hook(lambda m, args, kwargs: seen.append(sorted(kwargs)) or (args, {"scale": 5.0}),
+                                           with_kwargs=True)
+    outer.scaled.register_forward_hook(lambda m, args, kwargs, out: seen.append(out.detach()), with_kwargs=True)
+    outer.scaled.register_full_backward_hook(lambda m, gi, go: seen.append(("backward", go[0].detach())))
+    x = torch.ones(2, requires_grad=True)
+    out = outer(x)
+    assert torch.equal(out, torch.full((2,), 6.0)) and seen[0] == ["scale"] and torch.equal(seen[1], torch.full((2,), 5.0))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.full((2,), 5.0)) and seen[2][0] == "backward"
+    assert torch.equal(seen[2][1], torch.ones(2))
+
+
 def test_device_checks_run_in_the_worker(remote):
     with pytest.raises(GradingFailure, match="mixes devices"):
         with strict_device("meta"):
@@ -318,6 +626,20 @@ def _running(uid: int) -> list[str]:
     return found
 
 
+def test_containers_a_correct_student_may_return_come_back_by_value(remote):
+    import collections
+
+    import numpy as np
+
+    Word = collections.namedtuple("Word", "a b c")
+    got = remote.student.containers(collections.Counter({Word("a", "b", "a"): 2}))
+    assert got["arrived"] == ["dict", "tuple"]       # what the grader sends arrives as plain data too
+    assert got["counter"] == {("a", "b"): 2, ("b", "a"): 2} and type(got["counter"]) is dict
+    assert got["default"] == {("a", "b"): 0.5} and got["ordered"] == got["counter"]
+    assert got["merges"] == [("a", "b")] and type(got["merges"][0]) is tuple and got["big"] == 2 ** 80
+    assert [type(x) for x in got["scalars"]] == [np.float64, np.int64, np.bool_] and got["scalars"][0] == 0.25
+
+
 def test_frames_and_arrays_go_both_ways(remote):
     import numpy as np
     import pandas as pd
@@ -343,3 +665,39 @@ def test_hugging_face_models_and_tokenizers_are_copied_into_the_worker(remote):
     model.train()
     remote.student.run_encoder(model, tokenizer, "the dog")
     assert model.training                             # the worker's eval() changed its own copy only
+
+
+FLOOD_TEST = '''
+import pytest
+
+@pytest.mark.problem("loud")
+def test_loud(student):
+    assert student.loud.shout(30_000_000) == 42
+'''
+
+
+@pytest.mark.parametrize("sandbox", [False, True], ids=["in-process", "sandbox"])
+def test_a_print_flood_costs_no_points_and_is_reported_cut(tmp_path, sandbox):
+    """a graded test whose student code prints 30 MB: it passes, in reasonable time, and its output
+    is the head and a note of how much was cut (the note survives the test's own cut)"""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "loud.py").write_text("def shout(n):\n    print('x' * n)\n    return 42\n")
+    (tmp_path / "test_loud.py").write_text(FLOOD_TEST)
+    report = tmp_path / "report.jsonl"
+    command = [sys.executable, "-m", "pytest", str(tmp_path / "test_loud.py"), "-p", "autograder.testing.plugin",
+               "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path), "-q",
+               "--report", str(report), "--submission", str(tmp_path / "submission")]
+    if sandbox:
+        command += ["--sandbox", "{}"]
+    start = time.monotonic()
+    subprocess.run(command, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parent.parent)),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert time.monotonic() - start < 120
+    result = next(e for e in map(json.loads, report.read_text().splitlines()) if e["event"] == "result")
+    assert result["outcome"] == "passed", result
+    kept = OUTPUT_LIMIT if sandbox else STDOUT_LIMIT
+    assert result["stdout"].startswith("xxxx") and cut_count(result["stdout"]) == 30_000_001 - kept

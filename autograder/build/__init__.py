@@ -12,6 +12,8 @@ dist/NAME-student.zip, all under NAME/:
 
     README.md (the handout), the starter files, tests/ (public tests only),
     autograder/testing/ (what the tests import), conftest.py, run_tests.py,
+    problems.json (the problems in the handout's order, their points and how many tests,
+    public and hidden, share them: the runner's order, `--problem` and its points table),
     requirements.txt (the student pins plus the manifest's extra_requirements)
 
 Both are reproducible: entries sorted, fixed timestamps and permissions, so the same
@@ -20,7 +22,11 @@ inputs give the same bytes. The student zip never holds reference code or hidden
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
+import tempfile
 import zipfile
 
 from .. import manifest as manifest_module
@@ -111,10 +117,50 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
             files[f"{top}/{name}"] = data
     for name in ("conftest.py", "run_tests.py"):
         files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
+    files[f"{top}/problems.json"] = (json.dumps(problem_table(manifest), indent=2) + "\n").encode()
     student_requirements = (PACKAGE / "requirements-student.txt").read_text(encoding="utf-8")
     files[f"{top}/requirements.txt"] = (student_requirements + "".join(
         f"{line}\n" for line in manifest.extra_requirements)).encode()
     return files
+
+
+def collect(manifest: manifest_module.Manifest) -> list[dict]:
+    """Every test of every folder, as the plugin's "collected" event lists them
+    ({"nodeid", "file", "name", "doc", "problems"}): pytest --collect-only in a child process."""
+    with tempfile.TemporaryDirectory(prefix="collect-") as tmp:
+        report = pathlib.Path(tmp) / "report.jsonl"
+        env = dict(os.environ, PYTHONPATH=str(manifest.root), PYTHONDONTWRITEBYTECODE="1")
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.testing.plugin",
+                   "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(manifest.root),
+                   "--report", str(report), *[folder.path for folder in manifest.tests]]
+        done = subprocess.run(command, cwd=manifest.root, env=env, capture_output=True, text=True)
+        lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
+        collected = [event for event in map(json.loads, lines) if event.get("event") == "collected"]
+        if done.returncode != 0 or not collected:
+            raise SystemExit(f"the tests of {manifest.name} could not be collected:\n"
+                             f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        return collected[0]["tests"]
+
+
+def problem_table(manifest: manifest_module.Manifest) -> dict:
+    """problems.json of the student zip: each problem in the manifest's (the handout's) order,
+    its points, and the number of its public and hidden tests. A problem's points are split
+    equally over all its tests, so a public test of problem p is worth points / (public + hidden)."""
+    tests = collect(manifest)
+    table = []
+    for name, spec in manifest.problems.items():
+        mine = [t for t in tests if name in t["problems"]]
+        public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or _HIDDEN).public)
+        table.append({"name": name, "points": spec.points, "file": spec.file,
+                      "public_tests": public, "hidden_tests": len(mine) - public})
+    return {"assignment": manifest.name, "title": manifest.title, "problems": table}
+
+
+class _Hidden:
+    public = False
+
+
+_HIDDEN = _Hidden()
 
 
 def build_autograder_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:

@@ -32,14 +32,35 @@ def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, floa
     return {nodeid: units / unit for nodeid, units in shares.items()}
 
 
+NAME_LIMIT = 200
+
+
 def _param_id(nodeid: str) -> str:
-    return nodeid[nodeid.index("["):] if "[" in nodeid else ""
+    """pytest's id of a parametrized test (`[a\\xe9-3]`), its escapes undone (`[aé-3]`)."""
+    if "[" not in nodeid:
+        return ""
+    raw = nodeid[nodeid.index("["):]
+    try:
+        return raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except (UnicodeError, ValueError):
+        return raw
+
+
+def _params(test: dict) -> str:
+    """"(heads=3, T=4)" from the plugin's readable parameters, else pytest's id unescaped."""
+    params = test.get("params") or {}
+    if params:
+        return "(" + ", ".join(f"{name}={text}" for name, text in params.items()) + ")"
+    return _param_id(test["nodeid"])
 
 
 def test_name(test: dict) -> str:
+    """A test's name on Gradescope: its problems, its docstring's first line (else its function's
+    name in words) and, for a parametrized test, its parameters written out."""
     problems = ", ".join(test["problems"])
     label = test.get("doc") or test["name"].split("[")[0].removeprefix("test_").replace("_", " ")
-    return f"{problems}: {label} {_param_id(test['nodeid'])}".strip()
+    name = f"{problems}: {label} {_params(test)}".strip()
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
 def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
@@ -127,9 +148,19 @@ def _intake_notes(intake: Intake) -> list[str]:
 
 
 def _top(manifest: Manifest, entries: list[dict], notes: list[str]) -> dict:
+    """The top level. Its `output` is always visible to the student, so while some tests are not
+    `visible` it tells the visible tests' points only: Gradescope hides the total `score` from
+    students as long as any test is hidden, and the text must not give it away either."""
     score = round(sum(e["score"] for e in entries), PRECISION)
     total = round(sum(e["max_score"] for e in entries), PRECISION)
-    lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
+    shown = [e for e in entries if e["visibility"] == "visible"]
+    if len(shown) == len(entries):
+        lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
+    else:
+        shown_score = round(sum(e["score"] for e in shown), PRECISION)
+        shown_total = round(sum(e["max_score"] for e in shown), PRECISION)
+        lines = [f"**{manifest.title}**: " + messages.VISIBLE_PART.format(
+            score=f"{shown_score:g}", total=f"{shown_total:g}", rest=f"{round(total - shown_total, PRECISION):g}"), ""]
     lines += [f"- {note}" for note in notes]
     return {
         "score": score,

@@ -15,6 +15,11 @@ if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-venv python3-pip
 fi
+if ! python3 -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+  echo "setup.sh: Python 3.11 or newer is needed (the pinned numpy, pandas and transformers refuse older ones);" \
+       "choose a newer base image (Ubuntu 24.04)" >&2
+  exit 1
+fi
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade pip
 

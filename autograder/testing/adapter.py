@@ -13,6 +13,7 @@ import pathlib
 import sys
 import threading
 import traceback
+import weakref
 
 from . import messages
 
@@ -50,8 +51,19 @@ def last_call() -> str | None:
     return getattr(_state, "last_call", None)
 
 
+def last_call_shown() -> str | None:
+    """The last call into student code as a failure message shows it: a module's forward when the
+    test called a module it built after building it (`Block.forward(float32[2, 3, 8])`), else
+    `last_call()`. (`last_call()` itself stays the call that built the module: diagnosis.py groups
+    the module calls it replays by it.)"""
+    call = last_call()
+    forward = getattr(_state, "last_forward", None)
+    return forward[1] if forward is not None and forward[0] is call else call
+
+
 def reset_last_call() -> None:
     _state.last_call = None
+    _state.last_forward = None
     _state.last_name = None
     _state.reference_call = None
     _state.student_call = None
@@ -81,6 +93,8 @@ def describe(value) -> str:
         return f"{dtype}{list(value.shape)}{where}"
     if isinstance(value, torch.nn.Module):
         return type(value).__name__
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
     kind = type(value).__module__.split(".")[0]
     if kind == "numpy" and hasattr(value, "shape") and value.shape:
         return f"ndarray {value.dtype}{list(value.shape)}"
@@ -93,10 +107,32 @@ def describe(value) -> str:
         return f"dict of {len(value)} items"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(describe(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
-        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+        if isinstance(value, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, (bool, int, float, str)) or value is None:
         return repr(value) if not isinstance(value, str) or len(value) < 40 else repr(value[:37] + "...")
     return type(value).__name__
+
+
+def describe_param(value) -> str:
+    """A test parameter for a test's name: plain values as written (text unescaped, cut at 40
+    characters), other values described (`float32[2, 3, 4]`)."""
+    if isinstance(value, str):
+        return value if len(value) <= 40 else value[:37] + "..."
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(
+            isinstance(v, (bool, int, float, str, tuple)) or v is None or type(v).__name__ == "dtype" for v in value):
+        return "(" + ", ".join(describe_param(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, dict) and len(value) <= 4 and all(
+            isinstance(v, (bool, int, float, str)) or v is None for v in value.values()):
+        return "{" + ", ".join(f"{k}={describe_param(v)}" for k, v in value.items()) + "}"
+    if type(value).__name__ == "dtype":  # torch.float32 -> float32
+        return str(value).removeprefix("torch.")
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
+    return describe(value)
 
 
 def describe_call(name: str, args: tuple, kwargs: dict) -> str:
@@ -117,6 +153,35 @@ def call(fn, *args, name: str | None = None, **kwargs):
     return fn(*args, **kwargs)
 
 
+# Modules the tests built from student classes: their forward calls are named in failure messages.
+_built_modules: "weakref.WeakSet" = weakref.WeakSet()
+_forward_hook = []
+
+
+def _watch_forward(obj) -> None:
+    """Name `obj`'s forward calls in failure messages if it is a module (one global hook, which
+    changes nothing: no hook is added to the student's module)."""
+    import torch
+
+    if not isinstance(obj, torch.nn.Module):
+        return
+    try:
+        _built_modules.add(obj)
+    except TypeError:
+        return
+    if not _forward_hook:
+        _forward_hook.append(torch.nn.modules.module.register_module_forward_pre_hook(_note_forward))
+
+
+def _note_forward(module, args):
+    try:
+        if module in _built_modules and last_call() is not None:
+            _state.last_forward = (last_call(), describe_call(f"{type(module).__name__}.forward", args, {}))
+    except Exception:  # noqa: BLE001 - a message must never break a test
+        pass
+    return None
+
+
 class StudentCallable:
     """A student function or class: calling it records the call; `.raw` is the object itself."""
 
@@ -129,7 +194,10 @@ class StudentCallable:
             _state.student_call = (self._module, self.name, args, kwargs)
         elif self._record is False:  # the reference: remember the call, to replay it on wrong variants
             _state.reference_call = (self._module, self.name, args, kwargs)
-        return self.raw(*args, **kwargs)
+        result = self.raw(*args, **kwargs)
+        if self._record:
+            _watch_forward(result)
+        return result
 
     def __repr__(self) -> str:
         return f"<submitted {self.name}>"

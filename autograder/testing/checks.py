@@ -6,6 +6,8 @@ is shown only for public tests.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -77,6 +79,33 @@ def expect_array(got, *, what: str, shape=None, dtype=None) -> np.ndarray:
     return got
 
 
+def shown(value, limit: int = 300) -> str:
+    """`repr(value)` for a message, at most about `limit` characters: a dict, list, tuple or set
+    is cut between entries, never inside one, and says how many entries were left out."""
+    text = repr(value)
+    if len(text) <= limit or not isinstance(value, (dict, list, tuple, set, frozenset)):
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    if isinstance(value, dict):
+        entries, (opening, closing) = [f"{k!r}: {v!r}" for k, v in value.items()], "{}"
+    else:
+        entries = [repr(v) for v in (sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value)]
+        opening, closing = {list: "[]", tuple: "()"}.get(type(value), "{}")
+    kept, size = [], 0
+    for entry in entries:
+        if kept and size + len(entry) + 2 > limit:
+            break
+        kept.append(entry)
+        size += len(entry) + 2
+    left = len(entries) - len(kept)
+    more = f", ... {left} more {'entry' if left == 1 else 'entries'}" if left else ""
+    return f"{opening}{', '.join(kept)}{more}{closing}"
+
+
+def _show(value: torch.Tensor, as_numpy: bool) -> str:
+    """A small tensor for public details, as NumPy prints it when the problem works in NumPy."""
+    return repr(value.numpy()) if as_numpy else str(value)
+
+
 def _as_tensors(got, expected: np.ndarray, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     """NumPy arrays compared as tensors of the same dtype (the dtype's tolerance applies)."""
     got = expect_array(got, what=what)
@@ -93,7 +122,8 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
 
     A NumPy `expected` wants a NumPy `got` of the same shape; values are compared at
     `expected`'s dtype tolerance whatever `got`'s floating dtype is."""
-    if isinstance(expected, np.ndarray):
+    as_numpy = isinstance(expected, np.ndarray)
+    if as_numpy:
         got, expected = _as_tensors(got, expected, what)
     if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(expected.shape):
         # a wrong shape is often a classic mistake (heads not merged, weights of the wrong axis): name it
@@ -122,13 +152,15 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
         summary += f" Your value there is {float(g.flatten()[flat])}."
     details = f"At index {list(where)}: expected {float(e.flatten()[flat]):.6g}, got {float(g.flatten()[flat]):.6g}."
     if g.numel() <= SMALL_TENSOR:
-        details += f"\nexpected:\n{e.to(expected.dtype)}\ngot:\n{g.to(expected.dtype)}"
+        shown_e, shown_g = _show(e.to(expected.dtype), as_numpy), _show(g.to(expected.dtype), as_numpy)
+        details += f"\nexpected:\n{shown_e}\ngot:\n{shown_g}"
     fail(summary, details, got=got, expected=expected)
 
 
 def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None:
     """Exact equality of integer or boolean tensors or arrays (same shape, dtype, device)."""
-    if isinstance(expected, np.ndarray):
+    as_numpy = isinstance(expected, np.ndarray)
+    if as_numpy:
         got, expected = _as_tensors(got, expected, what)
     got = expect_tensor(got, what=what, shape=expected.shape, dtype=expected.dtype, device=expected.device)
     diff = got.cpu() != expected.detach().cpu()
@@ -139,10 +171,31 @@ def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None
         details = (f"At index {list(where)}: expected {expected.flatten()[flat].item()}, "
                    f"got {got.flatten()[flat].item()}.")
         if got.numel() <= SMALL_TENSOR:
-            details += f"\nexpected:\n{expected.cpu()}\ngot:\n{got.cpu()}"
+            details += f"\nexpected:\n{_show(expected.detach().cpu(), as_numpy)}\ngot:\n{_show(got.cpu(), as_numpy)}"
         fail(summary, details, got=got, expected=expected)
 
 
 def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float = 1e-4, atol: float = 1e-6) -> None:
     if not abs(got - expected) <= atol + rtol * abs(expected):
         fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.")
+
+
+INPUT_CHANGED = ("{name} was changed by {call}: your code must not write into its inputs (no in-place operation "
+                 "such as x += ..., x.mul_(...) or x[...] = ... on an argument; work on a new tensor instead).")
+
+
+@contextlib.contextmanager
+def inputs_unchanged(call: str, **inputs):
+    """Fail if a tensor of `inputs` (name=tensor) has changed by the end of the block: values, shape or dtype.
+
+    Check the result's value inside the block: a wrong value fails first, so that purity alone pays
+    nothing (issue 10)."""
+    kept = {name: t.detach().clone() for name, t in inputs.items() if isinstance(t, torch.Tensor)}
+    yield
+    for name, before in kept.items():
+        after = inputs[name].detach()
+        same = after.shape == before.shape and after.dtype == before.dtype and bool(
+            torch.equal(after, before) or (after.is_floating_point() and torch.allclose(after, before, rtol=0, atol=0,
+                                                                                         equal_nan=True)))
+        if not same:
+            fail(INPUT_CHANGED.format(name=name, call=call))

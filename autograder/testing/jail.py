@@ -17,13 +17,16 @@ import subprocess
 import sys
 import tempfile
 
+from . import messages
+
 WORKER_FILES = ("__init__.py", "adapter.py", "checks.py", "inplace.py", "messages.py", "torchkit.py", "wire.py", "worker.py")
 DEFAULT_USER = "autograder-worker"   # made by setup.sh; run_autograder sets AUTOGRADER_WORKER_USER to it
 NAMELESS_UID_BASE = 1_500_000_000    # elsewhere the worker's uid is this + the test process's pid
 # rlimits of the worker: address space (import torch needs ~0.7 GB with one thread), processes
 # (of its user, threads included), file size (its output), open files, core dumps
 DEFAULT_LIMITS = {"as": 3 << 30, "nproc": 256, "fsize": 16 << 20, "nofile": 256, "core": 0}
-OUTPUT_LIMIT = 4000       # characters of student output passed on per call
+OUTPUT_LIMIT = 1800       # characters of student output passed on per call (under plugin.STDOUT_LIMIT: the
+                          # note of how much was cut survives the cut of a test's output)
 BOOT = ("import sys, json; c = json.loads(sys.argv[3]); sys.path[:0] = c['path']; "
         "from agworker.worker import main; main(sys.argv[1:])")
 
@@ -194,12 +197,11 @@ class Worker:
             os.chown(work, *self.user)
         self.output_path = self.root / "output.txt"
         output = open(self.output_path, "ab")
-        self.output_offset = 0
         from_grader, to_worker = os.pipe()
         from_worker, to_grader = os.pipe()
         site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
         config = {"path": [str(self.root / "lib"), *site], "submission": str(copy), "workdir": str(work),
-                  "limits": limits}
+                  "limits": limits, "output_limit": OUTPUT_LIMIT}
         confinement = None
         if self.user is not None:
             (self.root / "fs").mkdir()
@@ -221,20 +223,23 @@ class Worker:
         self.to_worker, self.from_worker = to_worker, from_worker
         self.started = False
 
-    def output(self) -> str:
-        """What student code printed since the last call (cut)."""
+    def output(self, dropped: int = 0) -> str:
+        """What student code printed since the last call: its head, then how much more there was
+        (`dropped`: what the worker itself did not write). The file starts again empty, so the
+        worker's file size limit applies to one call's output, never to the sum."""
         try:
             size = self.output_path.stat().st_size
         except OSError:
-            return ""
-        if size <= self.output_offset:
-            return ""
-        with open(self.output_path, "rb") as stream:
-            stream.seek(self.output_offset)
-            data = stream.read(min(size - self.output_offset, OUTPUT_LIMIT))
-        cut = size - self.output_offset > OUTPUT_LIMIT
-        self.output_offset = size
-        return data.decode("utf-8", "replace") + ("\n[... output cut]\n" if cut else "")
+            size = 0
+        text = ""
+        if size:
+            with open(self.output_path, "rb") as stream:
+                data = stream.read(OUTPUT_LIMIT)
+            with contextlib.suppress(OSError):
+                os.truncate(self.output_path, 0)  # the worker appends (O_APPEND): it writes at the new end
+            text = data.decode("utf-8", "replace")
+            dropped += size - len(data)
+        return text + (messages.OUTPUT_CUT.format(count=dropped) if dropped > 0 else "")
 
     def exit_description(self) -> str:
         try:  # the pipe closes a moment before the exit status can be read

@@ -22,3 +22,6 @@ WORKER_CRASH = ("The process running your code died during this test ({how}). Gr
                 "tests; look for os._exit, sys.exit, endless recursion, or memory use that grows without bound.")
 WORKER_LOST = "This object was lost when an earlier call crashed the process running your code."
 SANDBOX_UNAVAILABLE = "The grader could not start the process that runs your code (a problem on our side): {why}"
+OUTPUT_CUT = "\n[... output cut here: {count} more characters not shown]\n"
+VISIBLE_PART = ("{score} / {total} points in the tests shown now. The other tests ({rest} points) and your total "
+                "are shown when your instructor publishes the grades.")

@@ -106,7 +106,7 @@ def pytest_collection_modifyitems(session, config, items):
     rootdir = pathlib.Path(str(config.rootpath))
     _emit(config, event="collected", tests=[
         {"nodeid": item.nodeid, "file": _relative(item.path, rootdir), "name": item.name,
-         "doc": _doc(item), "problems": problems_of(item)}
+         "doc": _doc(item), "problems": problems_of(item), "params": _params(item)}
         for item in items])
 
 
@@ -115,6 +115,17 @@ def _relative(path, rootdir: pathlib.Path) -> str:
         return pathlib.Path(path).resolve().relative_to(rootdir.resolve()).as_posix()
     except ValueError:
         return pathlib.Path(path).as_posix()
+
+
+def _params(item) -> dict[str, str]:
+    """A parametrized test's parameters, readable (for its name on Gradescope): {argname: text}."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    try:
+        return {name: adapter.describe_param(value) for name, value in callspec.params.items()}
+    except Exception:  # noqa: BLE001 - a name must never break collection
+        return {}
 
 
 def _doc(item) -> str:
@@ -325,7 +336,7 @@ def student_message(excinfo, submission: pathlib.Path, timeout: float = 0) -> tu
             diagnosis = diagnose_exception(exc) or ""
     else:
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    call = adapter.last_call()
+    call = adapter.last_call_shown()
     if call and not isinstance(exc, adapter.SubmissionError):
         summary += "\n" + messages.LAST_CALL.format(call=call)
     return summary, details, diagnosis
@@ -364,7 +375,7 @@ def pytest_runtest_logreport(report):
     if report.when == "teardown":
         stdout = (report.capstdout or "")
         if len(stdout) > STDOUT_LIMIT:
-            stdout = stdout[:STDOUT_LIMIT] + "\n[... cut]"
+            stdout = stdout[:STDOUT_LIMIT] + messages.OUTPUT_CUT.format(count=len(stdout) - STDOUT_LIMIT)
         given = _CONFIG.setdefault("scores", {}).pop(report.nodeid, None) or Score()
         _emit(config, event="result", nodeid=report.nodeid, stdout=stdout, fraction=given.fraction,
               note=given.note, leaderboard=given.entries, **state.pop(report.nodeid))

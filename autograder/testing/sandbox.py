@@ -37,6 +37,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from . import adapter, inplace, messages, wire
 from .jail import SandboxUnavailable, Worker
 from .checks import GradingFailure
+from .worker import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
 
 from .jail import DEFAULT_LIMITS  # noqa: E402
 
@@ -109,6 +110,14 @@ class RemoteObject:
         if name.startswith("_"):
             raise AttributeError(name)
         return lambda *args, **kwargs: self._sandbox.call_method(self, name, args, kwargs)
+
+    def __enter__(self):
+        """`with handle:` (a hook's handle removes its hook on exit)."""
+        return self._sandbox.call_method(self, "__enter__", (), {})
+
+    def __exit__(self, *exc_info) -> bool:
+        self._sandbox.call_method(self, "__exit__", (None, None, None), {})
+        return False  # student code never swallows the grader's exceptions
 
     def __repr__(self) -> str:
         return f"<submitted {self._name}>"
@@ -281,7 +290,8 @@ class Sandbox:
         return self._send_encoded(request, body, encoder, grad)
 
     def _answer(self, message: dict, blobs, grad: bool) -> dict:
-        self._print_output()
+        dropped = message.get("dropped")
+        self._print_output(dropped if type(dropped) is int and dropped > 0 else 0)
         decoder = self._decoder(blobs, grad)
         for gid, items in (message.get("shared") or {}).items():
             target = self.shared.get(int(gid)) if str(gid).isdigit() else None
@@ -309,9 +319,9 @@ class Sandbox:
             return cls(text("message"))
         return remote_error(text("type")[:100] or "Exception", text("message"), text("traceback"))
 
-    def _print_output(self) -> None:
+    def _print_output(self, dropped: int = 0) -> None:
         if self.worker is not None:
-            printed = self.worker.output()
+            printed = self.worker.output(dropped)
             if printed:
                 sys.stdout.write(printed)
 
@@ -459,8 +469,8 @@ class Sandbox:
                     wire.Encoder().value(value)
                     attrs[name] = encoder.value(value)
             state["attrs"] = attrs
-        if not root and (module._forward_pre_hooks or module._forward_hooks):
-            state["hooks"] = self._gid(module)
+        if not root and any(hook_kinds(module)):  # the grader's hooks on a part of a student's module
+            state["hooks"] = {"id": self._gid(module), "kinds": hook_kinds(module)}
         for name, child in module._modules.items():
             if child is None:
                 state["children"][name] = None
@@ -496,7 +506,8 @@ class Sandbox:
         body = {k: encoder.value(v) for k, v in values.items()}  # encodes leaves in order
         leaves = list(encoder.leaves)
         grad = bool(request["grad"]) and bool(leaves)
-        request["grad"] = grad
+        request["grad_mode"] = bool(request["grad"])  # student code runs in the test's grad mode, as in one process
+        request["grad"] = grad                         # and its graph is kept when autograd must go through
 
         def send():
             answer = self._send_encoded(request, body, encoder, grad=not grad)
@@ -624,60 +635,58 @@ class Sandbox:
             raise wire.WireError("unknown grader object")
         grad = bool(message.get("grad"))
         self.in_callback.add(gid)
-        try:
-            with torch.set_grad_enabled(grad):
+        try:  # in student code's grad mode ("records no gradients" is graded by what a spy model sees)
+            with torch.set_grad_enabled(grad or bool(message.get("grad_mode"))):
                 result = target(*values.get("args", ()), **values.get("kwargs", {}))
         finally:
             self.in_callback.discard(gid)
+        if not grad:  # no graph goes back: the answer is plain values, as before
+            flat, spec = tree_flatten(result)
+            result = tree_unflatten([t.detach() if isinstance(t, torch.Tensor) else t for t in flat], spec)
         answer = {"result": result}
         if grad:
             outputs = [o for o in tree_flatten(result)[0] if isinstance(o, torch.Tensor)]
             token = self.next_gid
             self.next_gid += 1
-            self.graphs[token] = (outputs, leaves)
+            self.graphs[token] = (outputs, leaves, gid)
             answer.update(graph=token, rg=[o.requires_grad for o in outputs])
         return answer
 
     def _serve_backward(self, message: dict, values: dict) -> dict:
-        outputs, leaves = self.graphs.get(message.get("graph"), (None, None))
+        outputs, leaves, gid = self.graphs.get(message.get("graph"), (None, None, None))
         if outputs is None:
             raise wire.WireError("unknown graph")
         grads = values.get("grads") or []
         pairs = [(o, g) for o, g in zip(outputs, grads)
                  if isinstance(g, torch.Tensor) and o.requires_grad and g.shape == o.shape]
         if pairs:
-            torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs])
+            self.in_callback.add(gid)  # the stub's backward hooks run in the worker, around this call
+            try:
+                torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs])
+            finally:
+                self.in_callback.discard(gid)
         return {"grads": {key: leaf.grad for key, leaf in leaves.items()}}
 
     def _serve_hook(self, message: dict, values: dict) -> dict:
-        node = self.objects.get(message.get("id"))
-        if not isinstance(node, nn.Module):
+        """Run the grader's hooks on its mirror of a worker module, for a forward (or backward) run there."""
+        node, kind = self.objects.get(message.get("id")), message.get("kind")
+        if not isinstance(node, nn.Module) or kind not in HOOK_FIELDS:
             raise wire.WireError("unknown module")
-        changed = False
-        if message.get("kind") == "pre":
-            inputs = values.get("inputs")
-            for hook in list(node._forward_pre_hooks.values()):
-                result = hook(node, inputs)
-                if result is not None:
-                    inputs, changed = (result if isinstance(result, tuple) else (result,)), True
-            return {"result": inputs if changed else None}
-        output = values.get("output")
-        for hook in list(node._forward_hooks.values()):
-            result = hook(node, values.get("inputs"), output)
-            if result is not None:
-                output, changed = result, True
-        return {"result": output if changed else None}
+        given = message.get("given") if isinstance(message.get("given"), list) else []
+        tensors = wire.tensors_in(hooked_inputs(kind, values))
+        known = {id(t): _WorkerRef(wid) for t, wid in zip(tensors, given) if type(wid) is int}
+        return {"result": same_objects(run_hooks(node, kind, values), known)}
 
-    def _update_relays(self, counts: dict) -> None:
+    def _update_relays(self, kinds_by_id: dict) -> None:
         """Hooks student code put on a stub also run when the test calls the grader's module itself."""
-        for key, pair in counts.items():
-            if not str(key).isdigit() or not isinstance(pair, list) or len(pair) != 2:
+        for key, kinds in kinds_by_id.items():
+            if not str(key).isdigit() or not isinstance(kinds, list):
                 continue
             gid = int(key)
             module = self.objects.get(gid)
             if not isinstance(module, nn.Module):
                 continue
-            wanted = (bool(pair[0]), bool(pair[1]))
+            wanted = tuple(bool(k) for k in kinds[:len(HOOK_FIELDS)])
             current = self.relays.get(gid)
             if current is not None and current[0] == wanted:
                 continue
@@ -685,33 +694,26 @@ class Sandbox:
                 for handle in current[1]:
                     handle.remove()
                 del self.relays[gid]
-            if not any(wanted):
-                continue
-            handles = []
-            if wanted[0]:
-                handles.append(module.register_forward_pre_hook(self._relay(gid, "pre")))
-            if wanted[1]:
-                handles.append(module.register_forward_hook(self._relay(gid, "forward")))
-            self.relays[gid] = (wanted, handles)
+            if any(wanted):
+                self.relays[gid] = (wanted, register_relays(module, wanted, lambda kind: self._relay(gid, kind)))
 
     def _relay(self, gid: int, kind: str):
-        def pre(module, inputs):
+        """A hook on the grader's module `gid` that runs the stub's hooks of `kind` in the worker
+        (unless the worker itself is calling the module: there its own call runs them)."""
+        def relay(module, *hook_args):
             if gid in self.in_callback:
                 return None
-            return self._run_stub_hooks(module, "pre", {"inputs": inputs})
-
-        def post(module, inputs, output):
-            if gid in self.in_callback:
-                return None
-            return self._run_stub_hooks(module, "forward", {"inputs": inputs, "output": output})
-        return pre if kind == "pre" else post
+            return self._run_stub_hooks(module, kind, hook_values(kind, hook_args))
+        return relay
 
     def _run_stub_hooks(self, module, kind: str, values: dict):
         encoder = self._encoder()
         self._current_encoder = encoder
+        given = [self._gid(t) for t in wire.tensors_in(hooked_inputs(kind, values))]
         with torch.no_grad():
             body = {k: encoder.value(v) for k, v in dict(values, target=module).items()}
-        return self._send_encoded({"op": "run_hooks", "kind": kind}, body, encoder, grad=True)["result"]
+        return self._send_encoded({"op": "run_hooks", "kind": kind, "given": given}, body, encoder,
+                                  grad=True)["result"]
 
     def substituted(self, module: str, replacements: dict):
         @contextlib.contextmanager

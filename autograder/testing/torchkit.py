@@ -32,28 +32,137 @@ def _is_norm_weight(module: torch.nn.Module, p: torch.Tensor) -> bool:
     return any(isinstance(m, torch.nn.LayerNorm) and m.weight is p for m in module.modules())
 
 
-def copy_parameters(dst: torch.nn.Module, src: torch.nn.Module, *, what: str) -> None:
-    """Load `src`'s parameters into `dst` by name (named_parameters); buffers are ignored.
+STRUCTURE_HINT = "Build each sub-module and parameter the handout names once, in __init__, with its own weights."
 
-    A missing, extra or wrongly shaped parameter is a contract violation naming it.
-    """
-    expected = dict(src.named_parameters())
-    got = dict(dst.named_parameters())
+
+def _within(name: str, parts) -> str | None:
+    """The part (a module path of `parts`) that `name` lies strictly inside, or None."""
+    for part in parts:
+        if name.startswith(part + "."):
+            return part
+    return None
+
+
+def _owns_parameters(module: torch.nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _check_modules(student, reference, what: str, parts) -> None:
+    """Sub-modules with parameters that are distinct in the reference are distinct in the student
+    (and shared ones shared): a module built once and used twice shares its weights."""
+    got = dict(student.named_modules(remove_duplicate=False))
+    student_first: dict[int, str] = {}  # id of a student module -> the first path it was met at
+    reference_first: dict[int, str] = {}
+    for path, ref_module in reference.named_modules(remove_duplicate=False):
+        if not path or _within(path, parts) or path not in got or not _owns_parameters(ref_module):
+            continue
+        mine = got[path]
+        seen_mine, seen_ref = student_first.get(id(mine)), reference_first.get(id(ref_module))
+        if seen_mine is not None and seen_mine != seen_ref:
+            fail(f"{what}: {path} is the same module as {seen_mine}, so they share their weights; "
+                 f"the contract asks for separate ones. {STRUCTURE_HINT}")
+        if seen_ref is not None and seen_mine != seen_ref:
+            fail(f"{what}: {path} should be the same module as {seen_ref}, as in the contract.")
+        student_first.setdefault(id(mine), path)
+        reference_first.setdefault(id(ref_module), path)
+
+
+def _names(names, limit: int = 6) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _parameter_names(module, parts) -> dict[str, torch.Tensor]:
+    """Every parameter by name, shared ones under each of their names; those inside `parts` are left out."""
+    return {name: p for name, p in module.named_parameters(remove_duplicate=False) if not _within(name, parts)}
+
+
+def _check_sharing(student, reference, what: str, parts) -> None:
+    """No parameter tensor shared where the reference shares none, and shared where it shares.
+
+    Sharing wholly inside one of `parts` is that part's own business (graded with its problem)."""
+    ref_params = dict(reference.named_parameters(remove_duplicate=False))
+    groups: dict[int, list[str]] = {}
+    for name, p in student.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    for names in groups.values():
+        names = [n for n in names if n in ref_params]
+        regions = {_within(n, parts) for n in names}
+        if len(names) < 2 or (len(regions) == 1 and None not in regions):
+            continue
+        for other in names[1:]:
+            if ref_params[other] is not ref_params[names[0]]:
+                fail(f"{what}: parameter {other} is the same tensor as {names[0]}; the contract asks for "
+                     f"separate ones. {STRUCTURE_HINT}")
+    got = dict(student.named_parameters(remove_duplicate=False))
+    ref_groups: dict[int, list[str]] = {}
+    for name, p in ref_params.items():
+        ref_groups.setdefault(id(p), []).append(name)
+    for names in ref_groups.values():
+        names = [n for n in names if n in got]
+        for other in names[1:]:
+            if got[other] is not got[names[0]]:
+                fail(f"{what}: parameter {other} should be the same tensor as {names[0]} (tied), as in the contract.")
+
+
+def _part_parameters(module, part: str):
+    found = dict(module.named_modules(remove_duplicate=False)).get(part)
+    return [] if found is None else list(found.parameters())
+
+
+def _check_parameter_names(student, reference, what: str, parts) -> None:
+    expected, got = _parameter_names(reference, parts), _parameter_names(student, parts)
     missing = sorted(expected.keys() - got.keys())
-    extra = sorted(got.keys() - expected.keys())
+    known = {id(got[name]) for name in expected.keys() & got.keys()}
+    known |= {id(p) for part in parts for p in _part_parameters(student, part)}
+    # a second name for a parameter the contract names (self.attention = self.attn) adds nothing
+    extra = sorted(name for name in got.keys() - expected.keys() if id(got[name]) not in known)
     if missing or extra:
-        parts = []
+        found = []
         if missing:
-            parts.append(f"missing parameter(s) {', '.join(missing)}")
+            found.append(f"missing parameter(s) {_names(missing)}")
         if extra:
-            parts.append(f"unexpected parameter(s) {', '.join(extra)}")
-        fail(f"{what} does not have the parameters the contract names: {'; '.join(parts)}. "
-             "Use exactly the attribute names of the handout.")
+            found.append(f"unexpected parameter(s) {_names(extra)}")
+        fail(f"{what} does not have the parameters the contract names: {'; '.join(found)}. "
+             "Use exactly the attribute names of the handout, and nn.ModuleList (not a Python list) for a list "
+             "of modules.")
     for name, p in expected.items():
         if tuple(got[name].shape) != tuple(p.shape):
             fail(f"{what}: parameter {name} has shape {list(got[name].shape)}, expected {list(p.shape)}.")
+
+
+def check_structure(student: torch.nn.Module, reference: torch.nn.Module, what: str, parts=()) -> None:
+    """The student's module has the reference's structure: the same parameter names and shapes
+    (shared ones counted under each name), distinct sub-modules and parameter tensors where the
+    reference has distinct ones, shared where it shares. A mismatch fails naming it.
+
+    `parts`: paths of sub-modules graded as problems of their own (a Block's `attn`, a
+    Transformer's `blocks.0`): what lies inside them is not compared, only that each is a
+    module of its own and shares nothing with the rest.
+    """
+    parts = tuple(parts)
+    got = dict(student.named_modules(remove_duplicate=False))
+    missing = [part for part in parts if part not in got]
+    if missing:
+        fail(f"{what} has no sub-module {', '.join(missing)} registered, which the contract names. "
+             "Use exactly the attribute names of the handout, and nn.ModuleList (not a Python list) for a list "
+             "of modules.")
+    _check_modules(student, reference, what, parts)
+    _check_parameter_names(student, reference, what, parts)
+    _check_sharing(student, reference, what, parts)
+
+
+def copy_parameters(dst: torch.nn.Module, src: torch.nn.Module, *, what: str) -> None:
+    """Load `src`'s parameters into `dst` by name (named_parameters); buffers are ignored.
+
+    Strict: `dst` must have the structure of `src` (check_structure: every name, shape and
+    sharing of tensors); a missing, unexpected, wrongly shaped or wrongly shared parameter is a
+    contract violation naming it.
+    """
+    check_structure(dst, src, what)
+    got = dict(dst.named_parameters(remove_duplicate=False))
     with torch.no_grad():
-        for name, p in expected.items():
+        for name, p in src.named_parameters():
             got[name].copy_(p)
 
 

@@ -4,10 +4,13 @@ The grader, not the student, trains: the same data, seed, optimiser and number o
 for every submission, so a score depends on the model alone and is the same on every run.
 The budget is a number of epochs (deterministic), not seconds; a model too slow to finish
 it is stopped by the test's time limit (`@pytest.mark.timeout(...)`). Students get this
-file too, so `run_tests.py` trains exactly as the grader does.
+file too, so `run_tests.py` trains exactly as the grader does, and prints one line per
+epoch (loss, and accuracy on the training batches) as it goes, through pytest's terminal
+reporter: visible without `-s`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable
 
@@ -24,29 +27,68 @@ class Budget:
     seed: int = 0
 
 
+EPOCH_LINE = "training: epoch {epoch}/{epochs}: loss {loss:.4f}"
+ACCURACY_PART = ", accuracy {accuracy:.3f} (training batches)"
+
+
+def progress(line: str) -> None:
+    """Show `line` at once: through pytest's terminal reporter during a test (past output
+    capture, so students see it without `-s`), else on stdout."""
+    config = None
+    with contextlib.suppress(Exception):
+        from .plugin import _CONFIG
+
+        config = _CONFIG.get("config")
+    reporter = config.pluginmanager.get_plugin("terminalreporter") if config is not None else None
+    if reporter is None:
+        print(line, flush=True)
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(line)
+        reporter.flush()
+
+
+def batch_binary_accuracy(prediction: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of `logit > 0` matching the 0/1 targets in one batch (for `fit`'s `metric`)."""
+    return ((prediction.detach() > 0).long() == targets.long()).float().mean().item()
+
+
 def fit(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: Callable,
-        budget: Budget, output: Callable = lambda out: out) -> list[float]:
+        budget: Budget, output: Callable = lambda out: out, metric: Callable | None = None,
+        log: Callable[[str], None] | None = progress) -> list[float]:
     """Train `model` in place on (inputs, targets); returns the mean loss of each epoch.
 
     `output` picks the prediction from what the model returns (e.g. `lambda out: out[0]`
     for a model returning `(logits, weights)`). Parameters are initialised by the caller
-    (seed it before building the model); this seeds the shuffling only.
+    (seed it before building the model); this seeds the shuffling only. After each epoch
+    `log` (None: silent) gets a line with the epoch's mean loss and, with `metric(prediction,
+    targets)` (e.g. `batch_binary_accuracy`), its mean over the epoch's batches; neither
+    changes the training.
     """
     generator = torch.Generator().manual_seed(budget.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     losses = []
-    for _ in range(budget.epochs):
+    for epoch in range(budget.epochs):
         model.train()
         order = torch.randperm(len(inputs), generator=generator)
-        total = 0.0
+        total = correct = 0.0
         for start in range(0, len(inputs), budget.batch_size):
             batch = order[start:start + budget.batch_size]
-            loss = loss_fn(output(model(inputs[batch])), targets[batch])
+            prediction = output(model(inputs[batch]))
+            loss = loss_fn(prediction, targets[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
+            if metric is not None:
+                with torch.no_grad():
+                    correct += metric(prediction, targets[batch]) * len(batch)
         losses.append(total / len(inputs))
+        if log is not None:
+            line = EPOCH_LINE.format(epoch=epoch + 1, epochs=budget.epochs, loss=losses[-1])
+            log(line + (ACCURACY_PART.format(accuracy=correct / len(inputs)) if metric is not None else ""))
     return losses
 
 

@@ -8,16 +8,19 @@ A message is a JSON header followed by raw tensor bytes:
     blobs     each tensor's bytes, in order
 
 Values inside a message are JSON with tags for what JSON lacks: tuples, dicts with any
-plain keys, floats (exact, as hex, with nan and inf), tensors, dtypes, devices, NumPy
-arrays and scalars, pandas DataFrames and Series (columns of numbers as arrays, other
-columns as lists of plain values), and references to objects that stay on the other side
-(`{"T": "ref", ...}`). NumPy and pandas are imported only when such a value comes. Decoding never
+plain keys, sets, floats (exact, as hex, with nan and inf), ints of any size, tensors,
+dtypes, devices, NumPy arrays and scalars, pandas DataFrames and Series (columns of numbers
+as arrays, other columns as lists of plain values), and references to objects that stay on
+the other side (`{"T": "ref", ...}`). Subclasses of the plain containers travel as their
+contents, and arrive as the plain type: a `Counter`, `defaultdict` or `OrderedDict` as a
+dict, a namedtuple (or `torch.return_types.max`) as a tuple, a list subclass as a list. NumPy and pandas are imported only when such a value comes. Decoding never
 unpickles, never imports and never calls anything it read: a tensor is rebuilt from its
 dtype (from a fixed list), shape and bytes, and sizes are bounded, so whatever the worker
 sends, the grader gets plain tensors and Python values or a WireError.
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -29,6 +32,8 @@ MAX_HEADER = 64 << 20        # bytes of JSON in one message
 MAX_BLOBS = 512 << 20        # bytes of tensor data in one message
 MAX_DEPTH = 48               # nesting of lists, tuples and dicts
 MAX_DIMS = 16
+MAX_INT_BITS = 1 << 20       # ints beyond JSON's digit limit travel as hex, up to this size
+JSON_INT_BITS = 4000         # under Python's 4300-digit limit for int <-> str
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
@@ -51,6 +56,38 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"Ref({self.id}, {self.info.get('type', '?')})"
+
+
+def _items(d: dict) -> list:
+    """The items a dict (of any subclass) holds, in order, whatever methods the subclass overrides."""
+    return list((collections.OrderedDict if isinstance(d, collections.OrderedDict) else dict).items(d))
+
+
+def tensors_in(value, depth: int = 0) -> list[torch.Tensor]:
+    """The tensors in the tuples, lists and dict values of `value`, in order. The same on both
+    sides of the wire (what was sent and what arrived), so a tensor can be named by its place."""
+    if depth > MAX_DEPTH:
+        return []
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple):
+        items = list(tuple.__iter__(value))
+    elif isinstance(value, list):
+        items = list(list.__iter__(value))
+    elif isinstance(value, dict):
+        items = [x for _, x in _items(value)]
+    else:
+        return []
+    return [t for item in items for t in tensors_in(item, depth + 1)]
+
+
+def _int(n: int):
+    """An int: plain JSON when short, else hex (JSON's int <-> str is limited to 4300 digits)."""
+    if n.bit_length() <= JSON_INT_BITS:
+        return n
+    if n.bit_length() > MAX_INT_BITS:
+        raise WireError(f"an int of {n.bit_length()} bits cannot be sent")
+    return {"T": "int", "v": hex(n)}
 
 
 def _float(x: float):
@@ -133,19 +170,24 @@ class Encoder:
         if isinstance(v, (bool, str)):
             return bool(v) if isinstance(v, bool) else str(v)
         if isinstance(v, int):
-            return v if type(v) is int else int(v)
+            return _int(v if type(v) is int else int(v))
         if isinstance(v, float):
             return _float(float(v))
         if isinstance(v, torch.Tensor):
             return self.tensor(v)
         if isinstance(v, torch.Size):
             return {"T": "tuple", "v": [int(n) for n in v]}
-        if isinstance(v, tuple) and type(v) is tuple:
-            return {"T": "tuple", "v": [self.value(x, depth + 1) for x in v]}
-        if isinstance(v, list) and type(v) is list:
-            return {"T": "list", "v": [self.value(x, depth + 1) for x in v]}
-        if isinstance(v, dict) and type(v) is dict:
-            return {"T": "dict", "k": [self.value(k, depth + 1) for k in v], "v": [self.value(x, depth + 1) for x in v.values()]}
+        if isinstance(v, tuple):  # namedtuples and other subclasses too: their items, read as a tuple's
+            return {"T": "tuple", "v": [self.value(x, depth + 1) for x in tuple.__iter__(v)]}
+        if isinstance(v, list):
+            return {"T": "list", "v": [self.value(x, depth + 1) for x in list.__iter__(v)]}
+        if isinstance(v, dict):  # Counter, defaultdict, OrderedDict, ...: their items, as a dict's
+            items = _items(v)
+            return {"T": "dict", "k": [self.value(k, depth + 1) for k, _ in items],
+                    "v": [self.value(x, depth + 1) for _, x in items]}
+        if isinstance(v, (set, frozenset)):
+            return {"T": "set", "frozen": isinstance(v, frozenset),
+                    "v": [self.value(x, depth + 1) for x in (frozenset if isinstance(v, frozenset) else set).__iter__(v)]}
         if isinstance(v, torch.dtype):
             return {"T": "dtype", "v": str(v).removeprefix("torch.")}
         if isinstance(v, torch.device):
@@ -212,6 +254,14 @@ class Decoder:
             return float(text) if text in ("nan", "inf", "-inf") else float.fromhex(text)
         if tag == "tensor":
             return self.tensor(v)
+        if tag == "int":
+            text = v.get("v")
+            if not isinstance(text, str) or len(text) > MAX_INT_BITS // 4 + 3:
+                raise WireError("malformed int")
+            try:
+                return int(text, 16)
+            except ValueError:
+                raise WireError("malformed int") from None
         if tag in ("tuple", "list"):
             items = v.get("v")
             if not isinstance(items, list):
@@ -224,11 +274,14 @@ class Decoder:
                 raise WireError("malformed dict")
             out = {}
             for k, x in zip(keys, values):
-                key = self.value(k, depth + 1)
-                if not isinstance(key, (str, int, float, bool, tuple, type(None))):
-                    raise WireError("malformed dict key")
-                out[key] = self.value(x, depth + 1)
+                out[self._key(k, depth)] = self.value(x, depth + 1)
             return out
+        if tag == "set":
+            items = v.get("v")
+            if not isinstance(items, list):
+                raise WireError("malformed set")
+            out = {self._key(x, depth) for x in items}
+            return frozenset(out) if v.get("frozen") is True else out
         if tag == "dtype":
             dtype = DTYPES.get(v.get("v"))
             if dtype is None:
@@ -253,6 +306,19 @@ class Decoder:
             return self.on_ref(v)
         raise WireError(f"unknown value tag {tag!r}")
 
+
+    def _key(self, k, depth: int):
+        """A dict key or set item: a hashable plain value (a tuple of such, a NumPy scalar)."""
+        key = self.value(k, depth + 1)
+        plain = isinstance(key, (str, int, float, bool, complex, tuple, frozenset, type(None))) \
+            or (isinstance(k, dict) and k.get("T") == "npscalar")
+        try:
+            hash(key)
+        except TypeError:
+            plain = False
+        if not plain:
+            raise WireError("malformed dict key")
+        return key
 
     def array(self, e: dict):
         import numpy as np

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import os
 import sys
 import traceback
+import warnings
 
 import torch
 import torch.nn as nn
@@ -59,6 +61,135 @@ def plain_attributes(module: nn.Module, encoder: wire.Encoder, *, private: bool)
             continue
         found[name] = encoder.value(value)
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# hooks across the sandbox: a module on one side, its hooks on the other
+#
+# Hooks student code puts on a stub run for the grader's module (and the grader's hooks on a
+# mirror run for the worker's module) through one relay hook per kind, registered in its most
+# general form; the relay sends the hook's arguments over, and the other side runs the
+# module's own hooks of that kind as nn.Module.__call__ and autograd would: with_kwargs,
+# prepend (the order of the hooks), always_call, forward pre-hooks, full backward hooks and
+# full backward pre-hooks, each hook a function, a callable object or a functools.partial.
+
+HOOK_FIELDS = {"pre": ("args", "kwargs"), "forward": ("args", "kwargs", "output"),
+               "backward_pre": ("grad_output",), "backward": ("grad_input", "grad_output")}
+
+
+def hook_kinds(module: nn.Module) -> list[bool]:
+    """Which kinds of hooks (HOOK_FIELDS' order) `module` holds; old-style backward hooks are not relayed."""
+    return [bool(module._forward_pre_hooks), bool(module._forward_hooks), bool(module._backward_pre_hooks),
+            bool(module._backward_hooks) and module._is_full_backward_hook is True]
+
+
+def hook_values(kind: str, hook_args: tuple) -> dict:
+    """What a relay of `kind` got (its arguments after the module), as named values to send."""
+    values = dict(zip(HOOK_FIELDS[kind], hook_args))
+    if kind == "forward" and values.get("output") is None and sys.exc_info()[0] is not None:
+        values["failed"] = True  # called for an always_call hook, after the forward raised
+    return values
+
+
+def hooked_inputs(kind: str, values: dict) -> list:
+    """The values a hook of `kind` may hand back unchanged (their tensors keep their identity)."""
+    return [values.get(name) for name in HOOK_FIELDS.get(kind, ())]
+
+
+def register_relays(module: nn.Module, kinds, relay_for) -> list:
+    """One relay hook on `module` for each kind wanted; `relay_for(kind)` makes it. Returns the handles."""
+    registers = (lambda f: module.register_forward_pre_hook(f, with_kwargs=True),
+                 lambda f: module.register_forward_hook(f, with_kwargs=True, always_call=True),
+                 module.register_full_backward_pre_hook, module.register_full_backward_hook)
+    return [register(relay_for(kind)) for kind, wanted, register in zip(HOOK_FIELDS, kinds, registers) if wanted]
+
+
+def run_hooks(module: nn.Module, kind: str, values: dict):
+    """Run `module`'s own hooks of one kind on `values`, as PyTorch would; return what they put in
+    place of the hooked value ((args, kwargs), the output, grad_output or grad_input), or None."""
+    if kind == "pre":
+        return _run_pre_hooks(module, tuple(values.get("args") or ()), dict(values.get("kwargs") or {}))
+    if kind == "forward":
+        return _run_forward_hooks(module, tuple(values.get("args") or ()), dict(values.get("kwargs") or {}),
+                                  values.get("output"), values.get("failed") is True)
+    if kind in ("backward_pre", "backward"):
+        grad_output = values.get("grad_output")
+        if kind == "backward_pre":
+            return _chain(module._backward_pre_hooks.values(), lambda hook, g: hook(module, g), grad_output)
+        return _chain(module._backward_hooks.values(), lambda hook, g: hook(module, g, grad_output),
+                      values.get("grad_input"))
+    raise wire.WireError(f"unknown kind of hook {kind!r}")
+
+
+def _chain(hooks, call, value):
+    """Each hook may replace `value`; None when none did."""
+    changed = False
+    for hook in list(hooks):
+        result = call(hook, value)
+        if result is not None:
+            value, changed = result, True
+    return value if changed else None
+
+
+def _run_pre_hooks(module: nn.Module, args: tuple, kwargs: dict):
+    changed = False
+    for hook_id, hook in list(module._forward_pre_hooks.items()):
+        if hook_id in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError("forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
+                                       f"but got {type(result).__name__}.")
+                (args, kwargs), changed = result, True
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args, changed = (result if isinstance(result, tuple) else (result,)), True
+    return (args, kwargs) if changed else None
+
+
+def _run_forward_hooks(module: nn.Module, args: tuple, kwargs: dict, output, failed: bool):
+    """After a forward that raised (`failed`), only always_call hooks run, and what they raise is a warning."""
+    changed = False
+    for hook_id, hook in list(module._forward_hooks.items()):
+        if failed and hook_id not in module._forward_hooks_always_called:
+            continue
+        try:
+            if hook_id in module._forward_hooks_with_kwargs:
+                result = hook(module, args, kwargs, output)
+            else:
+                result = hook(module, args, output)
+        except Exception as exc:
+            if not failed:
+                raise
+            warnings.warn(f"module forward hook with always_call=True raised an exception that was silenced as "
+                          f"another error was raised in forward: {exc}", stacklevel=2)
+            continue
+        if result is not None:
+            output, changed = result, True
+    return output if changed and not failed else None
+
+
+def same_objects(value, known: dict, depth: int = 0):
+    """`value` with each tensor that is one of `known` (by identity) replaced by its reference
+    home: a hook that returns its input unchanged hands back the very tensor, autograd included."""
+    if depth > wire.MAX_DEPTH:
+        return value
+    if isinstance(value, torch.Tensor):
+        return known.get(id(value), value)
+    if isinstance(value, (tuple, list)):
+        items = [same_objects(v, known, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: same_objects(v, known, depth + 1) for k, v in value.items()}
+    return value
+
+
+class GraderRef:
+    """An object of the grader's (a tensor it sent), named by its id there."""
+
+    def __init__(self, gid: int):
+        self.gid = gid
 
 
 class Stub(nn.Module):
@@ -127,6 +258,8 @@ class Worker:
             return {"T": "ref", "home": "grader", "id": obj._gid}
         if isinstance(obj, StubFunction):
             return {"T": "ref", "home": "grader", "id": obj._gid}
+        if isinstance(obj, GraderRef):
+            return {"T": "ref", "home": "grader", "id": obj.gid}
         wid = self._register(obj)
         kind = ("module" if isinstance(obj, nn.Module) else "class" if isinstance(obj, type)
                 else "function" if callable(obj) else "object")
@@ -257,10 +390,12 @@ class Worker:
             if now != fingerprint:
                 self.shared[gid] = (items, now)
                 updates[str(gid)] = encoder.value(list(items))
-        hooks = {str(gid): [len(s._forward_pre_hooks), len(s._forward_hooks)]
-                 for gid, s in self.stubs.items() if isinstance(s, Stub)}
-        sys.stdout.flush()
-        sys.stderr.flush()
+        hooks = {str(gid): hook_kinds(s) for gid, s in self.stubs.items() if isinstance(s, nn.Module)}
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):  # student code may have put anything there
+                stream.flush()
+        if message.get("re"):  # an answer: the grader shows what was printed, and how much was cut
+            message = dict(message, dropped=OUTPUT.take_dropped())
         wire.send(self.out_fd, dict(message, values=body, shared=updates, stub_hooks=hooks,
                                     violations=self.violations[-5:]), encoder.blobs)
 
@@ -279,10 +414,12 @@ class Worker:
     def callback(self, gid: int, args: tuple, kwargs: dict):
         """Call the grader's object `gid` (autograd goes through, if it is on)."""
         flat, _ = tree_flatten((args, kwargs))
-        needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
+        mode = torch.is_grad_enabled()  # the grader's object runs in student code's grad mode (a spy may check it)
+        needs_grad = mode and any(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
         if not needs_grad:
             with torch.no_grad():
-                return self.transact({"op": "call", "id": gid, "grad": False}, {"args": args, "kwargs": kwargs})["result"]
+                return self.transact({"op": "call", "id": gid, "grad": False, "grad_mode": mode},
+                                     {"args": args, "kwargs": kwargs})["result"]
         leaves = [t for t in flat if isinstance(t, torch.Tensor) and t.requires_grad]
         holder = {}
 
@@ -374,13 +511,13 @@ class Worker:
         if op == "method":
             target = values["target"]
             name = message["name"]
-            if name.startswith("_"):
+            if name.startswith("_") and name not in ("__enter__", "__exit__"):  # `with handle:` in a test
                 raise AttributeError(name)
             return self.call(getattr(target, name), values, message, leaves)
         if op == "backward":
             return self.backward(message["graph"], values["grads"])
         if op == "run_hooks":
-            return self.run_stub_hooks(values["target"], message["kind"], values)
+            return self.run_stub_hooks(values["target"], message.get("kind"), values, message.get("given"))
         raise wire.WireError(f"unknown request {op!r}")
 
     def apply_state(self, state: dict, decode, leaves: dict) -> None:
@@ -430,26 +567,28 @@ class Worker:
             if path in params_by_path:
                 getattr(module, table)[name] = params_by_path[path]
 
-    def _relay_hooks(self, module: nn.Module, gid) -> None:
-        """Forward hooks the grader put on its mirror of `module` run on the grader's side."""
+    def _relay_hooks(self, module: nn.Module, hooks) -> None:
+        """The hooks the grader put on its mirror of `module` run on the grader's side."""
         for handle in self.relays.pop(id(module), []):
             handle.remove()
-        if gid is None:
+        if not isinstance(hooks, dict) or type(hooks.get("id")) is not int or not isinstance(hooks.get("kinds"), list):
             return
+        gid, kinds = hooks["id"], [bool(k) for k in hooks["kinds"][:len(HOOK_FIELDS)]]
 
-        def pre(mod, inputs):
-            return self.transact({"op": "hook", "id": gid, "kind": "pre"}, {"inputs": inputs})["result"]
+        def relay_for(kind: str):
+            def relay(mod, *hook_args):
+                values = hook_values(kind, hook_args)
+                given = [self._register(t) for t in wire.tensors_in(hooked_inputs(kind, values))]
+                return self.transact({"op": "hook", "id": gid, "kind": kind, "given": given}, values)["result"]
+            return relay
 
-        def post(mod, inputs, output):
-            return self.transact({"op": "hook", "id": gid, "kind": "forward"}, {"inputs": inputs, "output": output})["result"]
-
-        self.relays[id(module)] = [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        self.relays[id(module)] = register_relays(module, kinds, relay_for)
 
     @contextlib.contextmanager
     def context(self, message: dict, rng):
         """The grader's context for one call: grad mode, random state, forbidden calls, device checks."""
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.set_grad_enabled(bool(message.get("grad"))))
+            stack.enter_context(torch.set_grad_enabled(bool(message.get("grad_mode", message.get("grad")))))
             if rng is not None:
                 torch.set_rng_state(rng)
             forbidden = message.get("forbidden") or {}
@@ -496,22 +635,88 @@ class Worker:
             torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs])
         return {"grads": {key: leaf.grad for key, leaf in leaves.items()}}
 
-    def run_stub_hooks(self, stub, kind: str, values: dict) -> dict:
-        """Run the hooks student code put on a stub, for a forward the grader ran itself."""
-        changed = False
-        if kind == "pre":
-            inputs = values["inputs"]
-            for hook in list(stub._forward_pre_hooks.values()):
-                result = hook(stub, inputs)
-                if result is not None:
-                    inputs, changed = (result if isinstance(result, tuple) else (result,)), True
-            return {"result": inputs if changed else None}
-        output = values["output"]
-        for hook in list(stub._forward_hooks.values()):
-            result = hook(stub, values["inputs"], output)
-            if result is not None:
-                output, changed = result, True
-        return {"result": output if changed else None}
+    def run_stub_hooks(self, stub, kind, values: dict, given) -> dict:
+        """Run the hooks student code put on a stub, for a forward (or backward) the grader ran itself.
+        A tensor handed back unchanged goes back as the grader's own (`given`: their ids there)."""
+        if not isinstance(stub, nn.Module) or kind not in HOOK_FIELDS:
+            raise wire.WireError("malformed hook request")
+        tensors = wire.tensors_in(hooked_inputs(kind, values))
+        known = {id(t): GraderRef(gid) for t, gid in zip(tensors, given if isinstance(given, list) else [])
+                 if type(gid) is int}
+        return {"result": same_objects(run_hooks(stub, kind, values), known)}
+
+
+class BoundedOutput(io.TextIOBase):
+    """The worker's sys.stdout and sys.stderr: what student code prints reaches the output file up
+    to a budget per answer (shared by both); the rest is only counted, and the grader says how much
+    was cut. Nothing here raises in student code: not a flood, nor the file size limit."""
+
+    def __init__(self, stream, budget: "OutputBudget"):
+        super().__init__()
+        self._stream, self._budget = stream, budget
+
+    def write(self, text) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        budget = self._budget
+        kept = text if len(text) <= budget.left else text[:max(budget.left, 0)]
+        budget.left -= len(kept)
+        budget.dropped += len(text) - len(kept)
+        if kept:
+            try:
+                self._stream.write(kept)
+            except (OSError, ValueError):  # the file size limit, a closed stream
+                budget.dropped += len(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return self._stream.encoding
+
+    @property
+    def errors(self):
+        return self._stream.errors
+
+    @property
+    def buffer(self):
+        return self._stream.buffer
+
+
+class OutputBudget:
+    """Characters student code may still print before the next answer, and how many were cut."""
+
+    def __init__(self, limit: int):
+        self.limit, self.left, self.dropped = limit, limit, 0
+
+    def take_dropped(self) -> int:
+        """How many characters were cut since the last answer; the budget starts again."""
+        dropped, self.left, self.dropped = self.dropped, self.limit, 0
+        return dropped
+
+
+OUTPUT = OutputBudget(4000)
+
+
+def bound_output(limit: int) -> None:
+    """Put BoundedOutput in place of the worker's standard streams."""
+    OUTPUT.limit = OUTPUT.left = int(limit)
+    for name in ("stdout", "stderr"):
+        stream = BoundedOutput(getattr(sys, f"__{name}__"), OUTPUT)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def limit_resources(limits: dict) -> None:
@@ -534,6 +739,7 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     warm_up()
     limit_resources(config.get("limits", {}))
+    bound_output(config.get("output_limit", OUTPUT.limit))
     os.chdir(config["workdir"])
     Worker(in_fd, out_fd, config["submission"]).run()
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from autograder.testing.checks import expect
+from autograder.testing.checks import expect, shown
 from autograder.testing.inplace import copy_of, expect_unchanged, leaves_unchanged
 
 
@@ -26,7 +26,7 @@ def segmented(words, seed):
 
 
 def expect_same(got, expected, what):
-    expect(got == expected, f"{what}: got {got!r:.300}, expected {expected!r:.300}.")
+    expect(got == expected, f"{what}: got {shown(got)}, expected {shown(expected)}.")
 
 
 @pytest.mark.problem("pair_counts")

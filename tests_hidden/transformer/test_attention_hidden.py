@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autograder.testing.adapter import call
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
 from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_, strict_device
 
 FLOATS = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -116,12 +116,12 @@ def test_self_attention_single_token(student):
 
 
 @pytest.mark.problem("self_attention")
-def test_self_attention_batch_independent(student):
-    """each batch row computed alone equals its row of the batched result"""
+def test_self_attention_batch_independent(student, reference):
+    """each batch row computed alone equals its row of the batched result (which equals the reference's)"""
     S = randn(4, 6, 8, seed=41, dtype=F64)
     W = _mats(3, 8, 4, seed=41, dtype=F64)
-    batched = expect_tensor(student.attention.self_attention(S, *W), what="self_attention(S, W_Q, W_K, W_V)",
-                            shape=(4, 6, 4))
+    batched = student.attention.self_attention(S, *W)
+    assert_close(batched, reference.attention.self_attention(S, *W), what="self_attention(S, W_Q, W_K, W_V)")
     for b in range(4):
         alone = student.attention.self_attention(S[b:b + 1], *W)
         assert_close(alone, batched[b:b + 1],
@@ -129,12 +129,13 @@ def test_self_attention_batch_independent(student):
 
 
 @pytest.mark.problem("self_attention")
-def test_self_attention_does_not_modify_inputs(student):
-    """leaves S, W_Q, W_K and W_V unchanged"""
+def test_self_attention_does_not_modify_inputs(student, reference):
+    """returns the reference's value and leaves S, W_Q, W_K and W_V unchanged"""
     S = randn(2, 5, 6, seed=51)
     W = _mats(3, 6, 4, seed=51)
     copies = [t.clone() for t in (S, *W)]
-    student.attention.self_attention(S, *W)
+    expected = reference.attention.self_attention(*(t.clone() for t in (S, *W)))
+    assert_close(student.attention.self_attention(S, *W), expected, what="self_attention(S, W_Q, W_K, W_V)")
     for name, t, c in zip(("S", "W_Q", "W_K", "W_V"), (S, *W), copies):
         assert_equal(t, c, what=f"{name} after self_attention(S, W_Q, W_K, W_V) (inputs must not be changed)")
 
@@ -150,9 +151,12 @@ def test_self_attention_bfloat16(student, reference):
 
 
 @pytest.mark.problem("self_attention")
-def test_self_attention_meta_device(student):
-    """runs on the meta device: the output is on the inputs' device, with their dtype"""
-    S, W_Q, W_K, W_V = _meta(randn(2, 5, 8, seed=71), *_mats(3, 8, 4, seed=71))
+def test_self_attention_meta_device(student, reference):
+    """equals the reference on the CPU, and runs on the meta device: the output is on the inputs' device, with their dtype"""
+    inputs = [randn(2, 5, 8, seed=71), *_mats(3, 8, 4, seed=71)]
+    assert_close(student.attention.self_attention(*inputs), reference.attention.self_attention(*inputs),
+                 what="self_attention(S, W_Q, W_K, W_V) on the CPU")
+    S, W_Q, W_K, W_V = _meta(*inputs)
     with strict_device("meta"):
         out = student.attention.self_attention(S, W_Q, W_K, W_V)
     expect_tensor(out, what="self_attention(S, W_Q, W_K, W_V) on the meta device", shape=(2, 5, 4),
@@ -198,10 +202,11 @@ def _check_mh_heads(student, reference, fn: str, H: int, seed: int):
     assert_close(out, expected, what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads={H}) with d=8")
 
 
-def _check_mh_batch_independent(student, fn: str, seed: int):
+def _check_mh_batch_independent(student, reference, fn: str, seed: int):
     S, W = _mh_inputs(3, 6, 8, seed, F64)
-    batched = expect_tensor(getattr(student.attention, fn)(S, *W, num_heads=2),
-                            what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2)", shape=(3, 6, 8))
+    batched = getattr(student.attention, fn)(S, *W, num_heads=2)
+    assert_close(batched, getattr(reference.attention, fn)(S, *W, num_heads=2),
+                 what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2)")
     for b in range(3):
         alone = getattr(student.attention, fn)(S[b:b + 1], *W, num_heads=2)
         assert_close(alone, batched[b:b + 1],
@@ -215,13 +220,23 @@ def _check_mh_bfloat16(student, reference, fn: str, seed: int):
     _assert_close_bf16(out, expected, what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=4) in bfloat16")
 
 
-def _check_mh_meta(student, fn: str, seed: int):
+def _check_mh_meta(student, reference, fn: str, seed: int):
     S, W = _mh_inputs(2, 5, 8, seed)
+    assert_close(getattr(student.attention, fn)(S, *W, num_heads=2), getattr(reference.attention, fn)(S, *W, num_heads=2),
+                 what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2) on the CPU")
     S, *W = _meta(S, *W)
     with strict_device("meta"):
         out = getattr(student.attention, fn)(S, *W, num_heads=2)
     expect_tensor(out, what=f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2) on the meta device", shape=(2, 5, 8),
                   dtype=torch.float32, device="meta")
+
+
+def _check_mh_inputs_unchanged(student, reference, fn: str, seed: int):
+    S, W = _mh_inputs(2, 5, 8, seed)
+    expected = getattr(reference.attention, fn)(S.clone(), *(w.clone() for w in W), num_heads=2)
+    what = f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2)"
+    with inputs_unchanged(what, S=S, W_Q=W[0], W_K=W[1], W_V=W[2], W_O=W[3]):
+        assert_close(getattr(student.attention, fn)(S, *W, num_heads=2), expected, what=what)
 
 
 HEADS = [pytest.param(h, id=f"H{h}") for h in (1, 2, 4, 8)]
@@ -257,9 +272,15 @@ def test_multi_head_attention_single_token(student):
 
 
 @pytest.mark.problem("multi_head_attention")
-def test_multi_head_attention_batch_independent(student):
+def test_multi_head_attention_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
-    _check_mh_batch_independent(student, "multi_head_attention", seed=140)
+    _check_mh_batch_independent(student, reference, "multi_head_attention", seed=140)
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_does_not_modify_inputs(student, reference):
+    """returns the reference's value and leaves S, W_Q, W_K, W_V and W_O unchanged"""
+    _check_mh_inputs_unchanged(student, reference, "multi_head_attention", seed=145)
 
 
 @pytest.mark.problem("multi_head_attention")
@@ -269,9 +290,9 @@ def test_multi_head_attention_bfloat16(student, reference):
 
 
 @pytest.mark.problem("multi_head_attention")
-def test_multi_head_attention_meta_device(student):
+def test_multi_head_attention_meta_device(student, reference):
     """runs on the meta device: the output is on the inputs' device, with their dtype"""
-    _check_mh_meta(student, "multi_head_attention", seed=160)
+    _check_mh_meta(student, reference, "multi_head_attention", seed=160)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +323,7 @@ def test_causal_mask_values(student, reference, T):
 def test_causal_mask_is_bool(student):
     """returns a torch.bool tensor (not 0/1 numbers), on the CPU when no device is given"""
     mask = _mask_values(student, 6, "causal_mask(6)")
+    assert_equal(mask.to(torch.bool), _lower_triangle(6), what="causal_mask(6)")
     expect(mask.dtype == torch.bool,
            f"causal_mask(6) should return a torch.bool tensor, but its dtype is {mask.dtype}.")
     expect(mask.device.type == "cpu",
@@ -313,6 +335,7 @@ def test_causal_mask_is_bool(student):
 def test_causal_mask_on_meta(student, device):
     """causal_mask(T, device=...) creates the mask on the requested device"""
     what = f"causal_mask(5, device={device!r})"
+    assert_equal(_mask_values(student, 5, "causal_mask(5)"), _lower_triangle(5), what="causal_mask(5) on the CPU")
     with strict_device("meta"):
         mask = _mask_values(student, 5, what, device=device)
     expect(mask.device.type == "meta",
@@ -358,13 +381,14 @@ def test_causal_multi_head_attention_head_counts(student, reference, H):
 @pytest.mark.problem("causal_multi_head_attention")
 @pytest.mark.isolate("attention", "causal_mask")
 @pytest.mark.parametrize("H", [pytest.param(1, id="H1"), pytest.param(4, id="H4")])
-def test_causal_multi_head_attention_ignores_future(student, H):
+def test_causal_multi_head_attention_ignores_future(student, reference, H):
     """changing the tokens after position t leaves outputs up to t unchanged and changes the later ones"""
     B, T, d = 2, 6, 8
     S, W = _mh_inputs(B, T, d, 230 + H, F64)
     fn = student.attention.causal_multi_head_attention
-    base = expect_tensor(fn(S, *W, num_heads=H), what=f"causal_multi_head_attention(S, ..., num_heads={H})",
-                         shape=(B, T, d))
+    base = fn(S, *W, num_heads=H)
+    assert_close(base, reference.attention.causal_multi_head_attention(S, *W, num_heads=H),
+                 what=f"causal_multi_head_attention(S, ..., num_heads={H})")
     for t in range(T - 1):
         S2 = S.clone()
         S2[:, t + 1:] = randn(B, T - t - 1, d, seed=240 + t, dtype=F64)
@@ -382,12 +406,13 @@ def test_causal_multi_head_attention_ignores_future(student, H):
 
 @pytest.mark.problem("causal_multi_head_attention")
 @pytest.mark.isolate("attention", "causal_mask")
-def test_causal_multi_head_attention_prefix(student):
+def test_causal_multi_head_attention_prefix(student, reference):
     """running on the first t tokens gives the first t outputs of the whole sequence"""
     S, W = _mh_inputs(2, 7, 8, 250, F64)
     fn = student.attention.causal_multi_head_attention
-    full = expect_tensor(fn(S, *W, num_heads=2), what="causal_multi_head_attention(S, ..., num_heads=2)",
-                         shape=(2, 7, 8))
+    full = fn(S, *W, num_heads=2)
+    assert_close(full, reference.attention.causal_multi_head_attention(S, *W, num_heads=2),
+                 what="causal_multi_head_attention(S, ..., num_heads=2)")
     for t in (1, 3, 6):
         assert_close(fn(S[:, :t], *W, num_heads=2), full[:, :t],
                      what=f"causal_multi_head_attention(S[:, :{t}], ..., num_heads=2) compared with positions "
@@ -396,9 +421,16 @@ def test_causal_multi_head_attention_prefix(student):
 
 @pytest.mark.problem("causal_multi_head_attention")
 @pytest.mark.isolate("attention", "causal_mask")
-def test_causal_multi_head_attention_batch_independent(student):
+def test_causal_multi_head_attention_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
-    _check_mh_batch_independent(student, "causal_multi_head_attention", seed=260)
+    _check_mh_batch_independent(student, reference, "causal_multi_head_attention", seed=260)
+
+
+@pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
+def test_causal_multi_head_attention_does_not_modify_inputs(student, reference):
+    """returns the reference's value and leaves S, W_Q, W_K, W_V and W_O unchanged"""
+    _check_mh_inputs_unchanged(student, reference, "causal_multi_head_attention", seed=265)
 
 
 @pytest.mark.problem("causal_multi_head_attention")
@@ -410,9 +442,9 @@ def test_causal_multi_head_attention_bfloat16(student, reference):
 
 @pytest.mark.problem("causal_multi_head_attention")
 @pytest.mark.isolate("attention", "causal_mask")
-def test_causal_multi_head_attention_meta_device(student):
+def test_causal_multi_head_attention_meta_device(student, reference):
     """runs on the meta device: the mask and the output follow the inputs' device"""
-    _check_mh_meta(student, "causal_multi_head_attention", seed=280)
+    _check_mh_meta(student, reference, "causal_multi_head_attention", seed=280)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,8 +463,11 @@ def _qkv(lead, T_q, T_k, dk, dv, *, seed, dtype=torch.float32):
             randn(*lead, T_k, dv, seed=seed + 2, dtype=dtype))
 
 
-def _check_sdpa(student, reference, Q, K, V, mask, *, what: str):
-    expected_out, expected_w = reference.attention.scaled_dot_product_attention(Q, K, V, mask)
+def _check_sdpa(student, reference, Q, K, V, mask, *, what: str, copy_for_reference: bool = False):
+    inputs = [Q, K, V, mask]
+    if copy_for_reference:  # the reference gets copies: the student's call alone may change the originals
+        inputs = [None if t is None else t.clone() for t in inputs]
+    expected_out, expected_w = reference.attention.scaled_dot_product_attention(*inputs)
     out, weights = _pair(student.attention.scaled_dot_product_attention(Q, K, V, mask), what)
     assert_close(weights, expected_w, what=f"weights of {what}")
     assert_close(out, expected_out, what=f"output of {what}")
@@ -490,11 +525,12 @@ def test_sdpa_mask_broadcast(student, reference, mask_spec):
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
-def test_sdpa_weights_are_distributions(student):
+def test_sdpa_weights_are_distributions(student, reference):
     """weights are >= 0, sum to 1 over the keys, and are 0 on masked keys"""
     Q, K, V = _qkv((2, 2), 6, 5, 4, 3, seed=340, dtype=F64)
     mask = _random_mask(2, 2, 6, 5, seed=341)
     what = "scaled_dot_product_attention(Q, K, V, mask)"
+    _check_sdpa(student, reference, Q, K, V, mask, what=what)
     _, weights = _pair(student.attention.scaled_dot_product_attention(Q, K, V, mask), what)
     weights = expect_tensor(weights, what=f"weights of {what}", shape=(2, 2, 6, 5), dtype=F64)
     expect(bool((weights >= 0).all()), f"weights of {what} should never be negative.")
@@ -505,11 +541,12 @@ def test_sdpa_weights_are_distributions(student):
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
-def test_sdpa_batch_independent(student):
+def test_sdpa_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
     Q, K, V = _qkv((3, 2), 4, 5, 4, 3, seed=350, dtype=F64)
     mask = _padding_mask(3, 5, seed=351)
     what = "scaled_dot_product_attention(Q, K, V, mask)"
+    _check_sdpa(student, reference, Q, K, V, mask, what=what)
     out, weights = _pair(student.attention.scaled_dot_product_attention(Q, K, V, mask), what)
     out = expect_tensor(out, what=f"output of {what}", shape=(3, 2, 4, 3))
     weights = expect_tensor(weights, what=f"weights of {what}", shape=(3, 2, 4, 5))
@@ -522,12 +559,13 @@ def test_sdpa_batch_independent(student):
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
-def test_sdpa_does_not_modify_inputs(student):
-    """leaves Q, K, V and the mask unchanged"""
+def test_sdpa_does_not_modify_inputs(student, reference):
+    """returns the reference's values and leaves Q, K, V and the mask unchanged"""
     Q, K, V = _qkv((2, 2), 4, 5, 4, 3, seed=360)
     mask = _padding_mask(2, 5, seed=361, dtype=torch.int64)
     copies = [t.clone() for t in (Q, K, V, mask)]
-    student.attention.scaled_dot_product_attention(Q, K, V, mask)
+    _check_sdpa(student, reference, Q, K, V, mask, what="scaled_dot_product_attention(Q, K, V, mask)",
+                copy_for_reference=True)
     for name, t, c in zip(("Q", "K", "V", "mask"), (Q, K, V, mask), copies):
         assert_equal(t, c,
                      what=f"{name} after scaled_dot_product_attention(Q, K, V, mask) (inputs must not be changed)")
@@ -546,9 +584,11 @@ def test_sdpa_bfloat16(student, reference):
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
-def test_sdpa_meta_device(student):
-    """runs on the meta device, with and without a mask: outputs follow the inputs' device and dtype"""
-    Q, K, V, mask = _meta(*_qkv((2, 2), 5, 7, 4, 6, seed=380), _padding_mask(2, 7, seed=381))
+def test_sdpa_meta_device(student, reference):
+    """equals the reference on the CPU; on the meta device, with and without a mask, outputs follow the inputs' device and dtype"""
+    Q, K, V, mask = *_qkv((2, 2), 5, 7, 4, 6, seed=380), _padding_mask(2, 7, seed=381)
+    _check_sdpa(student, reference, Q, K, V, mask, what="scaled_dot_product_attention(Q, K, V, mask) on the CPU")
+    Q, K, V, mask = _meta(Q, K, V, mask)
     for m in (None, mask):
         what = f"scaled_dot_product_attention(Q, K, V{'' if m is None else ', mask'}) on the meta device"
         with strict_device("meta"):
@@ -592,7 +632,8 @@ MHA_CASES = [  # (E, H, B, T, seed)
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_parameters(student, reference):
     """has exactly the parameters W_q, W_k, W_v, W_o (weight and bias) with the contract's shapes"""
-    _mha_pair(student, reference, 12, 3, seed=410)
+    mine, ref = _mha_pair(student, reference, 12, 3, seed=410)
+    _check_mha(mine, ref, randn(2, 4, 12, seed=411), None, what="MultiHeadAttention(12, 3)(x)")
     mine = student.attention.MultiHeadAttention(12, 3)
     for name in ("W_q", "W_k", "W_v", "W_o"):
         expect(isinstance(getattr(mine, name, None), torch.nn.Linear),
@@ -646,9 +687,11 @@ def test_mha_head_counts(student, reference, H):
 
 @pytest.mark.problem("MultiHeadAttention")
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
-def test_mha_rejects_indivisible_embed_dim(student):
-    """raises ValueError or AssertionError at construction when embed_dim % num_heads != 0"""
+def test_mha_rejects_indivisible_embed_dim(student, reference):
+    """raises ValueError or AssertionError at construction when embed_dim % num_heads != 0 (and works when it is)"""
     cls = student.attention.MultiHeadAttention  # a missing class fails here, with its own message
+    mine, ref = _mha_pair(student, reference, 12, 4, seed=415)
+    _check_mha(mine, ref, randn(2, 3, 12, seed=416), None, what="MultiHeadAttention(12, 4)(x)")
     for E, H in ((10, 4), (16, 3)):
         try:
             cls(E, H)
@@ -665,10 +708,11 @@ def test_mha_rejects_indivisible_embed_dim(student):
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_weights_are_distributions(student, reference):
     """weights are >= 0, sum to 1 over the keys, and are 0 on padded keys"""
-    mine, _ = _mha_pair(student, reference, 8, 2, 440, F64)
+    mine, ref = _mha_pair(student, reference, 8, 2, 440, F64)
     x = randn(3, 6, 8, seed=441, dtype=F64)
     mask = _padding_mask(3, 6, seed=442)
     what = "MultiHeadAttention(8, 2)(x, mask)"
+    _check_mha(mine, ref, x, mask, what=what)
     with torch.no_grad():
         _, weights = _pair(call(mine, x, mask, name="MultiHeadAttention.forward"), what)
     weights = expect_tensor(weights, what=f"weights of {what}", shape=(3, 2, 6, 6), dtype=F64)
@@ -683,10 +727,11 @@ def test_mha_weights_are_distributions(student, reference):
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_batch_independent(student, reference):
     """each batch row computed alone equals its row of the batched result"""
-    mine, _ = _mha_pair(student, reference, 8, 2, 450, F64)
+    mine, ref = _mha_pair(student, reference, 8, 2, 450, F64)
     x = randn(3, 5, 8, seed=451, dtype=F64)
     mask = _padding_mask(3, 5, seed=452)
     what = "MultiHeadAttention(8, 2)(x, mask)"
+    _check_mha(mine, ref, x, mask, what=what)
     with torch.no_grad():
         ctx, weights = _pair(call(mine, x, mask, name="MultiHeadAttention.forward"), what)
         ctx = expect_tensor(ctx, what=f"context of {what}", shape=(3, 5, 8))
@@ -698,6 +743,21 @@ def test_mha_batch_independent(student, reference):
             assert_close(ctx_b, ctx[s], what=f"context of {what_b} compared with row {b} of the batched context")
             assert_close(weights_b, weights[s],
                          what=f"weights of {what_b} compared with row {b} of the batched weights")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
+def test_mha_does_not_modify_inputs(student, reference):
+    """returns the reference's context and weights and leaves x and the mask unchanged"""
+    mine, ref = _mha_pair(student, reference, 8, 2, 455)
+    x, mask = randn(3, 5, 8, seed=456), _padding_mask(3, 5, seed=457, dtype=torch.int64)
+    what = "MultiHeadAttention(8, 2)(x, mask)"
+    with torch.no_grad():
+        expected_ctx, expected_w = ref(x.clone(), mask.clone())
+    with inputs_unchanged(what, x=x, mask=mask), torch.no_grad():
+        ctx, weights = _pair(call(mine, x, mask, name="MultiHeadAttention.forward"), what)
+        assert_close(weights, expected_w, what=f"weights of {what}")
+        assert_close(ctx, expected_ctx, what=f"context of {what}")
 
 
 @pytest.mark.problem("MultiHeadAttention")
@@ -722,10 +782,13 @@ def test_mha_bfloat16(student, reference):
 
 @pytest.mark.problem("MultiHeadAttention")
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
-def test_mha_meta_device(student):
-    """runs on the meta device (module moved with .to("meta")), with and without a mask"""
-    mine = student.attention.MultiHeadAttention(16, 4).eval().to("meta")
-    x, mask = _meta(randn(2, 5, 16, seed=470), _padding_mask(2, 5, seed=471))
+def test_mha_meta_device(student, reference):
+    """equals the reference on the CPU, and runs on the meta device (module moved with .to("meta")), with and without a mask"""
+    mine, ref = _mha_pair(student, reference, 16, 4, 472)
+    x, mask = randn(2, 5, 16, seed=470), _padding_mask(2, 5, seed=471)
+    _check_mha(mine, ref, x, mask, what="MultiHeadAttention(16, 4)(x, mask) on the CPU")
+    mine = mine.to("meta")
+    x, mask = _meta(x, mask)
     for m in (None, mask):
         what = f"MultiHeadAttention(16, 4)(x{'' if m is None else ', mask'}) on the meta device"
         with torch.no_grad(), strict_device("meta"):

@@ -5,15 +5,13 @@ and the given BuggyTransformerEncoderLayer). The fixed layer is compared with th
 after loading the same (randomized) weights by name, and its residual paths are checked by
 the gradients they let through.
 """
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 
 from autograder.testing.adapter import call, describe
-from autograder.testing.checks import assert_close, expect, expect_tensor, fail
-from autograder.testing.torchkit import copy_parameters, randn, randomize_
+from autograder.testing.checks import assert_close, expect, expect_tensor, fail, inputs_unchanged
+from autograder.testing.torchkit import check_structure, copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
 
@@ -95,8 +93,9 @@ def test_hook_stores_detached(student, reference):
     x = randn(2, 3, 8, seed=4, dtype=torch.float64).requires_grad_()
     storage = []
     _attach(student, mha, storage)
-    _hooked(mha, x)
+    _, weights = _hooked(mha, x)
     expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], weights.detach(), what=f"storage[0] after {HOOK} and mha(x)")
     stored = storage[0]
     expect(isinstance(stored, torch.Tensor), f"storage[0] should be a tensor, but it is {describe(stored)}.")
     expect(not stored.requires_grad and stored.grad_fn is None,
@@ -118,10 +117,13 @@ def test_hook_keeps_outputs(student, reference):
 
     (ctx0, w0), x0 = run(mha)
     ((ctx0 * r_ctx).sum() + (w0 * r_w).sum()).backward()
-    _attach(student, mha, [])
+    storage = []
+    _attach(student, mha, storage)
     result, x1 = run(lambda x: _hooked(mha, x))
     what = f"mha(x) after {HOOK}"
     ctx1, w1 = _two_outputs(result, what)
+    expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], w0.detach(), what=f"storage[0] after {HOOK} and mha(x)")
     assert_close(ctx1, ctx0.detach(), what=f"the context returned by {what}")
     assert_close(w1, w0.detach(), what=f"the weights returned by {what}")
     expect(ctx1.requires_grad and w1.requires_grad,
@@ -138,7 +140,9 @@ def test_hook_remove_stops_capture(student, reference):
     x = randn(2, 3, 8, seed=10, dtype=torch.float64)
     storage = []
     handle = _attach(student, mha, storage)
-    _hooked(mha, x)
+    _, weights = _hooked(mha, x)
+    expect(len(storage) == 1, f"After {HOOK} and one forward call, storage holds {len(storage)} entries instead of 1.")
+    _check_stored(storage[0], weights, what=f"storage[0] after {HOOK} and mha(x)")
     handle.remove()
     _hooked(mha, x)
     _hooked(mha, x)
@@ -191,9 +195,19 @@ def test_hook_on_encoder_layer(student, reference):
 # FixedTransformerEncoderLayer
 
 FIXED = "FixedTransformerEncoderLayer"
-# mha is graded with MultiHeadAttention (attention.py): comparisons swap the student's for a copy of
-# the reference's with the same weights, so these tests grade the layer's own code only.
+# mha is graded with MultiHeadAttention (attention.py): the layer is BUILT with the reference's class
+# (the isolate markers put it in the student's debugging.py and attention.py while the test runs), so
+# these tests grade the layer's own code only, and a crash in MultiHeadAttention.__init__ costs
+# MultiHeadAttention alone.
 NOTE = " (with the reference's mha)"
+ISOLATE_FIXED = [pytest.mark.isolate("debugging", "MultiHeadAttention"),
+                 pytest.mark.isolate("attention", "MultiHeadAttention")]
+
+
+def _isolated(test):
+    for marker in ISOLATE_FIXED:
+        test = marker(test)
+    return test
 
 
 def _fixed_pair(student, reference, args, *, seed, dtype=torch.float64, edit=None):
@@ -205,9 +219,19 @@ def _fixed_pair(student, reference, args, *, seed, dtype=torch.float64, edit=Non
     stu = student.debugging.FixedTransformerEncoderLayer(*args)
     expect(isinstance(stu, nn.Module), f"{_sig(FIXED, args)} should be an nn.Module, but it is {describe(stu)}.")
     _attr(stu, _sig(FIXED, args), "mha")
-    stu.mha = copy.deepcopy(ref.mha)  # before loading weights: a bug in MultiHeadAttention is charged there
+    check_structure(stu, ref, _sig(FIXED, args), parts=("mha",))
     copy_parameters(stu, ref, what=_sig(FIXED, args))
     return stu.to(dtype), ref.to(dtype)
+
+
+def _check_eval_value(stu, ref, x, *, what):
+    """In eval mode the layer returns the reference's (x, weights): checked before a property of it."""
+    stu.eval(), ref.eval()
+    with torch.no_grad():
+        expected_x, expected_w = ref(x)
+    got_x, got_w = _two_outputs(call(stu, x), what)
+    assert_close(got_x, expected_x, what=f"the output x of {what} in eval mode")
+    assert_close(got_w, expected_w, what=f"the attention weights of {what} in eval mode")
 
 
 def _compare_fixed(student, reference, args_of, x, mask, *, seed):
@@ -226,13 +250,14 @@ def _compare_fixed(student, reference, args_of, x, mask, *, seed):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_attributes(student, reference):
     """mha is your MultiHeadAttention, ffn is Sequential(Linear, ReLU, Linear), norm1/2 LayerNorm, dropout1/2 Dropout(p)"""
     args = (12, 3, 20, 0.3)
     what = _sig(FIXED, args)
     m = student.debugging.FixedTransformerEncoderLayer(*args)
     mha = _attr(m, what, "mha")
-    expect(isinstance(mha, student.attention.MultiHeadAttention.raw),
+    expect(isinstance(mha, student.attention.MultiHeadAttention.raw),  # the reference's class, put in its place
            f"{what}.mha should be your MultiHeadAttention from attention.py, but it is {describe(mha)}.")
     ffn = _attr(m, what, "ffn")
     expect(isinstance(ffn, nn.Sequential) and len(ffn) == 3,
@@ -253,14 +278,18 @@ def test_fixed_attributes(student, reference):
                f"{what}.{name} should be nn.Dropout(0.3) (the constructor's dropout), but it is {describe(drop)}"
                + (f" with p={drop.p}." if isinstance(drop, nn.Dropout) else "."))
     ref = reference.debugging.FixedTransformerEncoderLayer(*args)
-    m.mha = ref.mha  # the parameters of mha are graded with MultiHeadAttention
-    copy_parameters(m, ref, what=what)  # no extra parameters
+    ref = randomize_(ref, 19)
+    check_structure(m, ref, what, parts=("mha",))  # no extra parameters, nothing shared
+    copy_parameters(m, ref, what=what)
+    _check_eval_value(m, ref, randn(2, 4, 12, seed=20), what=f"{what}.forward(x){NOTE}")
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
-def test_fixed_default_dropout(student):
-    """dropout defaults to 0.1 (dropout1 and dropout2)"""
-    m = student.debugging.FixedTransformerEncoderLayer(8, 2, 16)
+@_isolated
+def test_fixed_default_dropout(student, reference):
+    """dropout defaults to 0.1 (dropout1 and dropout2); the layer equals the reference's"""
+    m, ref = _fixed_pair(student, reference, (8, 2, 16), seed=18)
+    _check_eval_value(m, ref, randn(2, 3, 8, seed=19, dtype=torch.float64), what=f"{FIXED}(8, 2, 16).forward(x){NOTE}")
     for name in ("dropout1", "dropout2"):
         drop = _attr(m, f"{FIXED}(8, 2, 16)", name)
         expect(isinstance(drop, nn.Dropout) and drop.p == 0.1,
@@ -268,6 +297,7 @@ def test_fixed_default_dropout(student):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("E, H, F, B, T, seed", [
     pytest.param(8, 2, 16, 2, 4, 21, id="E8-H2-F16"),
@@ -280,11 +310,28 @@ def test_fixed_matches_reference(student, reference, E, H, F, B, T, seed, dtype)
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fixed_matches_reference_with_mask(student, reference, dtype):
     """with a padding mask (B, 1, 1, T): same output and weights as the reference"""
     x = randn(3, 5, 8, seed=23, dtype=dtype)
     _compare_fixed(student, reference, lambda p: (8, 2, 16, p), x, _padding_mask([5, 2, 4], 5), seed=24)
+
+
+@pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
+def test_fixed_does_not_modify_inputs(student, reference):
+    """returns the reference's output and weights and leaves x and the mask unchanged"""
+    stu, ref = _fixed_pair(student, reference, (8, 2, 16, 0.1), seed=25)
+    stu.eval(), ref.eval()
+    x, mask = randn(3, 5, 8, seed=26, dtype=torch.float64), _padding_mask([5, 2, 4], 5)
+    with torch.no_grad():
+        expected_x, expected_w = ref(x.clone(), mask.clone())
+    what = f"{_sig(FIXED, (8, 2, 16, 0.1))}.forward(x, mask) in eval mode{NOTE}"
+    with inputs_unchanged(what, x=x, mask=mask):
+        got_x, got_w = _two_outputs(call(stu, x, mask), what)
+        assert_close(got_x, expected_x, what=f"the output x of {what}")
+        assert_close(got_w, expected_w, what=f"the attention weights of {what}")
 
 
 def _input_gradient(layer, x, projection, what):
@@ -309,6 +356,7 @@ def _check_residual_gradient(student, reference, edit, path, seed):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_attention_residual_gradient(student, reference):
     """with attention's output zeroed (mha.W_o = 0) the input still gets its gradient through the first residual"""
     def zero_attention(ref):
@@ -319,6 +367,7 @@ def test_fixed_attention_residual_gradient(student, reference):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_ffn_residual_gradient(student, reference):
     """with the feed-forward's output zeroed (ffn[2] = 0) the input still gets its gradient through the second residual"""
     def zero_ffn(ref):
@@ -329,6 +378,7 @@ def test_fixed_ffn_residual_gradient(student, reference):
 
 
 @pytest.mark.problem("FixedTransformerEncoderLayer")
+@_isolated
 def test_fixed_gradients_match_reference(student, reference):
     """the gradient of the input and of every parameter equals the reference's"""
     args = (8, 2, 16, 0.0)

@@ -1,7 +1,7 @@
 """Public tests for tokenization.py: small corpora whose merges and scores you can work out by hand."""
 import pytest
 
-from autograder.testing.checks import expect
+from autograder.testing.checks import expect, shown
 from autograder.testing.inplace import leaves_unchanged
 
 SEED_CORPUS = """book booker booking booked bookshelf bookcase bookkeeper
@@ -13,7 +13,7 @@ running runner runs run quickly running
 
 
 def expect_same(got, expected, what):
-    expect(got == expected, f"{what} returned {got!r}, expected {expected!r}.")
+    expect(got == expected, f"{what} returned {shown(got, 600)}, expected {shown(expected, 600)}.")
 
 
 @pytest.mark.problem("pair_counts")
@@ -83,7 +83,7 @@ def test_compare_tokenizers_notebook(student):
     with leaves_unchanged("compare_tokenizers(corpus, texts, 50)", texts=texts):
         got = student.tokenization.compare_tokenizers(SEED_CORPUS, texts, 50)
         expect(isinstance(got, dict) and set(got) == {"bpe", "wordpiece", "sentencepiece"},
-               f"compare_tokenizers should return a dict with keys bpe, wordpiece, sentencepiece; got {got!r:.200}.")
+               f"compare_tokenizers should return a dict with keys bpe, wordpiece, sentencepiece; got {shown(got, 200)}.")
         expect_same(got["bpe"][0], ["Ġbook"], "the BPE tokens of 'book'")   # ByteLevel marks a word start with Ġ
         expect_same(got["wordpiece"][1], ["book", "##er"], "the WordPiece tokens of 'booker'")
         expect_same(got["sentencepiece"][0], ["▁book"], "the SentencePiece tokens of 'book'")

@@ -14,11 +14,12 @@ from autograder.testing.torchkit import randn
 
 @pytest.mark.problem("self_attention")
 def test_self_attention_shape(student):
-    """output shape (1, 13, 2) for the notebook's example"""
+    """output shape (1, 13, 2) for the notebook's example; with W_Q = 0 each row is the mean of V"""
     S = torch.rand(1, 13, 3)
-    W_Q, W_K, W_V = torch.rand(3, 2), torch.rand(3, 2), torch.rand(3, 2)
+    W_Q, W_K, W_V = torch.zeros(3, 2), torch.rand(3, 2), torch.rand(3, 2)
     out = student.attention.self_attention(S, W_Q, W_K, W_V)
     expect_tensor(out, what="self_attention(S, W_Q, W_K, W_V)", shape=(1, 13, 2), dtype=torch.float32)
+    assert_close(out, (S @ W_V).mean(dim=1, keepdim=True).expand(1, 13, 2), what="self_attention(S, W_Q=0, W_K, W_V)")
 
 
 @pytest.mark.problem("self_attention")
@@ -45,11 +46,13 @@ def test_self_attention_two_tokens(student):
 
 @pytest.mark.problem("multi_head_attention")
 def test_multi_head_attention_shape(student):
-    """output shape (1, 13, 8) for the notebook's example, 4 heads by default"""
+    """output shape (1, 13, 8) for the notebook's example, 4 heads by default; with W_Q = 0 heads average"""
     S = torch.rand(1, 13, 8)
-    W = [torch.rand(8, 8) for _ in range(4)]
-    out = student.attention.multi_head_attention(S, *W)
+    W_Q, W_K, W_V, W_O = torch.zeros(8, 8), *(torch.rand(8, 8) for _ in range(3))
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O)
     expect_tensor(out, what="multi_head_attention(S, W_Q, W_K, W_V, W_O)", shape=(1, 13, 8), dtype=torch.float32)
+    assert_close(out, ((S @ W_V).mean(dim=1, keepdim=True) @ W_O).expand(1, 13, 8),
+                 what="multi_head_attention(S, W_Q=0, W_K, W_V, W_O)")
 
 
 @pytest.mark.problem("multi_head_attention")
@@ -86,15 +89,22 @@ def test_causal_mask_1(student):
     assert_equal(student.attention.causal_mask(1), torch.ones(1, 1, dtype=torch.bool), what="causal_mask(1)")
 
 
+def _prefix_means(S, W_V, W_O):
+    """What causal attention gives when every score is 0: position t averages the values of positions 0..t."""
+    values = S @ W_V
+    return torch.stack([values[:, : t + 1].mean(dim=1) for t in range(S.shape[1])], dim=1) @ W_O
+
+
 @pytest.mark.problem("causal_multi_head_attention")
 @pytest.mark.isolate("attention", "causal_mask")
 def test_causal_multi_head_attention_shape(student):
-    """output shape (1, 3, 8) for the notebook's example"""
+    """output shape (1, 3, 8) for the notebook's example; with W_Q = 0 position t averages values 0..t"""
     S = torch.rand(1, 3, 8)
-    W = [torch.rand(8, 8) for _ in range(4)]
-    out = student.attention.causal_multi_head_attention(S, *W)
+    W_Q, W_K, W_V, W_O = torch.zeros(8, 8), *(torch.rand(8, 8) for _ in range(3))
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
     expect_tensor(out, what="causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)", shape=(1, 3, 8),
                   dtype=torch.float32)
+    assert_close(out, _prefix_means(S, W_V, W_O), what="causal_multi_head_attention(S, W_Q=0, W_K, W_V, W_O)")
 
 
 @pytest.mark.problem("causal_multi_head_attention")
@@ -106,6 +116,8 @@ def test_causal_first_token_sees_only_itself(student):
     out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
     expect_tensor(out, what="causal_multi_head_attention(S, ...)", shape=(2, 5, 8))
     assert_close(out[:, 0], S[:, 0] @ W_V @ W_O, what="causal_multi_head_attention(S, ...)[:, 0]")
+    out = student.attention.causal_multi_head_attention(S, W_Q, torch.zeros(8, 8), W_V, W_O)
+    assert_close(out, _prefix_means(S, W_V, W_O), what="causal_multi_head_attention(S, W_Q, W_K=0, W_V, W_O)")
 
 
 @pytest.mark.problem("causal_multi_head_attention")
@@ -117,21 +129,21 @@ def test_causal_last_token_sees_everything(student):
     out = student.attention.causal_multi_head_attention(S, torch.zeros(8, 8), torch.zeros(8, 8), W_V, W_O)
     expect_tensor(out, what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)", shape=(1, 4, 8))
     # with zero scores, position t averages the values of positions 0..t
-    values = S @ W_V
-    expected = torch.stack([values[:, : t + 1].mean(dim=1) for t in range(4)], dim=1) @ W_O
-    assert_close(out, expected, what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)")
+    assert_close(out, _prefix_means(S, W_V, W_O), what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)")
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
 def test_sdpa_shapes(student):
-    """returns (output, weights) with shapes (B, H, T_q, dv) and (B, H, T_q, T_k)"""
-    Q, K, V = torch.rand(2, 3, 4, 5), torch.rand(2, 3, 6, 5), torch.rand(2, 3, 6, 7)
+    """returns (output, weights) with shapes (B, H, T_q, dv) and (B, H, T_q, T_k); Q = 0 gives uniform weights"""
+    Q, K, V = torch.zeros(2, 3, 4, 5), torch.rand(2, 3, 6, 5), torch.rand(2, 3, 6, 7)
     result = student.attention.scaled_dot_product_attention(Q, K, V)
     expect(isinstance(result, tuple) and len(result) == 2,
            "scaled_dot_product_attention(Q, K, V) should return a tuple (output, weights).")
     output, weights = result
     expect_tensor(output, what="output", shape=(2, 3, 4, 7))
     expect_tensor(weights, what="weights", shape=(2, 3, 4, 6))
+    assert_close(weights, torch.full((2, 3, 4, 6), 1 / 6), what="weights with Q = 0 (every score is 0)")
+    assert_close(output, V.mean(dim=2, keepdim=True).expand(2, 3, 4, 7), what="output with Q = 0 (the mean of V)")
 
 
 @pytest.mark.problem("scaled_dot_product_attention")
@@ -146,15 +158,29 @@ def test_sdpa_masked_keys_get_no_weight(student):
                  what="output with mask [1, 1, 0] and Q = 0")
 
 
+def _check_averaging(mha, x, what):
+    """With W_q = 0 every score is 0: the weights are uniform and the context is W_o(mean over T of W_v(x))."""
+    with torch.no_grad():
+        mha.W_q.weight.zero_()
+        mha.W_q.bias.zero_()
+        context, weights = mha(x)
+        B, T, E = x.shape
+        expected = mha.W_o(mha.W_v(x).mean(dim=1, keepdim=True)).expand(B, T, E)
+    assert_close(weights, torch.full(tuple(weights.shape), 1 / T), what=f"the weights of {what} with W_q = 0")
+    assert_close(context, expected, what=f"the context of {what} with W_q = 0 (W_o of the mean of W_v(x))")
+
+
 @pytest.mark.problem("MultiHeadAttention")
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_module_shapes(student):
-    """the notebook's unit test: context (4, 10, 64) and weights (4, 8, 10, 10)"""
+    """the notebook's unit test: context (4, 10, 64) and weights (4, 8, 10, 10); W_q = 0 gives uniform weights"""
     mha = student.attention.MultiHeadAttention(embed_dim=64, num_heads=8)
-    context, weights = mha(torch.rand(4, 10, 64))
+    x = torch.rand(4, 10, 64)
+    context, weights = mha(x)
     expect_tensor(context, what="context", shape=(4, 10, 64))
     expect_tensor(weights, what="attention weights", shape=(4, 8, 10, 10))
     assert_close(weights.sum(dim=-1), torch.ones(4, 8, 10), what="attention weights summed over keys")
+    _check_averaging(mha, x, "MultiHeadAttention(64, 8)(x)")
 
 
 @pytest.mark.problem("MultiHeadAttention")
@@ -167,3 +193,4 @@ def test_mha_module_layers(student):
         expect(isinstance(layer, torch.nn.Linear), f"MultiHeadAttention.{name} should be an nn.Linear.")
         expect(tuple(layer.weight.shape) == (16, 16) and layer.bias is not None,
                f"MultiHeadAttention.{name} should be nn.Linear(16, 16) with a bias.")
+    _check_averaging(mha, randn(2, 5, 16, seed=22), "MultiHeadAttention(16, 4)(x)")

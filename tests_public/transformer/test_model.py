@@ -10,17 +10,40 @@ from autograder.testing.checks import assert_close, assert_equal, assert_scalar_
 from autograder.testing.torchkit import randint, randn
 
 
+def _averaging_output(attention, x):
+    """Zero k_proj, so every score is 0: in eval mode position t then averages v_proj(x) over
+    positions 0..t (the ones it may see), in every head. Returns that expected output."""
+    with torch.no_grad():
+        attention.k_proj.weight.zero_()
+        attention.k_proj.bias.zero_()
+        values = attention.v_proj(x)
+        seen = torch.arange(1, x.shape[1] + 1, dtype=x.dtype).view(1, -1, 1)  # positions 0..t
+        return attention.out_proj(values.cumsum(dim=1) / seen)
+
+
+def _check_averaging(attention, x, what):
+    """With k_proj = 0 the (eval-mode) output is the running mean of the values, through out_proj."""
+    expected = _averaging_output(attention, x)
+    with torch.no_grad():
+        out = call(attention, x)
+    assert_close(out, expected, what=f"{what} with k_proj = 0 (each position averages the values of "
+                                     "positions 0..t, then out_proj)")
+
+
 @pytest.mark.problem("CausalSelfAttention")
 def test_causal_self_attention_shape(student):
-    """the notebook's example: (1, 3, 8) in, (1, 3, 8) out"""
-    attention = student.model.CausalSelfAttention()
-    out = call(attention, torch.rand(1, 3, 8))
+    """the notebook's example: (1, 3, 8) in, (1, 3, 8) out; with k_proj = 0, position t averages values 0..t"""
+    attention = student.model.CausalSelfAttention().eval()
+    x = torch.rand(1, 3, 8)
+    with torch.no_grad():
+        out = call(attention, x)
     expect_tensor(out, what="CausalSelfAttention()(x)", shape=(1, 3, 8))
+    _check_averaging(attention, x, "CausalSelfAttention()(x)")
 
 
 @pytest.mark.problem("CausalSelfAttention")
 def test_causal_self_attention_layers(student):
-    """q_proj, k_proj, v_proj, out_proj are Linear(hidden, hidden); two nn.Dropout(dropout)"""
+    """q_proj, k_proj, v_proj, out_proj are Linear(hidden, hidden); two nn.Dropout(dropout); values as above"""
     attention = student.model.CausalSelfAttention(hidden_size=16, num_heads=4, dropout=0.2, seq_len=6)
     for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
         layer = getattr(attention, name, None)
@@ -29,6 +52,7 @@ def test_causal_self_attention_layers(student):
     for name in ("attn_dropout", "resid_dropout"):
         layer = getattr(attention, name, None)
         expect(isinstance(layer, nn.Dropout) and layer.p == 0.2, f"CausalSelfAttention.{name} should be nn.Dropout(0.2).")
+    _check_averaging(attention.eval(), randn(2, 6, 16, seed=6), "CausalSelfAttention(16, 4, 0.2, 6)(x) in eval mode")
 
 
 @pytest.mark.problem("CausalSelfAttention")
@@ -43,6 +67,7 @@ def test_causal_self_attention_ignores_the_future(student):
     expect_tensor(out, what="CausalSelfAttention(8, 2, 0.1, 5)(x)", shape=(2, 5, 8))
     assert_close(out_changed[:, :-1], out[:, :-1],
                  what="outputs at positions 0..3 after changing token 4 (they must not see it)")
+    _check_averaging(attention, x, "CausalSelfAttention(8, 2, 0.1, 5)(x)")
 
 
 @pytest.mark.problem("FeedForward")
@@ -60,14 +85,25 @@ def test_feed_forward(student):
     assert_close(out, expected, what="FeedForward(8, 0.0)(x)")
 
 
+def _block_formula(block, x):
+    """The handout's pre-norm block, computed with the block's own sub-modules (eval mode)."""
+    with torch.no_grad():
+        h = x + block.attn(block.ln1(x))
+        return h + block.ffn(block.ln2(h))
+
+
 @pytest.mark.problem("Block")
+@pytest.mark.isolate("model", "CausalSelfAttention", "FeedForward")
 def test_block_shape(student):
-    """the notebook's example: Block()(x) keeps the shape (1, 3, 8)"""
-    block = student.model.Block()
-    out = call(block, torch.rand(1, 3, 8))
-    expect_tensor(out, what="Block()(x)", shape=(1, 3, 8))
+    """the notebook's example: Block()(x) keeps the shape (1, 3, 8) and is x + attn(ln1(x)), then + ffn(ln2(.))"""
+    block = student.model.Block().eval()
     for name, kind in (("ln1", nn.LayerNorm), ("ln2", nn.LayerNorm)):
         expect(isinstance(getattr(block, name, None), kind), f"Block.{name} should be an nn.LayerNorm.")
+    x = torch.rand(1, 3, 8)
+    with torch.no_grad():
+        out = call(block, x)
+    expect_tensor(out, what="Block()(x)", shape=(1, 3, 8))
+    assert_close(out, _block_formula(block, x), what="Block()(x) in eval mode (x + attn(ln1(x)), then h + ffn(ln2(h)))")
 
 
 @pytest.mark.problem("Block")
@@ -84,21 +120,40 @@ def test_block_is_residual(student):
     assert_close(out, x, what="Block(x) with attn.out_proj and ffn.fc2 set to zero")
 
 
+def _transformer_formula(model, input_ids):
+    """The handout's model, computed with the model's own sub-modules (eval mode)."""
+    with torch.no_grad():
+        T = input_ids.shape[1]
+        x = model.token_emb(input_ids) + model.pos_emb(torch.arange(T))
+        for block in model.blocks:
+            x = block(x)
+        return model.lm_head(model.ln_f(x))
+
+
 @pytest.mark.problem("Transformer")
+@pytest.mark.isolate("model", "Block")
 def test_transformer_logits_shape(student):
-    """the notebook's example: input_ids (1, 3) give logits (1, 3, 100)"""
-    model = student.model.Transformer()
-    logits = call(model, torch.randint(0, 100, (1, 3)))
+    """the notebook's example: input_ids (1, 3) give logits (1, 3, 100), lm_head(ln_f(blocks(tok + pos)))"""
+    model = student.model.Transformer().eval()
+    input_ids = torch.randint(0, 100, (1, 3))
+    with torch.no_grad():
+        logits = call(model, input_ids)
     expect_tensor(logits, what="Transformer()(input_ids)", shape=(1, 3, 100))
+    assert_close(logits, _transformer_formula(model, input_ids), what="Transformer()(input_ids) in eval mode")
 
 
 @pytest.mark.problem("Transformer")
+@pytest.mark.isolate("model", "Block")
 def test_transformer_shorter_input(student):
     """inputs shorter than seq_len work; positions are 0..T-1"""
     model = student.model.Transformer(vocab_size=20, hidden_size=8, num_heads=2, dropout=0.0, seq_len=6, num_layers=1)
     expect(getattr(model, "seq_len", None) == 6, "Transformer.seq_len should be the context length (6).")
-    logits = call(model, randint(20, 2, 4, seed=4))
+    input_ids = randint(20, 2, 4, seed=4)
+    with torch.no_grad():
+        logits = call(model.eval(), input_ids)
     expect_tensor(logits, what="Transformer(seq_len=6)(input_ids of shape (2, 4))", shape=(2, 4, 20))
+    assert_close(logits, _transformer_formula(model, input_ids),
+                 what="Transformer(seq_len=6)(input_ids of shape (2, 4)) in eval mode, positions 0..3")
 
 
 @pytest.mark.problem("lm_loss")
@@ -110,16 +165,23 @@ def test_lm_loss_uniform_logits(student):
     assert_scalar_close(float(loss), math.log(10), what="lm_loss with all-zero logits (should be log V)")
 
 
+# A logit of 2 on one token and 0 on the V - 1 others: the cross-entropy of that token is
+# log(e^2 + V - 1) - 2, and of any other token log(e^2 + V - 1).
+def _one_hot_loss(V: int, hit: bool) -> float:
+    return math.log(math.exp(2) + V - 1) - (2 if hit else 0)
+
+
 @pytest.mark.problem("lm_loss")
 def test_lm_loss_is_shifted(student):
-    """logits at position t that point at token t+1 give a loss near 0"""
+    """logits at position t that point at token t+1: every prediction hits, loss log(e^2 + V - 1) - 2"""
     input_ids = torch.tensor([[1, 2, 3, 4]])
-    logits = torch.full((1, 4, 6), -20.0)
+    logits = torch.zeros(1, 4, 6)
     for t in range(3):
-        logits[0, t, input_ids[0, t + 1]] = 20.0
+        logits[0, t, input_ids[0, t + 1]] = 2.0
     loss = student.model.lm_loss(logits, input_ids, pad_token_id=0)
     loss = expect_tensor(loss, what="lm_loss(logits, [[1, 2, 3, 4]], pad_token_id=0)", shape=())
-    expect(float(loss) < 1e-3, f"lm_loss should be ~0 when position t predicts token t+1 perfectly, got {float(loss):.4g}.")
+    assert_scalar_close(float(loss), _one_hot_loss(6, hit=True),
+                        what="lm_loss when position t points at token t+1 (position 3 has no target)")
 
 
 @pytest.mark.problem("lm_loss")
@@ -127,11 +189,13 @@ def test_lm_loss_ignores_padding(student):
     """targets equal to pad_token_id are left out of the mean"""
     input_ids = torch.tensor([[1, 2, 5, 5]])  # pad_token_id = 5
     logits = torch.zeros(1, 4, 6)
-    logits[0, 0, 2] = 20.0  # position 0 predicts token 2 perfectly; positions 1, 2 predict padding
+    logits[0, 0, 2] = 2.0  # position 0 points at its target, token 2; positions 1, 2 predict padding
+    logits[0, 1, 3] = 2.0  # (they point elsewhere: counting them would change the mean)
+    logits[0, 2, 3] = 2.0
     loss = student.model.lm_loss(logits, input_ids, pad_token_id=5)
     loss = expect_tensor(loss, what="lm_loss(logits, [[1, 2, 5, 5]], pad_token_id=5)", shape=())
-    expect(float(loss) < 1e-3, f"only position 0 has a real target, predicted perfectly: the loss should be ~0, "
-                               f"got {float(loss):.4g}.")
+    assert_scalar_close(float(loss), _one_hot_loss(6, hit=True),
+                        what="lm_loss when only position 0 has a real target (the others are padding)")
 
 
 class NextTokenModel(nn.Module):

@@ -1,0 +1,63 @@
+"""Failure messages a student reads: NumPy shown as NumPy, one-element tuples, long dicts cut between
+entries, and the "Last call" line naming the method that crashed."""
+import numpy as np
+import pytest
+import torch
+
+from autograder.testing import adapter, checks, messages, plugin
+
+
+def test_numpy_results_are_shown_as_numpy():
+    with pytest.raises(checks.GradingFailure) as caught:
+        checks.assert_close(np.ones((2, 3)), np.zeros((2, 3)), what="softmax(x)")
+    assert "array([[" in caught.value.details and "tensor(" not in caught.value.details
+    assert "torch." not in caught.value.details
+    with pytest.raises(checks.GradingFailure) as caught:
+        checks.assert_equal(np.array([1, 2]), np.array([1, 3]), what="labels")
+    assert "array([1, 3])" in caught.value.details and "tensor(" not in caught.value.details
+    with pytest.raises(checks.GradingFailure) as caught:  # a torch problem still shows tensors
+        checks.assert_close(torch.ones(2), torch.zeros(2), what="out")
+    assert "tensor(" in caught.value.details
+
+
+def test_one_element_tuple_keeps_its_comma():
+    assert adapter.describe(("x",)) == "('x',)"
+    assert adapter.describe(("x", 1)) == "('x', 1)"
+    assert adapter.describe_call("f", (("a",),), {}) == "f(('a',))"
+
+
+def test_long_dicts_are_cut_between_entries_and_say_how_many_were_left_out():
+    value = {(chr(97 + k), "b"): k for k in range(26)}
+    text = checks.shown(value, 100)
+    assert text.startswith("{('a', 'b'): 0, ") and text.endswith(" more entries}")
+    kept = text[1:].split(", ... ")[0].split(", (")
+    assert all(entry.rstrip().split(": ")[-1].isdigit() for entry in kept)  # every entry whole
+    left = int(text.rsplit("... ", 1)[1].split()[0])
+    assert left + len(kept) == 26
+    assert checks.shown({"a": 1}) == "{'a': 1}"
+    assert checks.shown(list(range(100)), 30).endswith("more entries]")
+    assert checks.shown(tuple(range(100)), 30).endswith("more entries)")
+
+
+def test_last_call_names_the_method_that_crashed(tmp_path):
+    (tmp_path / "model.py").write_text(
+        "import torch\n"
+        "class Broken(torch.nn.Module):\n"
+        "    def __init__(self, d):\n"
+        "        super().__init__()\n"
+        "        self.linear = torch.nn.Linear(d, d)\n"
+        "    def forward(self, x):\n"
+        "        return self.linear(x.T)\n")
+    adapter.reset_last_call()
+    student = adapter.Submission(tmp_path)
+    module = student.model.Broken(4)
+    built = adapter.last_call()
+    with pytest.raises(RuntimeError) as caught:
+        module(torch.zeros(2, 4))
+    summary, _, _ = plugin.student_message(caught, tmp_path)
+    assert messages.LAST_CALL.format(call="Broken.forward(float32[2, 4])") in summary
+    assert adapter.last_call() is built  # diagnosis.py groups module calls by the call that built the module
+    with pytest.raises(TypeError) as caught:  # a crash in the constructor still names the constructor
+        student.model.Broken("four")
+    summary, _, _ = plugin.student_message(caught, tmp_path)
+    assert messages.LAST_CALL.format(call="Broken('four')") in summary
