@@ -11,6 +11,7 @@ import pathlib
 
 import pytest
 
+from autograder import manifest as manifest_module
 from autograder.grade import grade, grade_via_zip
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -139,11 +140,13 @@ def plausible_wrong_submission(tmp_path, transformer, kind: str) -> pathlib.Path
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to another user only when the grader is root")
+@pytest.mark.parametrize("assignment", ["transformer", "foundations"])
 @pytest.mark.parametrize("kind", WRONG_KINDS)
-def test_plausible_wrong_values_score_what_the_stubs_score(tmp_path, transformer, kind):
+def test_plausible_wrong_values_score_what_the_stubs_score(tmp_path, assignment, kind):
     """Every function and module returns a wrong value of the right shape, dtype and device (constructors
     are correct): no test may pay for a property (shape, batch rows, purity, device, structure) of it."""
-    submission = plausible_wrong_submission(tmp_path, transformer, kind)
-    results = grade("transformer", submission, tmp_path / "results.json")
+    manifest = manifest_module.load(assignment)
+    submission = plausible_wrong_submission(tmp_path, manifest, kind)
+    results = grade(assignment, submission, tmp_path / "results.json")
     paid = [f"{t['name']}: {t['score']}" for t in results["tests"] if t["score"] > 0]
     assert results["score"] == 0, paid

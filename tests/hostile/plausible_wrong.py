@@ -2,7 +2,8 @@
 # starter leaves to the student): every graded function, and the forward of every graded module,
 # returns a plausible WRONG value of the right type, shape, dtype and device (zeros, an input of the
 # same shape, or seeded noise), and a graded function that fills a list argument (a hook's storage)
-# fills it with wrong tensors. Constructors stay correct. The grader must give this what it gives the
+# fills it with wrong tensors. NumPy arrays, pandas frames, numbers, strings and containers of them
+# (the `foundations` results) come back wrong in the same way, with their types and shapes kept. Constructors stay correct. The grader must give this what it gives the
 # stubs: nothing (issue 10, "tests of a property alone pay points to wrong code").
 import functools as _functools
 
@@ -40,12 +41,57 @@ def _far_from(candidate, t):
     return bool((difference > 0.1 + 0.1 * t.detach().double().cpu().abs()).any())
 
 
+def _wrong_array(a, inputs, kind):
+    """A NumPy array of `a`'s shape and dtype that is surely not `a`."""
+    import numpy as np
+
+    if kind == "input":
+        same = [x for x in inputs if isinstance(x, np.ndarray) and x.shape == a.shape and x.dtype == a.dtype]
+        candidate = same[0].copy() if same else None
+    elif kind == "zeros":
+        candidate = np.zeros_like(a)
+    else:
+        candidate = np.random.default_rng(0).normal(size=a.shape).astype(a.dtype) if a.dtype.kind == "f" else None
+    if candidate is None or candidate.shape != a.shape or np.array_equal(candidate, a) or (
+            a.dtype.kind == "f" and np.allclose(candidate, a, rtol=0.1, atol=0.1)):
+        candidate = ~a if a.dtype == bool else (a * 1.5 + 0.25 if a.dtype.kind == "f" else a + 1)
+    return candidate.astype(a.dtype)
+
+
+def _wrong_plain(value, inputs):
+    """Plain Python and NumPy/pandas values, wrong but of the same type and shape: numbers moved,
+    strings changed, containers with every entry wrong, arrays as _wrong_array makes them."""
+    import sys as _sys
+
+    np, pd = _sys.modules.get("numpy"), _sys.modules.get("pandas")
+    if np is not None and isinstance(value, np.ndarray):
+        return _wrong_array(value, inputs, WRONG_KIND)  # noqa: F821 - set before this file is appended
+    if np is not None and isinstance(value, np.generic):
+        return value.dtype.type(_wrong_plain(value.item(), inputs))
+    if pd is not None and isinstance(value, pd.DataFrame):
+        frame = value.copy()
+        for column in frame.columns:
+            frame[column] = [_wrong_plain(v, inputs) for v in frame[column]]
+        return frame
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 1.5 + 0.25
+    if isinstance(value, str):
+        return value + "#"
+    if isinstance(value, dict):
+        return {k: _wrong(v, inputs) for k, v in value.items()}
+    return value
+
+
 def _wrong(value, inputs):
     """`value` (a result of the correct code) with every tensor in it replaced by a wrong one."""
     if isinstance(value, (tuple, list)):
         return type(value)(_wrong(v, inputs) for v in value)
     if not isinstance(value, _torch.Tensor):
-        return value
+        return _wrong_plain(value, inputs)
     candidate = _plausible(value, inputs, WRONG_KIND)  # noqa: F821 - set before this file is appended
     if not _far_from(candidate, value):  # the kind happens to give the right answer here: take another
         candidate = ~value if value.dtype == _torch.bool else value + 1
