@@ -13,6 +13,7 @@ import pytest
 
 from autograder import manifest as manifest_module
 from autograder.grade import grade, grade_via_zip
+from autograder.testing import messages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -150,3 +151,8 @@ def test_plausible_wrong_values_score_what_the_stubs_score(tmp_path, assignment,
     results = grade(assignment, submission, tmp_path / "results.json")
     paid = [f"{t['name']}: {t['score']}" for t in results["tests"] if t["score"] > 0]
     assert results["score"] == 0, paid
+    # 0 because the values are wrong, not because nothing could run (a grader that cannot start its
+    # worker or import the files scores 0 too)
+    broken = [messages.IMPORT_FAILED.split("{")[0], messages.GRADER_ERROR, messages.SANDBOX_UNAVAILABLE.split("{")[0],
+              messages.WORKER_CRASH.split("{")[0], messages.CRASH.split("{")[0]]
+    assert [t["name"] for t in results["tests"] if any(b in t["output"] for b in broken)] == []
