@@ -12,6 +12,23 @@ from autograder.testing.checks import assert_close, assert_equal, expect, expect
 from autograder.testing.torchkit import randn
 
 
+def _attention(Q, K, V, mask=None):
+    """The handout's attention: softmax(Q Kᵀ / sqrt(d_k)) over the keys, keys where mask == 0 hidden."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, -1e9)
+    return torch.softmax(scores, dim=-1) @ V
+
+
+def _heads(S, W_Q, W_K, W_V, W_O, num_heads, causal=False):
+    """The handout's multi-head attention, one head at a time: head h uses columns h*dh:(h+1)*dh."""
+    dh, T = S.shape[-1] // num_heads, S.shape[1]
+    mask = torch.ones(T, T).tril() if causal else None
+    heads = [_attention(S @ W_Q[:, h * dh:(h + 1) * dh], S @ W_K[:, h * dh:(h + 1) * dh],
+                        S @ W_V[:, h * dh:(h + 1) * dh], mask) for h in range(num_heads)]
+    return torch.cat(heads, dim=-1) @ W_O
+
+
 @pytest.mark.problem("self_attention")
 def test_self_attention_shape(student):
     """output shape (1, 13, 2) for the notebook's example; with W_Q = 0 each row is the mean of V"""
@@ -44,6 +61,16 @@ def test_self_attention_two_tokens(student):
     assert_close(out, expected, what="self_attention(S, I, I, I)")
 
 
+@pytest.mark.problem("self_attention")
+def test_self_attention_formula(student):
+    """a batch of 2, 4 tokens, d_in = 3 and d_k = 2, in float64: softmax(Q Kᵀ / sqrt(d_k)) over the keys, times V"""
+    S = randn(2, 4, 3, seed=30, dtype=torch.float64)
+    W_Q, W_K, W_V = (randn(3, 2, seed=s, dtype=torch.float64, scale=2.0) for s in (31, 32, 33))
+    out = student.attention.self_attention(S, W_Q, W_K, W_V)
+    assert_close(out, _attention(S @ W_Q, S @ W_K, S @ W_V),
+                 what="self_attention(S, W_Q, W_K, W_V) with d_in = 3, d_k = 2 (float64: scale by a Python float)")
+
+
 @pytest.mark.problem("multi_head_attention")
 def test_multi_head_attention_shape(student):
     """output shape (1, 13, 8) for the notebook's example, 4 heads by default; with W_Q = 0 heads average"""
@@ -74,6 +101,17 @@ def test_multi_head_attention_one_head_is_self_attention(student):
     expected = torch.softmax(Q @ K.transpose(1, 2) / math.sqrt(6), dim=-1) @ V
     out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, torch.eye(6), num_heads=1)
     assert_close(out, expected, what="multi_head_attention(S, W_Q, W_K, W_V, I, num_heads=1)")
+
+
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_heads_formula(student):
+    """a batch of 2, 3 tokens, d = 8: 4 heads by default, then 2 heads; head h uses columns h*dh:(h+1)*dh, scale 1/sqrt(dh)"""
+    S = randn(2, 3, 8, seed=34)
+    W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (35, 36, 37, 38))
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4), what="multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2), what="multi_head_attention(S, ..., num_heads=2)")
 
 
 @pytest.mark.problem("causal_mask")
@@ -132,6 +170,20 @@ def test_causal_last_token_sees_everything(student):
     assert_close(out, _prefix_means(S, W_V, W_O), what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)")
 
 
+@pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
+def test_causal_multi_head_attention_heads_formula(student):
+    """a batch of 2, 4 tokens: 4 heads by default, then 2 heads; each head causal with scale 1/sqrt(dh)"""
+    S = randn(2, 4, 8, seed=39)
+    W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (40, 41, 42, 43))
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4, causal=True),
+                 what="causal_multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2, causal=True),
+                 what="causal_multi_head_attention(S, ..., num_heads=2)")
+
+
 @pytest.mark.problem("scaled_dot_product_attention")
 def test_sdpa_shapes(student):
     """returns (output, weights) with shapes (B, H, T_q, dv) and (B, H, T_q, T_k); Q = 0 gives uniform weights"""
@@ -156,6 +208,19 @@ def test_sdpa_masked_keys_get_no_weight(student):
     assert_close(weights, expected_weights, what="weights with mask [1, 1, 0] and Q = 0")
     assert_close(output, V[:, :, :2].mean(dim=2, keepdim=True).expand(1, 1, 2, 2),
                  what="output with mask [1, 1, 0] and Q = 0")
+
+
+@pytest.mark.problem("scaled_dot_product_attention")
+@pytest.mark.parametrize("mask_dtype", [torch.int64, torch.bool])
+def test_sdpa_padding_formula(student, mask_dtype):
+    """a padded batch of 2 in float64, 2 heads, T_q = 3 queries, T_k = 5 keys, dv = 3 != dk = 4; mask (B, 1, 1, T_k)"""
+    Q, K = randn(2, 2, 3, 4, seed=44, dtype=torch.float64), randn(2, 2, 5, 4, seed=45, dtype=torch.float64)
+    V = randn(2, 2, 5, 3, seed=46, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).view(2, 1, 1, 5).to(mask_dtype)  # row 1: 2 padded keys
+    output, weights = student.attention.scaled_dot_product_attention(Q, K, V, mask)
+    expected_weights = _attention(Q, K, torch.eye(5, dtype=torch.float64), mask)
+    assert_close(weights, expected_weights, what="weights: softmax(Q Kᵀ / sqrt(dk)), -1e9 where mask == 0")
+    assert_close(output, expected_weights @ V, what="output: weights @ V")
 
 
 def _check_averaging(mha, x, what):
@@ -194,3 +259,30 @@ def test_mha_module_layers(student):
         expect(tuple(layer.weight.shape) == (16, 16) and layer.bias is not None,
                f"MultiHeadAttention.{name} should be nn.Linear(16, 16) with a bias.")
     _check_averaging(mha, randn(2, 5, 16, seed=22), "MultiHeadAttention(16, 4)(x)")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
+def test_mha_module_padding_mask(student):
+    """a padded batch of 2, 2 heads: padded keys get weight 0, so the real tokens' outputs are those without the padding"""
+    mha = student.attention.MultiHeadAttention(8, 2).eval()
+    x = randn(2, 4, 8, seed=47)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).view(2, 1, 1, 4)  # row 1: its last 2 tokens are padding
+    with torch.no_grad():
+        context, weights = mha(x, mask)
+        alone, alone_weights = mha(x[1:, :2])  # row 1 without its padding
+    expect_tensor(weights, what="the weights of MultiHeadAttention(8, 2)(x, mask)", shape=(2, 2, 4, 4))
+    assert_close(weights[1, :, :, 2:], torch.zeros(2, 4, 2), what="the weights on row 1's padded keys")
+    assert_close(context[1, :2], alone[0], what="row 1's real tokens with the mask, against the same tokens alone")
+    assert_close(weights[1, :, :2, :2], alone_weights[0], what="row 1's real tokens' weights on the real keys")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+def test_mha_module_rejects_indivisible_embed_dim(student):
+    """MultiHeadAttention(10, 4) raises ValueError or AssertionError: 10 is not a multiple of 4"""
+    try:
+        student.attention.MultiHeadAttention(10, 4)
+    except (ValueError, AssertionError):
+        return
+    expect(False, "MultiHeadAttention(10, 4) should raise ValueError (or fail an assert): "
+                  "embed_dim must be a multiple of num_heads.")

@@ -70,6 +70,23 @@ def test_causal_self_attention_ignores_the_future(student):
     _check_averaging(attention, x, "CausalSelfAttention(8, 2, 0.1, 5)(x)")
 
 
+@pytest.mark.problem("CausalSelfAttention")
+def test_causal_self_attention_heads_formula(student):
+    """a batch of 2, 4 tokens, 2 heads of width 4: per head softmax(q kᵀ / sqrt(4)) over keys j <= i, then out_proj"""
+    attention = student.model.CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.1, seq_len=4).eval()
+    x = randn(2, 4, 8, seed=7)
+    with torch.no_grad():
+        out = call(attention, x)
+        q, k, v = attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)
+        heads = []
+        for h in range(2):  # head h uses features h*4:(h+1)*4
+            scores = q[..., h * 4:(h + 1) * 4] @ k[..., h * 4:(h + 1) * 4].transpose(1, 2) / 2.0
+            scores = scores.masked_fill(torch.ones(4, 4).tril() == 0, float("-inf"))
+            heads.append(torch.softmax(scores, dim=-1) @ v[..., h * 4:(h + 1) * 4])
+        expected = attention.out_proj(torch.cat(heads, dim=-1))
+    assert_close(out, expected, what="CausalSelfAttention(8, 2, 0.1, 4)(x) in eval mode")
+
+
 @pytest.mark.problem("FeedForward")
 def test_feed_forward(student):
     """fc1: Linear(C, 4C), ReLU, fc2: Linear(4C, C); output shape (..., C)"""
@@ -186,16 +203,18 @@ def test_lm_loss_is_shifted(student):
 
 @pytest.mark.problem("lm_loss")
 def test_lm_loss_ignores_padding(student):
-    """targets equal to pad_token_id are left out of the mean"""
-    input_ids = torch.tensor([[1, 2, 5, 5]])  # pad_token_id = 5
-    logits = torch.zeros(1, 4, 6)
-    logits[0, 0, 2] = 2.0  # position 0 points at its target, token 2; positions 1, 2 predict padding
-    logits[0, 1, 3] = 2.0  # (they point elsewhere: counting them would change the mean)
+    """a padded batch of 2: targets equal to pad_token_id are left out of the mean, over both rows"""
+    input_ids = torch.tensor([[1, 2, 5, 5], [5, 3, 4, 1]])  # pad_token_id = 5: row 0 ends with padding
+    logits = torch.zeros(2, 4, 6)
+    logits[0, 0, 2] = 2.0  # row 0, position 0 points at its target, token 2; positions 1, 2 predict padding
+    logits[0, 1, 5] = 2.0  # (one hits the pad id, one misses: counting them would change the mean)
     logits[0, 2, 3] = 2.0
+    logits[1, :3, 0] = 2.0  # row 1 (its first INPUT is the pad id, but its targets 3, 4, 1 are real): all miss
     loss = student.model.lm_loss(logits, input_ids, pad_token_id=5)
-    loss = expect_tensor(loss, what="lm_loss(logits, [[1, 2, 5, 5]], pad_token_id=5)", shape=())
-    assert_scalar_close(float(loss), _one_hot_loss(6, hit=True),
-                        what="lm_loss when only position 0 has a real target (the others are padding)")
+    loss = expect_tensor(loss, what="lm_loss(logits, [[1, 2, 5, 5], [5, 3, 4, 1]], pad_token_id=5)", shape=())
+    expected = (_one_hot_loss(6, hit=True) + 3 * _one_hot_loss(6, hit=False)) / 4
+    assert_scalar_close(float(loss), expected,
+                        what="lm_loss over the 4 real targets (1 hit in row 0, 3 misses in row 1)")
 
 
 class NextTokenModel(nn.Module):
@@ -207,6 +226,20 @@ class NextTokenModel(nn.Module):
 
     def forward(self, input_ids):
         return torch.nn.functional.one_hot((input_ids + 1) % self.vocab_size, self.vocab_size).float() * 5
+
+
+class WindowSumModel(nn.Module):
+    """A toy language model whose next token is the sum of the tokens it is fed, mod 10: its
+    prediction depends on the whole window. It notes each call's length and grad mode."""
+
+    def __init__(self, seq_len=3):
+        super().__init__()
+        self.seq_len, self.calls = seq_len, []
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, input_ids):
+        self.calls.append((input_ids.shape[1], torch.is_grad_enabled()))
+        return torch.nn.functional.one_hot(input_ids.cumsum(dim=1) % 10, 10).float() * self.gain
 
 
 @pytest.mark.problem("greedy_decode")
@@ -222,3 +255,19 @@ def test_greedy_decode_batch_and_long(student):
     out = student.model.greedy_decode(NextTokenModel(seq_len=3), torch.tensor([[0, 1], [7, 8]]), max_new_tokens=5)
     expected = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 0, 1, 2, 3]])
     assert_equal(out, expected, what="greedy_decode(model with seq_len=3, [[0, 1], [7, 8]], max_new_tokens=5)")
+
+
+@pytest.mark.problem("greedy_decode")
+def test_greedy_decode_feeds_the_last_window(student):
+    """a batch of 2, seq_len 3: each step feeds the last min(T, 3) tokens (not only the newest), with no gradients"""
+    model = WindowSumModel(seq_len=3)
+    out = student.model.greedy_decode(model, torch.tensor([[1, 2], [3, 0]]), max_new_tokens=4)
+    # row 0: 1+2 = 3; 1+2+3 = 6; 2+3+6 = 11 -> 1; 3+6+1 = 10 -> 0.  row 1: 3; 6; 0+3+6 = 9; 3+6+9 = 18 -> 8
+    expected = torch.tensor([[1, 2, 3, 6, 1, 0], [3, 0, 3, 6, 9, 8]])
+    assert_equal(out, expected, what="greedy_decode(next token = sum of the window mod 10, seq_len=3, "
+                                     "[[1, 2], [3, 0]], max_new_tokens=4)")
+    lengths = [length for length, _ in model.calls]
+    expect(lengths == [2, 3, 3, 3], f"greedy_decode fed the model {lengths} tokens at its 4 steps; "
+                                    "it should feed [2, 3, 3, 3] (the last min(T, seq_len)).")
+    expect(not any(grad for _, grad in model.calls),
+           "greedy_decode called the model with gradient recording on; use torch.no_grad().")
