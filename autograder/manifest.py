@@ -12,9 +12,14 @@ Keys (default in brackets):
     diagnoses_before_publish  name the likely mistake (mutants.toml) in public [true]
                        tests' output, visible at once; hidden tests show it
                        with the rest of their output, once grades are published
-    [limits]
-    test_timeout_s     seconds one test may run                               [30]
-    total_timeout_s    seconds the whole grading run may take                 [600]
+    [limits]           (see README.md, "Time budget")
+    test_timeout_s     seconds one test may run in grading; a test's own      [30]
+                       @pytest.mark.timeout can only shorten it there
+    timeouts_per_problem  timeouts a problem may cost; its other tests then   [2]
+                       fail at once, unrun (0: no limit)
+    total_timeout_s    seconds the whole grading run may take                 [480]
+    platform_timeout_s the platform's limit (Gradescope: 600 s by default);   [600]
+                       total_timeout_s must stay PLATFORM_MARGIN_S under it
     watchdog_grace_s   seconds past test_timeout_s before the grader kills a  [10]
                        test that pytest-timeout could not stop
     [[tests]]          test folders, each with:
@@ -42,6 +47,9 @@ except ModuleNotFoundError:  # Python < 3.11 (e.g. Ubuntu 22.04's python3)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+# Seconds the grading run leaves to the platform's limit: starting Python, intake, writing
+# results.json and run_autograder's own steps, on a slow machine (Gradescope's 0.5 vCPU).
+PLATFORM_MARGIN_S = 60
 
 
 class ManifestError(ValueError):
@@ -79,6 +87,8 @@ class Manifest:
     watchdog_grace_s: float
     tests: tuple[TestFolder, ...]
     problems: dict[str, Problem]
+    timeouts_per_problem: int = 2
+    platform_timeout_s: float = 600
 
     def path(self, relative: str) -> pathlib.Path:
         return self.root / relative
@@ -143,7 +153,7 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         if problem.file not in files:
             raise ManifestError(f"{where}: problem {pname} is in {problem.file}, which is not a submission file")
         problems[pname] = problem
-    return Manifest(
+    manifest = Manifest(
         name=name,
         title=data.get("title", name),
         root=root,
@@ -154,8 +164,26 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         extra_requirements=tuple(data.get("extra_requirements", ())),
         diagnoses_before_publish=bool(data.get("diagnoses_before_publish", True)),
         test_timeout_s=float(limits.get("test_timeout_s", 30)),
-        total_timeout_s=float(limits.get("total_timeout_s", 600)),
+        total_timeout_s=float(limits.get("total_timeout_s", 480)),
         watchdog_grace_s=float(limits.get("watchdog_grace_s", 10)),
         tests=tuple(tests),
         problems=problems,
+        timeouts_per_problem=int(limits.get("timeouts_per_problem", 2)),
+        platform_timeout_s=float(limits.get("platform_timeout_s", 600)),
     )
+    _check_limits(manifest, where)
+    return manifest
+
+
+def _check_limits(manifest: Manifest, where: str) -> None:
+    """The time limits fit in each other: a test in the run, the run in the platform's limit."""
+    if min(manifest.test_timeout_s, manifest.total_timeout_s, manifest.watchdog_grace_s) <= 0 \
+            or manifest.timeouts_per_problem < 0:
+        raise ManifestError(f"{where}: [limits] must be positive")
+    if manifest.test_timeout_s + manifest.watchdog_grace_s >= manifest.total_timeout_s:
+        raise ManifestError(f"{where}: test_timeout_s + watchdog_grace_s must be under total_timeout_s")
+    if manifest.total_timeout_s + PLATFORM_MARGIN_S > manifest.platform_timeout_s:
+        raise ManifestError(
+            f"{where}: total_timeout_s = {manifest.total_timeout_s:g} leaves less than {PLATFORM_MARGIN_S} s "
+            f"under platform_timeout_s = {manifest.platform_timeout_s:g} (Gradescope's limit, 600 s unless "
+            "raised in the assignment's settings): the platform could stop the run before results.json is written")

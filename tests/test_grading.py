@@ -1,5 +1,7 @@
 """End to end: grade real submissions (reference, starter, mutants, crashing ones) and read results.json."""
+import collections
 import json
+import os
 import pathlib
 import zipfile
 
@@ -153,20 +155,117 @@ def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
     assert sum(t["status"] == "passed" for t in results["tests"]) > 0.7 * len(results["tests"])
 
 
-def test_endless_loop_times_out(tmp_path, transformer, copy_root):
+ENDLESS_LOOPS = [
+    Mutant("model.py", "    B, T, V = logits.size()\n", "    B, T, V = logits.size()\n    while pad_token_id == 5:\n        pass\n"),
+    # signals cannot stop this one without the sandbox: the grader's watchdog must
+    Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
+           "        if x.dim() == 2:\n            import signal\n            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+           "            while True:\n                pass\n"
+           "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
+    # every call hangs: every test of the problem would
+    Mutant("attention.py", "    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)",
+           "    while True:\n        pass\n    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)"),
+]
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "no-sandbox"])
+def test_endless_loop_costs_at_most_two_timeouts_per_problem(tmp_path, transformer, copy_root, sandbox):
+    """A hanging function costs its problem two timeouts at most; the problem's other tests then
+    fail at once, saying why, and the other problems are graded as usual."""
     root = copy_root(tmp_path / "root", test_timeout_s=2, watchdog_grace_s=1)
-    submission = make_submission(tmp_path / "s", transformer, extra=[
-        Mutant("model.py", "    B, T, V = logits.size()\n", "    B, T, V = logits.size()\n    while pad_token_id == 5:\n        pass\n"),
-        # signals cannot stop this one: the grader's watchdog must
-        Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
-               "        if x.dim() == 2:\n            import signal\n            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
-               "            while True:\n                pass\n"
-               "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
-    ])
-    results = grade("transformer", submission, root=root)
+    submission = make_submission(tmp_path / "s", transformer, extra=ENDLESS_LOOPS)
+    results = grade("transformer", submission, root=root, sandbox=sandbox)
+    check_schema(results, transformer)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
-    assert {tag for t in failed for tag in t["tags"]} == {"lm_loss", "FeedForward"}
-    assert all(t["output"].startswith(messages.TIMEOUT.format(seconds=2)) for t in failed)
+    assert lost(results) == {"lm_loss", "FeedForward", "self_attention"}
+    timed_out = collections.Counter(t["tags"][0] for t in failed if t["output"].startswith(messages.TIMEOUT.format(seconds=2)))
+    not_run = collections.Counter(t["tags"][0] for t in failed if t["output"].startswith(messages.NOT_RUN_TIMEOUTS.split("{")[0]))
+    assert sum(timed_out.values()) + sum(not_run.values()) == len(failed), [t["output"] for t in failed]
+    assert timed_out["self_attention"] == 2 and not_run["self_attention"] > 5
+    assert all(count <= transformer.timeouts_per_problem for count in timed_out.values())
+    assert messages.NOT_RUN_TIMEOUTS.format(count=2, problem="self_attention") in [t["output"] for t in failed]
+
+
+def stand_in_case(transformer, folder: pathlib.Path, top: str) -> pathlib.Path:
+    """The reference, with `top` run at the import of attention.py (after its imports)."""
+    return make_submission(folder, transformer, extra=[
+        Mutant("attention.py", "import torch.nn.functional as F\n", "import torch.nn.functional as F\n" + top)])
+
+
+ATTENTION_PROBLEMS = {"self_attention", "multi_head_attention", "causal_mask", "causal_multi_head_attention",
+                      "scaled_dot_product_attention", "MultiHeadAttention"}
+
+
+def check_charged_to_attention_only(results: dict, transformer) -> None:
+    """Only attention.py's problems lose points (debugging.py imports attention.py)."""
+    check_schema(results, transformer)
+    assert {p for p, pr in transformer.problems.items() if pr.file == "attention.py"} == ATTENTION_PROBLEMS
+    assert lost(results) == ATTENTION_PROBLEMS
+    attention_outputs = [t["output"] for t in results["tests"] if set(t["tags"]) & ATTENTION_PROBLEMS]
+    assert all(messages.STAND_IN.format(file="attention.py") in o for o in attention_outputs)
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "no-sandbox"])
+def test_a_file_that_cannot_be_imported_is_replaced_for_the_others(tmp_path, transformer, sandbox):
+    """sys.exit() or a raise at the top of attention.py costs attention.py's problems only: debugging.py,
+    which imports it, is graded with a stand-in for the reference's attention.py."""
+    top = "import sys\nsys.exit(3)\n" if sandbox else "raise RuntimeError('broken at import')\n"
+    results = grade("transformer", stand_in_case(transformer, tmp_path / "s", top), sandbox=sandbox)
+    check_charged_to_attention_only(results, transformer)
+    outputs = [t["output"] for t in results["tests"] if t["status"] == "failed"]
+    assert all(o.startswith(messages.IMPORT_FAILED.split("{")[0]) for o in outputs), outputs[:3]
+
+
+def test_hang_at_import_costs_one_timeout_through_the_zip(tmp_path, transformer):
+    """An endless loop at the import of attention.py costs one test timeout: the file then counts as
+    failed to import, debugging.py gets a stand-in, and the whole run stays under 120 s."""
+    results = grade_via_zip("transformer", stand_in_case(transformer, tmp_path / "s", "while True:\n    pass\n"))
+    check_charged_to_attention_only(results, transformer)
+    timeout = messages.IMPORT_TIMEOUT.format(file="attention.py", seconds=transformer.test_timeout_s)
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert all(t["output"].startswith(timeout) for t in failed), [t["output"] for t in failed][:3]
+    assert results["execution_time"] < 120  # one timeout (10 s); without the rule, one per test: 480 s
+    assert results["execution_time"] < 60 + transformer.test_timeout_s
+
+
+STAND_IN_PROBE = """
+import inspect as _inspect
+import attention as _attention
+_names, _found = [], 0
+for _name in sorted(vars(_attention)):
+    _names.append(_name)
+    for _look in (_inspect.getsource, _inspect.getsourcefile, _inspect.getfile, lambda o: o.__code__, lambda o: o.__wrapped__):
+        try:
+            _text = str(_look(getattr(_attention, _name)))
+            _found += 1
+            print("FOUND", _name, _text[:300])
+        except BaseException:
+            pass
+try:
+    print("FOUND module", _inspect.getsource(_attention)[:300])
+    _found += 1
+except BaseException:
+    pass
+print("PROBE names=" + ",".join(n for n in _names if not n.startswith("__")), "found=" + str(_found))
+"""
+
+
+def test_no_reference_line_reaches_a_stand_in(tmp_path, transformer):
+    """The stand-in in the worker holds stubs that call the grader: a hostile file that reads it
+    (inspect, code objects) finds no source, and no line of the reference reaches results.json."""
+    from test_hostile import secret_lines
+
+    submission = make_submission(tmp_path / "s", transformer, extra=[
+        Mutant("attention.py", "import torch.nn.functional as F\n", "import torch.nn.functional as F\nraise ImportError('no')\n"),
+        Mutant("debugging.py", "from attention import MultiHeadAttention\n",
+               "from attention import MultiHeadAttention\n" + STAND_IN_PROBE)])
+    results = grade("transformer", submission)
+    text = json.dumps(results)
+    probe = next(line for t in results["tests"] for line in t["output"].splitlines() if line.startswith("PROBE"))
+    assert "MultiHeadAttention" in probe and "causal_mask" in probe and probe.endswith("found=0"), probe
+    assert "FOUND" not in text
+    leaked = [line for line in secret_lines() if line in text or json.dumps(line)[1:-1] in text]
+    assert not leaked, leaked[:3]
 
 
 def test_results_written_when_the_tests_cannot_run(tmp_path, transformer, copy_root):
@@ -217,3 +316,34 @@ def test_grading_is_deterministic(tmp_path, transformer):
     outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in run.outcomes.items()} for run in runs.values()]
     assert outcomes[0] and all(o == outcomes[0] for o in outcomes)
     assert any(not passed for passed, _ in outcomes[0].values())
+
+
+def test_a_grader_stopped_by_sigterm_writes_results_and_stops_its_tests(tmp_path, transformer, copy_root):
+    """run_autograder's guard stops a grader near the platform's limit with SIGTERM: results.json is
+    still written, and the test process and its worker go too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = copy_root(tmp_path / "root", test_timeout_s=100)
+    submission = stand_in_case(transformer, tmp_path / "s", "while True:\n    pass\n")
+    out = tmp_path / "r.json"
+    process = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "transformer", str(submission), "-o", str(out)],
+                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    results = json.loads(out.read_text())
+    check_schema(results, transformer)
+    assert results["score"] == 0 and all("stopped at the time limit" in t["output"] for t in results["tests"])
+    time.sleep(1)
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, str(root))]
+    assert not left
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

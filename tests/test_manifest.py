@@ -33,7 +33,7 @@ f = { points = 3, file = "a.py" }
 def test_defaults(tmp_path):
     m = manifest_module.load("demo", write(tmp_path, GOOD))
     assert (m.reference, m.starter, m.title) == ("reference/demo", "starter/demo", "demo")
-    assert (m.test_timeout_s, m.total_timeout_s) == (30, 600)
+    assert (m.test_timeout_s, m.total_timeout_s, m.platform_timeout_s, m.timeouts_per_problem) == (30, 480, 600, 2)
     assert m.tests[0].public is False and m.tests[0].visibility == "after_published"
 
 
@@ -42,6 +42,9 @@ def test_defaults(tmp_path):
     (("file = \"a.py\"", "file = \"b.py\""), "not a submission file"),
     (("path = \"t\"", "path = \"t\"\nvisibility = \"sometimes\""), "visibility"),
     (("points = 3, ", ""), "points"),
+    (("[[tests]]", "[limits]\ntotal_timeout_s = 600\n[[tests]]"), "under platform_timeout_s"),
+    (("[[tests]]", "[limits]\ntotal_timeout_s = 700\nplatform_timeout_s = 720\n[[tests]]"), "under platform_timeout_s"),
+    (("[[tests]]", "[limits]\ntest_timeout_s = 475\n[[tests]]"), "under total_timeout_s"),
 ])
 def test_errors(tmp_path, change, message):
     with pytest.raises(ManifestError, match=message):
@@ -51,3 +54,13 @@ def test_errors(tmp_path, change, message):
 def test_unknown_assignment(tmp_path):
     with pytest.raises(ManifestError, match="no assignment"):
         manifest_module.load("nope", tmp_path)
+
+
+def test_total_time_leaves_a_margin_under_the_platform_limit(tmp_path):
+    """Gradescope stops a run at its limit (600 s unless raised): results.json must be written before."""
+    for name in ("transformer", "foundations"):
+        m = manifest_module.load(name)
+        assert m.total_timeout_s + manifest_module.PLATFORM_MARGIN_S <= m.platform_timeout_s <= 600
+    raised = manifest_module.load("demo", write(tmp_path, GOOD.replace(
+        "[[tests]]", "[limits]\ntotal_timeout_s = 1200\nplatform_timeout_s = 1800\n[[tests]]")))
+    assert raised.total_timeout_s == 1200

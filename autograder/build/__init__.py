@@ -14,7 +14,9 @@ dist/NAME-student.zip, all under NAME/:
     autograder/testing/ (what the tests import), conftest.py, run_tests.py,
     problems.json (the problems in the handout's order, their points and how many tests,
     public and hidden, share them: the runner's order, `--problem` and its points table),
-    requirements.txt (the student pins plus the manifest's extra_requirements)
+    requirements.txt (the student pins plus the manifest's extra_requirements),
+    fingerprints.json (hashes of the diagnosed wrong variants' results on the public tests, with
+    their diagnoses: "Likely mistake" on the student's laptop; see build/fingerprints.py)
 
 Both are reproducible: entries sorted, fixed timestamps and permissions, so the same
 inputs give the same bytes. The student zip never holds reference code or hidden tests.
@@ -32,6 +34,7 @@ import zipfile
 from .. import manifest as manifest_module
 from .. import starter as starter_module
 from ..grade import results as results_module
+from .fingerprints import fingerprints_json
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"
@@ -118,6 +121,7 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
     for name in ("conftest.py", "run_tests.py"):
         files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
     files[f"{top}/problems.json"] = (json.dumps(problem_table(manifest), indent=2) + "\n").encode()
+    files[f"{top}/fingerprints.json"] = fingerprints_json(manifest)
     student_requirements = (PACKAGE / "requirements-student.txt").read_text(encoding="utf-8")
     files[f"{top}/requirements.txt"] = (student_requirements + "".join(
         f"{line}\n" for line in manifest.extra_requirements)).encode()

@@ -36,6 +36,25 @@ def write_json(data: dict, path: str | pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
+class GraderStopped(Exception):
+    """SIGTERM: run_autograder's guard stops a grader about to pass the platform's time limit."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into GraderStopped while grading (so the test process is killed and results are
+    written); returns what puts the old handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise GraderStopped()
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
           root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
           quiet: bool = False, sandbox: bool = True) -> dict:
@@ -47,6 +66,7 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
     start = time.monotonic()
     results = None
     manifest = None
+    stopped = _stop_on_sigterm()
     try:
         manifest = manifest_module.load(assignment, root)
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
@@ -59,11 +79,15 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
                 results = results_module.failed_run(manifest, "the tests could not be collected", taken)
             else:
                 results = results_module.build(manifest, run, taken)
+    except GraderStopped:
+        if manifest is not None:
+            results = results_module.failed_run(manifest, "the grader was stopped at the time limit")
     except Exception:  # noqa: BLE001 - results.json must be written whatever went wrong
         traceback.print_exc()
         if manifest is not None:
             results = results_module.failed_run(manifest, "the grader failed")
     finally:
+        stopped()
         if results is None:
             results = {"score": 0, "output": "The autograder failed; please tell your instructor.",
                        "visibility": "visible", "stdout_visibility": "hidden", "tests": []}

@@ -4,9 +4,15 @@ The child writes grading events (see autograder/testing/plugin.py) to a file as 
 The grader watches it: a test that runs past its limit is killed by a watchdog (beyond
 pytest-timeout's own signal), a child that dies mid-test (segfault, os._exit, ...) costs
 that test only, and a new child runs the tests that are left.
+
+The time budget (README.md, "Time budget"): no test runs past the manifest's test_timeout_s;
+a problem may cost `timeouts_per_problem` timeouts, then its other tests fail at once (the
+child counts them; the counts go on to a restarted child); the whole run stops at
+total_timeout_s, which leaves a margin under the platform's limit.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -82,12 +88,16 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
 
 
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
-                   diagnoses: pathlib.Path | None = None, sandbox: bool = True) -> list[str]:
-    """The child's command line; with `sandbox`, student code runs in a worker (testing/sandbox.py)."""
+                   diagnoses: pathlib.Path | None = None, sandbox: bool = True,
+                   timed_out: dict[str, int] | None = None) -> list[str]:
+    """The child's command line; with `sandbox`, student code runs in a worker (testing/sandbox.py).
+    `timed_out`: the timeouts each problem already cost in this run (earlier children)."""
     command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
                "-p", "autograder.testing.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
+               "--max-timeout", f"{manifest.test_timeout_s:g}",
+               "--timeouts-per-problem", str(manifest.timeouts_per_problem), "--timed-out", json.dumps(timed_out or {}),
                "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden)]
     if only is not None:
         command += ["--only", str(only)]
@@ -124,36 +134,45 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
     deadline = time.monotonic() + manifest.total_timeout_s
     only: pathlib.Path | None = None
     diagnoses = write_diagnoses(manifest, workdir)
+    timeouts: collections.Counter = collections.Counter()  # per problem, over every child of the run
     for attempt in range(MAX_RESTARTS + 1):
         report = workdir / f"events-{attempt}.jsonl"
         log = open(workdir / f"child-{attempt}.log", "wb")
-        process = subprocess.Popen(pytest_command(manifest, python, report, only, diagnoses, sandbox), cwd=workdir,
+        command = pytest_command(manifest, python, report, only, diagnoses, sandbox, dict(timeouts))
+        process = subprocess.Popen(command, cwd=workdir,
                                    env=child_env(manifest, submission), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
         stop_reason, progressed = None, False
-        while True:
-            events, offset = _read_events(report, offset)
-            for event in events:
-                if event["event"] == "collected" and run.collected is None:
-                    run.collected = event["tests"]
-                elif event["event"] == "start":
-                    current, started, progressed = event["nodeid"], time.monotonic(), True
-                elif event["event"] == "result":
-                    run.outcomes[event["nodeid"]] = outcome_of(event)
-                    current = None
-            if process.poll() is not None:
-                break
-            now = time.monotonic()
-            if now > deadline:
-                stop_reason = "total"
-            elif current is not None and now - started > manifest.test_timeout_s + manifest.watchdog_grace_s:
-                stop_reason = "test"
-            if stop_reason:
-                _kill(process)
-                events, offset = _read_events(report, offset)  # nothing new can matter now
-                break
-            time.sleep(POLL_S)
+        try:  # stopped from outside (run_autograder's guard: SIGTERM), the child goes too
+            while True:
+                events, offset = _read_events(report, offset)
+                for event in events:
+                    if event["event"] == "collected" and run.collected is None:
+                        run.collected = event["tests"]
+                    elif event["event"] == "start":
+                        current, started, progressed = event["nodeid"], time.monotonic(), True
+                    elif event["event"] == "result":
+                        run.outcomes[event["nodeid"]] = outcome_of(event)
+                        current = None
+                        if event.get("timed_out"):
+                            timeouts.update(_problems(run, event["nodeid"]))
+                if process.poll() is not None:
+                    break
+                now = time.monotonic()
+                if now > deadline:
+                    stop_reason = "total"
+                elif current is not None and now - started > manifest.test_timeout_s + manifest.watchdog_grace_s:
+                    stop_reason = "test"
+                if stop_reason:
+                    _kill(process)
+                    events, offset = _read_events(report, offset)  # nothing new can matter now
+                    break
+                time.sleep(POLL_S)
+        except BaseException:
+            _kill(process)
+            _kill_worker_leftovers(process.pid)
+            raise
         log.close()
         _kill_worker_leftovers(process.pid)
         run.log.append(f"child {attempt}: exit {process.returncode}, stop {stop_reason}\n"
@@ -165,6 +184,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
                 summary = messages.NOT_RUN_TOTAL_TIMEOUT.format(seconds=manifest.total_timeout_s)
             elif stop_reason == "test":
                 summary = messages.TIMEOUT.format(seconds=manifest.test_timeout_s)
+                timeouts.update(_problems(run, current))
             else:
                 summary = messages.CRASH.format(how=_describe_exit(process.returncode))
             run.outcomes[current] = Outcome(current, False, summary)
@@ -184,6 +204,11 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
     for test in run.collected:
         run.outcomes.setdefault(test["nodeid"], Outcome(test["nodeid"], False, reason))
     return run
+
+
+def _problems(run: Run, nodeid: str) -> list[str]:
+    """The problems test `nodeid` grades (from the collected list)."""
+    return next((list(t["problems"]) for t in run.collected or [] if t["nodeid"] == nodeid), [])
 
 
 def _kill_worker_leftovers(test_pid: int) -> None:

@@ -40,7 +40,64 @@ class ContractError(SubmissionError, AttributeError):
 
 
 class StudentImportError(SubmissionError):
-    pass
+    """A submitted file could not be imported; `timed_out` when its import ran out of time."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def timeout_seconds(exc: BaseException) -> float | None:
+    """The limit, if `exc` is pytest-timeout's failure, "Timeout (>10.0s) from pytest-timeout." (else None)."""
+    import re
+
+    if type(exc).__name__ != "Failed":
+        return None
+    text = str(getattr(exc, "msg", "") or exc)
+    if not text.startswith("Timeout"):
+        return None
+    found = re.match(r"Timeout \(?>\s*([0-9.]+)\s*s", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def sibling_imports(path: pathlib.Path, siblings: set[str]) -> list[str]:
+    """The sibling modules `path` imports at its top level (`import attention`, `from attention import x`).
+
+    Read from its syntax tree, never run; a file that does not parse imports nothing here."""
+    import ast
+
+    try:
+        tree = ast.parse(pathlib.Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OSError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module.split(".")[0]]
+        else:
+            continue
+        found += [n for n in names if n in siblings and n not in found and n != pathlib.Path(path).stem]
+    return found
+
+
+def public_names(module) -> dict:
+    """The functions and classes `module` defines itself (what a stand-in for it offers)."""
+    import inspect
+
+    return {name: value for name, value in vars(module).items()
+            if not name.startswith("_") and (inspect.isfunction(value) or inspect.isclass(value))
+            and getattr(value, "__module__", None) == module.__name__}
+
+
+def stand_in_module(name: str, names: dict):
+    """A module `name` holding only `names`, put where the student's own file could not be imported."""
+    import types
+
+    module = types.ModuleType(name, f"Stand-in for {name}.py, which could not be imported (grading only).")
+    module.__dict__.update(names)
+    return module
 
 
 # The last call into student code in this test, as text (reset by the plugin before each test).
@@ -279,13 +336,17 @@ class Submission:
     can live in one process. `import attention` inside `model.py` gets this folder's file.
     """
 
-    def __init__(self, directory: str | pathlib.Path, record_calls: bool | None = True):
+    def __init__(self, directory: str | pathlib.Path, record_calls: bool | None = True, stand_ins=None):
         """record_calls: True for the student (calls described in messages), False for the
-        reference (its last call kept for diagnosis), None for neither."""
+        reference (its last call kept for diagnosis), None for neither. stand_ins (grading
+        only): `stand_ins(name)` gives the names a module that cannot be imported is replaced
+        by in the other files' imports (the reference's), or None."""
         self.directory = pathlib.Path(directory).resolve()
         self._record = record_calls
         self._loaded: dict[str, object] = {}
         self._failed: dict[str, str] = {}
+        self._stand_in_source = stand_ins
+        self.stand_ins: dict[str, object] = {}   # module name: the module other files import in its place
 
     def __repr__(self) -> str:
         return f"Submission({str(self.directory)!r})"
@@ -303,7 +364,10 @@ class Submission:
         if not (self.directory / filename).is_file():
             raise MissingFileError(messages.MISSING_FILE.format(file=filename))
         siblings = self._siblings()
+        if self._stand_in_source is not None:
+            self._prepare_siblings(name, siblings)
         saved = {n: sys.modules.pop(n) for n in siblings if n in sys.modules}
+        sys.modules.update({n: m for n, m in self.stand_ins.items() if n not in self._loaded and n != name})
         sys.modules.update(self._loaded)
         sys.path.insert(0, str(self.directory))
         importlib.invalidate_caches()
@@ -312,9 +376,15 @@ class Submission:
         except BaseException as exc:  # noqa: BLE001 - any failure at import is the student's to see
             if isinstance(exc, KeyboardInterrupt) and not _is_student_exception(exc, self.directory):
                 raise
-            text = messages.IMPORT_FAILED.format(file=filename, error=format_student_traceback(exc, self.directory))
+            seconds = timeout_seconds(exc)
+            if seconds is not None:
+                text = messages.IMPORT_TIMEOUT.format(file=filename, seconds=seconds)
+            else:
+                text = messages.IMPORT_FAILED.format(file=filename, error=format_student_traceback(exc, self.directory))
+            if self._stand_in_source is not None:
+                text += "\n" + messages.STAND_IN.format(file=filename)
             self._failed[name] = text
-            raise StudentImportError(text) from None
+            raise StudentImportError(text, timed_out=seconds is not None) from None
         finally:
             sys.path.remove(str(self.directory))
             for n in siblings:
@@ -324,6 +394,27 @@ class Submission:
             sys.modules.update(saved)
         self._loaded[name] = module
         return module
+
+    def _prepare_siblings(self, name: str, siblings: set[str]) -> None:
+        """Import first the sibling files `name` imports; one that fails gets a stand-in (grading only),
+        so its failure is charged to its own problems, not to every file that imports it."""
+        preparing = self.__dict__.setdefault("_preparing", set())
+        preparing.add(name)
+        try:
+            for sibling in sibling_imports(self.directory / f"{name}.py", siblings):
+                if sibling in self._loaded or sibling in self.stand_ins or sibling in preparing:
+                    continue  # (files that import each other are imported as Python would)
+                try:
+                    self.module(sibling)
+                except StudentImportError:
+                    self.use_stand_in(sibling, self._stand_in_source(sibling))
+        finally:
+            preparing.discard(name)
+
+    def use_stand_in(self, name: str, names: dict | None) -> None:
+        """Other files' `import name` gets a module of `names` (None: no stand-in)."""
+        if names is not None:
+            self.stand_ins[name] = stand_in_module(name, names)
 
     @contextlib.contextmanager
     def substituted(self, module_name: str, replacements: dict):

@@ -11,6 +11,7 @@ import contextlib
 import numpy as np
 import torch
 
+from . import fingerprints
 from .adapter import GradingFailure, describe  # noqa: F401 - GradingFailure is part of this module's API
 
 # (rtol, atol) per dtype for comparisons on the CPU; see the contract's "Tolerances".
@@ -130,6 +131,7 @@ def assert_close(got, expected: torch.Tensor | np.ndarray, *, what: str, rtol: f
         fail(f"{what} has shape {list(got.shape)}, expected {list(expected.shape)}.", got=got, expected=expected)
     got = expect_tensor(got, what=what, shape=expected.shape,
                         dtype=expected.dtype if check_dtype else None, device=expected.device)
+    fingerprints.seen(got)
     rtol, atol = tolerance(expected.dtype, rtol, atol)
     g = got.to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
@@ -163,6 +165,7 @@ def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None
     if as_numpy:
         got, expected = _as_tensors(got, expected, what)
     got = expect_tensor(got, what=what, shape=expected.shape, dtype=expected.dtype, device=expected.device)
+    fingerprints.seen(got)
     diff = got.cpu() != expected.detach().cpu()
     if diff.any():
         flat = int(diff.flatten().nonzero()[0])
@@ -176,8 +179,10 @@ def assert_equal(got, expected: torch.Tensor | np.ndarray, *, what: str) -> None
 
 
 def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+    fingerprints.seen(torch.tensor(float(got), dtype=torch.float64))
     if not abs(got - expected) <= atol + rtol * abs(expected):
-        fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.")
+        fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.",
+             got=torch.tensor(float(got), dtype=torch.float64), expected=torch.tensor(float(expected), dtype=torch.float64))
 
 
 INPUT_CHANGED = ("{name} was changed by {call}: your code must not write into its inputs (no in-place operation "

@@ -23,3 +23,10 @@ SANDBOX_UNAVAILABLE = "The grader could not start the process that runs your cod
 OUTPUT_CUT = "\n[... output cut here: {count} more characters not shown]\n"
 VISIBLE_PART = ("{score} / {total} points in the tests shown now. The other tests ({rest} points) and your total "
                 "are shown when your instructor publishes the grades.")
+# ---- time budget and stand-ins (H2) ----
+IMPORT_TIMEOUT = ("Importing {file} did not finish within {seconds:g} s, so nothing in it could be graded: look for "
+                  "an endless loop, a sleep or a long computation at the top level of the file.")
+NOT_RUN_TIMEOUTS = ("Not run: {count} earlier tests of {problem} timed out, so its other tests fail at once "
+                    "(each would have waited for its time limit too). Look for an endless loop in its code.")
+STAND_IN = ("While grading your other files, the reference's {file} stood in for yours wherever they import it, "
+            "so this costs only {file}'s problems.")

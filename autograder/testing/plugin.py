@@ -8,7 +8,10 @@ internals), and, with `--report FILE`, one JSON line per event for the grader:
     {"event": "collected", "tests": [{"nodeid", "file", "name", "problems"}, ...]}
     {"event": "start", "nodeid"}
     {"event": "result", "nodeid", "outcome", "summary", "details", "stdout", "duration",
-     "fraction", "note", "leaderboard"}
+     "fraction", "note", "leaderboard", "timed_out"}
+
+In grading, no test runs past --max-timeout, and after --timeouts-per-problem timeouts in a
+problem its other tests fail at once, unrun (README.md, "Time budget").
 
 A test may earn part of its points and post to Gradescope's leaderboard through the
 `score` fixture (`score.partial(0.5, "accuracy 0.87")`, `score.leaderboard("Accuracy", 0.87)`).
@@ -17,6 +20,7 @@ Lines are flushed as they happen, so a crash mid-run still leaves what came befo
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -50,6 +54,12 @@ def pytest_addoption(parser):
                          '{"limits": {rlimit name: value}} (see testing/jail.py)')
     group.addoption("--grader-internals", action="store_true",
                     help="show pytest's full tracebacks instead of the student's view")
+    group.addoption("--max-timeout", type=float, default=0,
+                    help="the most seconds any test may run: longer @pytest.mark.timeout are cut to it (grader runs)")
+    group.addoption("--timeouts-per-problem", type=int, default=0,
+                    help="after this many timeouts in a problem, its other tests fail at once (0: no limit)")
+    group.addoption("--timed-out", default="{}",
+                    help="JSON {problem: timeouts} of earlier test processes of this run (the grader's restarts)")
 
 
 def pytest_configure(config):
@@ -67,6 +77,7 @@ def pytest_configure(config):
         except SandboxUnavailable:
             pass  # RemoteSubmission tries again and reports why
     config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
+    config._autograder_timeouts = collections.Counter(json.loads(config.getoption("--timed-out")))
     if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
         # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
         config.option.tbstyle = "native"
@@ -99,6 +110,7 @@ def pytest_collection_modifyitems(session, config, items):
     unmarked = [item.nodeid for item in items if not problems_of(item)]
     if unmarked:
         raise pytest.UsageError("tests without @pytest.mark.problem(...): " + ", ".join(unmarked))
+    _cap_timeouts(config, items)
     only = config.getoption("--only")
     if only:
         wanted = set(pathlib.Path(only).read_text(encoding="utf-8").split("\n"))
@@ -108,6 +120,37 @@ def pytest_collection_modifyitems(session, config, items):
         {"nodeid": item.nodeid, "file": _relative(item.path, rootdir), "name": item.name,
          "doc": _doc(item), "problems": problems_of(item), "params": _params(item)}
         for item in items])
+
+
+def _cap_timeouts(config, items) -> None:
+    """In grading no test runs longer than --max-timeout, whatever its own marker says (the time budget)."""
+    cap = config.getoption("--max-timeout")
+    if not cap:
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        wanted = marker.args[0] if marker is not None and marker.args else marker.kwargs.get("timeout") if marker else None
+        if isinstance(wanted, (int, float)) and wanted > cap:
+            item.add_marker(pytest.mark.timeout(cap), append=False)
+
+
+def _timeout_of(item) -> float:
+    """The time limit of `item` (its own marker, else --timeout)."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args and isinstance(marker.args[0], (int, float)):
+        return float(marker.args[0])
+    return float(item.config.getoption("timeout", 0) or 0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test of a problem that has used up its timeouts fails at once, unrun (the time budget)."""
+    limit = item.config.getoption("--timeouts-per-problem")
+    counts = item.config._autograder_timeouts
+    spent = [p for p in problems_of(item) if limit and counts[p] >= limit]
+    if spent:
+        adapter.reset_last_call()
+        raise GradingFailure(messages.NOT_RUN_TIMEOUTS.format(count=counts[spent[0]], problem=spent[0]))
 
 
 def _relative(path, rootdir: pathlib.Path) -> str:
@@ -147,7 +190,8 @@ def _remote(config):
         from .sandbox import RemoteSubmission
 
         options = json.loads(config.getoption("--sandbox"))
-        remote = RemoteSubmission(_submission_dir(config), options.get("limits"), worker=config._autograder_worker)
+        remote = RemoteSubmission(_submission_dir(config), options.get("limits"), worker=config._autograder_worker,
+                                  stand_ins=_stand_ins(config))
         config._autograder_remote = remote
     return remote
 
@@ -155,7 +199,24 @@ def _remote(config):
 @pytest.fixture(scope="session")
 def student(request):
     """The student's submission: `student.attention.self_attention(...)`."""
-    return _remote(request.config) or adapter.Submission(_submission_dir(request.config))
+    return _remote(request.config) or adapter.Submission(_submission_dir(request.config),
+                                                         stand_ins=_stand_ins(request.config))
+
+
+def _stand_ins(config):
+    """In grading (the reference at hand): for a module name, the reference's functions and classes
+    that stand in for a student file that cannot be imported, in the other files' imports. None elsewhere."""
+    path = config.getoption("--reference")
+    if not path:
+        return None
+    reference = adapter.Submission(path, record_calls=None)
+
+    def names(module: str) -> dict | None:
+        try:
+            return adapter.public_names(reference.module(module))
+        except adapter.SubmissionError:
+            return None
+    return names
 
 
 class Score:
@@ -208,7 +269,10 @@ def _isolated(request):
         for marker in markers:
             module, *names = marker.args
             given = {name: getattr(reference.module(module), name) for name in names}
-            stack.enter_context(student.substituted(module, given))
+            try:
+                stack.enter_context(student.substituted(module, given))
+            except adapter.SubmissionError:  # the file cannot be imported: its users get a stand-in, and
+                pass                         # the test itself fails where it uses the file
         yield
 
 
@@ -347,9 +411,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     report.student_summary = report.student_details = report.student_diagnosis = ""
+    report.timed_out = False
+    if call.excinfo is not None and report.failed and _is_timeout(call.excinfo.value):
+        report.timed_out = True
+        for problem in problems_of(item):
+            item.config._autograder_timeouts[problem] += 1
     if call.excinfo is not None and report.failed:
         try:
-            timeout = float(item.config.getoption("timeout", 0) or 0)
+            timeout = _timeout_of(item)
             summary, details, diagnosis = student_message(call.excinfo, _submission_dir(item.config), timeout)
         except Exception as exc:  # noqa: BLE001 - a message must never break the run
             summary, details, diagnosis = f"{call.excinfo.typename}: the grader could not describe this failure ({exc!r}).", "", ""
@@ -361,14 +430,20 @@ def pytest_runtest_makereport(item, call):
         report.student_summary = messages.SKIPPED.format(reason=reason)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """Did the test run out of time (pytest-timeout's failure, or an import that did)?"""
+    return adapter.timeout_seconds(exc) is not None or bool(getattr(exc, "timed_out", False))
+
+
 def pytest_runtest_logreport(report):
     config = _CONFIG.get("config")
     if config is None:
         return
     state = _CONFIG.setdefault("outcomes", {})
     entry = state.setdefault(report.nodeid, {"outcome": "passed", "summary": "", "details": "", "diagnosis": "",
-                                             "duration": 0.0})
+                                             "duration": 0.0, "timed_out": False})
     entry["duration"] += report.duration
+    entry["timed_out"] = entry["timed_out"] or bool(getattr(report, "timed_out", False))
     if report.outcome != "passed" and entry["outcome"] == "passed":
         entry.update(outcome=report.outcome, summary=report.student_summary, details=report.student_details,
                      diagnosis=getattr(report, "student_diagnosis", ""))

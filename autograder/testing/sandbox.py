@@ -189,7 +189,8 @@ def by_value(obj, encoder: wire.Encoder) -> dict | None:
 class Sandbox:
     """The test process's connection to one worker at a time (restarted after a crash)."""
 
-    def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None):
+    def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None,
+                 stand_ins=None):
         self.submission = pathlib.Path(submission)
         self.limits = dict(DEFAULT_LIMITS, **(limits or {}))
         self.worker: Worker | None = worker  # already started, perhaps
@@ -210,6 +211,10 @@ class Sandbox:
         self.imported: set[str] = set()          # modules the current worker imported
         self.rng_synced: torch.Tensor | None = None  # the worker's random state, as of the last call
         self.import_crashes: dict[str, str] = {}  # modules whose import killed a worker: the message
+        self.stand_ins = stand_ins               # grading: module name -> the reference's names, or None
+        self.stood_in: set[tuple[int, str]] = set()  # (epoch, module) replaced by a stand-in in that worker
+        self.preparing: set[str] = set()
+        self.kept: dict[int, object] = {}        # grader objects of the stand-ins, by id (never forgotten)
 
     # ---- process -----------------------------------------------------------------------------
 
@@ -580,19 +585,66 @@ class Sandbox:
     def import_module(self, module: str) -> None:
         """Import `module` of the submission in the worker, once per worker.
 
-        A module whose import kills the worker (os._exit, a segfault at top level) is
-        remembered: later tests fail at once instead of starting a worker each."""
+        A module whose import kills the worker (os._exit, a segfault at top level) or runs
+        out of time is remembered: later tests fail at once instead of starting a worker
+        each. In grading, the sibling files `module` imports are imported first, and one that
+        cannot be is replaced there by a stand-in for the reference's (`_stand_in`)."""
         if module in self.import_crashes:
             raise adapter.StudentImportError(self.import_crashes[module])
         if module in self.imported:
             return
+        if self.stand_ins is not None:
+            self._prepare_siblings(module)
         try:
             self.transact({"op": "import", "module": module})
+        except adapter.StudentImportError as exc:
+            raise adapter.StudentImportError(self._noted(module, str(exc))) from None
         except WorkerCrash as exc:
             how = messages.WORKER_CRASH.format(how=str(exc)).split(" Grading went on")[0]
-            self.import_crashes[module] = messages.IMPORT_FAILED.format(file=f"{module}.py", error=how)
+            self.import_crashes[module] = self._noted(module, messages.IMPORT_FAILED.format(file=f"{module}.py", error=how))
             raise adapter.StudentImportError(self.import_crashes[module]) from None
+        except BaseException as exc:  # pytest-timeout's failure; the worker was stopped on the way
+            seconds = adapter.timeout_seconds(exc)
+            if seconds is None:
+                raise
+            self.import_crashes[module] = self._noted(
+                module, messages.IMPORT_TIMEOUT.format(file=f"{module}.py", seconds=seconds))
+            raise adapter.StudentImportError(self.import_crashes[module], timed_out=True) from None
         self.imported.add(module)
+
+    def _noted(self, module: str, text: str) -> str:
+        if self.stand_ins is None or messages.STAND_IN.format(file=f"{module}.py") in text:
+            return text
+        return text + "\n" + messages.STAND_IN.format(file=f"{module}.py")
+
+    def _prepare_siblings(self, module: str) -> None:
+        """Import the sibling files `module` imports (read from its syntax tree, here) before it, so a
+        sibling's failure is charged to the sibling; one that fails gets a stand-in in the worker."""
+        siblings = {path.stem for path in self.submission.glob("*.py")}
+        self.preparing.add(module)
+        try:
+            for sibling in adapter.sibling_imports(self.submission / f"{module}.py", siblings):
+                if sibling in self.imported or sibling in self.preparing or (self.epoch, sibling) in self.stood_in:
+                    continue
+                try:
+                    self.import_module(sibling)
+                except adapter.StudentImportError:
+                    self._stand_in(sibling)
+        finally:
+            self.preparing.discard(module)
+
+    def _stand_in(self, module: str) -> None:
+        """Other files' `import module` gets, in the worker, a module of stubs that call the reference's
+        functions and classes here: no line of the reference reaches the worker."""
+        names = self.stand_ins(module)
+        if names is None:
+            return
+        self.transact({"op": "stand_in", "module": module}, {"names": names})
+        for obj in names.values():  # kept past the end of this test, unlike other objects handed over
+            gid = self.gids.get(id(obj))
+            if gid is not None:
+                self.kept[gid] = obj
+        self.stood_in.add((self.epoch, module))
 
     def name(self, module: str, name: str):
         """`module.name` of the submission."""
@@ -628,7 +680,7 @@ class Sandbox:
 
     def _serve_call(self, message: dict, values: dict, leaves: dict) -> dict:
         gid = message.get("id")
-        target = self.objects.get(gid)
+        target = self.objects.get(gid, self.kept.get(gid))
         if target is None:
             raise wire.WireError("unknown grader object")
         grad = bool(message.get("grad"))
@@ -761,9 +813,9 @@ class RemoteModuleView:
 class RemoteSubmission:
     """The student's submission, run in a sandboxed worker; used like adapter.Submission."""
 
-    def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None):
+    def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None, stand_ins=None):
         self.directory = pathlib.Path(directory).resolve()
-        self.sandbox = Sandbox(self.directory, limits, worker)
+        self.sandbox = Sandbox(self.directory, limits, worker, stand_ins)
 
     def __repr__(self) -> str:
         return f"RemoteSubmission({str(self.directory)!r})"

@@ -6,7 +6,10 @@ folder), the `problem` marker, and failure messages that show your own code only
 - runs the tests in the handout's problem order (problems.json, written with this zip);
 - `--problem NAME` (several allowed) keeps the tests of those problems only, and `-k NAME`
   matches a problem's name as well as a test's;
-- ends every run with a table: each problem, its public tests passed, and the points they earn.
+- ends every run with a table: each problem, its public tests passed, and the points they earn;
+- names the likely mistake behind a failure, as the grader does, when your result matches a
+  fingerprint of a known wrong solution's result on that test (fingerprints.json: hashes only,
+  written with this zip; see autograder/testing/fingerprints.py).
 """
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ import textwrap
 
 import pytest
 
-pytest_plugins = ["autograder.testing.plugin"]
+pytest_plugins = ["autograder.testing.plugin", "autograder.testing.fingerprints"]
 
 HERE = pathlib.Path(__file__).resolve().parent
 _CONFIG: dict = {}  # the session's config, for hooks that get none
 PROBLEMS_FILE = HERE / "problems.json"
+FINGERPRINTS_FILE = HERE / "fingerprints.json"
 NOTE_HIDDEN = ("Points: what your public tests earn / the problem's points. Each problem's points are "
                "split equally over its public and hidden tests; the hidden tests, run by the grader "
                "after you submit, decide the rest.")
@@ -51,6 +55,9 @@ def selected_problems(config) -> list[str]:
 
 
 def pytest_configure(config):
+    from autograder.testing import fingerprints
+
+    fingerprints.load(FINGERPRINTS_FILE)
     config._student_problems = load_problems()
     config._student_outcomes = {}
     known = [p["name"] for p in config._student_problems]
