@@ -16,7 +16,7 @@ def _attention(Q, K, V, mask=None):
     """The handout's attention: softmax(Q Kᵀ / sqrt(d_k)) over the keys, keys where mask == 0 hidden."""
     scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
     if mask is not None:
-        scores = scores.masked_fill(mask == 0, -1e9)
+        scores = torch.where(mask == 0, -1e9, scores)
     return torch.softmax(scores, dim=-1) @ V
 
 

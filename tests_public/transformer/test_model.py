@@ -306,7 +306,7 @@ class WindowSumModel(nn.Module):
     def __init__(self, seq_len=3):
         super().__init__()
         self.seq_len, self.calls = seq_len, []
-        self.gain = nn.Parameter(torch.ones(()))
+        self.gain = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, input_ids):
         self.calls.append((input_ids.shape[1], torch.is_grad_enabled()))
