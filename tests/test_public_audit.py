@@ -241,9 +241,18 @@ PITFALL_MUTANTS = {
 }
 
 
+def problems_run(manifest, mutant) -> set[str]:
+    """The problems whose public tests a mutant runs: its own (a wrong variant), or those of the
+    files it changes (a correct variant, which must pass them all)."""
+    if mutant.problems:
+        return set(mutant.problems)
+    files = {e.file for e in mutant.edits} | {name for name, _ in mutant.files}
+    return {name for name, problem in manifest.problems.items() if problem.file in files}
+
+
 def public_failures(assignment: str, names: list[str]) -> dict[str, dict[str, bool]]:
     """{mutant: {problem: some public test of it failed}} for the catalogued mutants `names`,
-    each run on the public tests of its own problems only."""
+    each run on the public tests of `problems_run` only."""
     from autograder import manifest as manifest_module
     from autograder import mutants as mutants_module
 
@@ -259,7 +268,7 @@ def public_failures(assignment: str, names: list[str]) -> dict[str, dict[str, bo
             outcomes = _outcomes(tmp / f"{name}.jsonl")
             result[name] = {problem: any(not outcomes.get(t["nodeid"], True) for t in tests
                                          if problem in t["problems"])
-                            for problem in catalogue[name].problems}
+                            for problem in problems_run(manifest, catalogue[name])}
     return result
 
 
@@ -316,7 +325,7 @@ def main(argv: list[str]) -> int:
         name, folder = pair.split("=", 1)
         only = workdir / f"{name}.only"
         only.write_text("\n".join(t["nodeid"] for t in tests
-                                  if set(t["problems"]) & set(catalogue[name].problems)), encoding="utf-8")
+                                  if set(t["problems"]) & problems_run(manifest, catalogue[name])), encoding="utf-8")
         pytest.main([*_pytest_args(assignment, workdir / f"{name}.jsonl", folder), "--only", str(only)])
     return 0
 
@@ -387,6 +396,20 @@ def test_public_tests_catch_the_handouts_pitfalls(assignment):
     missed = [f"{name} ({PITFALL_MUTANTS[assignment][name]}): no public test of {problem} fails"
               for name, problems in caught.items() for problem, failed in problems.items() if not failed]
     assert missed == []
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_correct_variants_pass_the_public_tests(assignment):
+    """Every catalogued correct variant (another style) passes the public tests of the files it changes,
+    run as a student runs them (no reference parts substituted)."""
+    from autograder import manifest as manifest_module
+    from autograder import mutants as mutants_module
+
+    names = [m.name for m in mutants_module.load(manifest_module.load(assignment))[0] if m.correct]
+    ran = public_failures(assignment, names)
+    assert names and all(ran.values()), "a correct variant ran no public test"
+    failed = {name: sorted(p for p, bad in problems.items() if bad) for name, problems in ran.items()}
+    assert {name: bad for name, bad in failed.items() if bad} == {}
 
 
 if __name__ == "__main__":

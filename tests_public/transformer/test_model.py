@@ -100,6 +100,33 @@ def test_causal_self_attention_heads_formula(student):
     assert_close(out, expected, what="CausalSelfAttention(8, 2, 0.1, 4)(x) in eval mode")
 
 
+@pytest.mark.problem("CausalSelfAttention")
+def test_causal_self_attention_dropout_places(student):
+    """train mode, p = 0.5, one token, out_proj = identity with a bias b: attn_dropout on the weights, resid_dropout after out_proj"""
+    attention = student.model.CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.5, seq_len=1).eval()
+    b = torch.linspace(0.5, 1.5, 8)
+    x = randn(1, 1, 8, seed=11)
+    with torch.no_grad():
+        attention.out_proj.weight.copy_(torch.eye(8))
+        attention.out_proj.bias.copy_(b)
+        v = attention.v_proj(x)[0, 0]
+        # one token: its only attention weight is 1, so in eval mode the output is v + b
+        assert_close(call(attention, x)[0, 0], v + b, what="CausalSelfAttention(8, 2, 0.5, 1)(x) in eval mode with "
+                                                              "out_proj = identity and bias b (one token: v + b)")
+        out = call(attention.train(), x.expand(400, 1, 8))[:, 0]
+    # attn_dropout keeps the weight (x 2) or drops it (0): v * 2 + b or b; resid_dropout then gives 0 or twice that
+    allowed = torch.stack([torch.zeros(8), 2 * b, 2 * (2 * v + b)])  # (3, 8)
+    near = (out[:, None, :] - allowed[None]).abs() <= 1e-4 * (1 + allowed.abs())
+    expect(bool(near.any(dim=1).all()), "in train mode each output value should be 0 (resid_dropout), 2b (the "
+                                        "attention weight dropped by attn_dropout) or 2(2v + b): resid_dropout acts "
+                                        "after out_proj, attn_dropout on the weights after the softmax.")
+    zero = near[:, 0].double().mean().item()
+    dropped = near[:, 1].double().sum().item() / max(1.0, (~near[:, 0]).double().sum().item())
+    expect(abs(zero - 0.5) < 0.1, f"{zero:.2f} of the output values are 0; resid_dropout (p = 0.5) should zero about half.")
+    expect(abs(dropped - 0.5) < 0.1, f"{dropped:.2f} of the other values show a dropped attention weight; attn_dropout "
+                                     "(p = 0.5, after the softmax) should drop about half.")
+
+
 @pytest.mark.problem("FeedForward")
 def test_feed_forward(student):
     """fc1: Linear(C, 4C), ReLU, fc2: Linear(4C, C), the only parameters; output shape (..., C)"""
