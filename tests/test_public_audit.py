@@ -229,6 +229,8 @@ PITFALL_MUTANTS = {
         "transformer-tied-weights": "Transformer: lm_head its own nn.Linear",
         "transformer-one-block-repeated": "Transformer: num_layers Blocks",
         "ffn-dropout-after-relu": "FeedForward: dropout on the output",
+        "csa-dropout-on-scores": "CausalSelfAttention: attn_dropout on the attention weights (after the softmax)",
+        "csa-resid-dropout-before-out-proj": "CausalSelfAttention: resid_dropout after out_proj",
         "transformer-no-embedding-dropout": "Transformer: drop on the sum of the two embeddings",
         "hook-stores-output": "attach_attention_hook: appends the weights",
         "hook-no-detach": "attach_attention_hook: weights.detach()",
