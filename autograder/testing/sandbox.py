@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from . import adapter, messages, wire
+from . import adapter, inplace, messages, wire
 from .jail import SandboxUnavailable, Worker
 from .checks import GradingFailure
 from .worker import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
@@ -523,6 +523,8 @@ class Sandbox:
                         and value.shape == original.shape and original.device.type != "meta":
                     with torch.no_grad():
                         original.copy_(value.to(original.dtype))
+                elif inplace.tracked(original):
+                    inplace.apply(original, value)
             rng = answer.get("rng")
             if isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == state.shape:
                 torch.set_rng_state(rng)

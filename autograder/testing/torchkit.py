@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import sys
@@ -323,37 +324,150 @@ def resolve(dotted: str):
 
 FORBIDDEN_CALL = ("{problem}: your code called {name}, which is not allowed here: "
                   "the point of this problem is to write it yourself.")
+FORBIDDEN_ALIAS = "{called} (the same computation as {name})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Computation:
+    """Everything that computes one forbidden thing, however student code reaches it.
+
+    `calls`: functions, methods and `nn.Module` classes (dotted names), seen at run time
+    through `__torch_function__` and a global forward pre-hook; `ops`: ATen operators, seen
+    by name when called through `torch.ops` and when any path dispatches to them; `code`:
+    plain Python functions that reach none of these (watched by code object, so a bound or
+    unbound method, `.forward(...)` instead of `module(...)`, or `functools.partial` are seen).
+    """
+    what: str
+    calls: tuple[str, ...]
+    ops: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.calls + self.code
+
+
+_DISTILBERT = "transformers.models.distilbert.modeling_distilbert"
+
+# The one place that maps a forbidden name to all its aliases: a manifest that forbids any
+# name of a computation forbids every one of them.
+COMPUTATIONS = (
+    Computation("softmax", calls=(
+        "torch.softmax", "torch.nn.functional.softmax", "torch.Tensor.softmax", "torch.special.softmax",
+        "torch._softmax", "torch._safe_softmax", "torch._masked_softmax",
+        "torch.log_softmax", "torch.nn.functional.log_softmax", "torch.Tensor.log_softmax",
+        "torch.special.log_softmax", "torch._log_softmax",
+        "torch.nn.functional.softmin", "torch.nn.functional.gumbel_softmax",
+        "torch.nn.Softmax", "torch.nn.Softmin", "torch.nn.LogSoftmax", "torch.nn.Softmax2d"),
+        ops=("aten::softmax", "aten::_softmax", "aten::_safe_softmax", "aten::_masked_softmax",
+             "aten::log_softmax", "aten::_log_softmax", "aten::special_softmax", "aten::special_log_softmax")),
+    Computation("scaled dot-product attention", calls=(
+        "torch.nn.functional.scaled_dot_product_attention", "torch._scaled_dot_product_attention_math",
+        "torch._scaled_dot_product_flash_attention_for_cpu", "torch._scaled_dot_product_flash_attention",
+        "torch._scaled_dot_product_efficient_attention", "torch._scaled_dot_product_cudnn_attention",
+        "torch._triton_scaled_dot_attention"),
+        ops=("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_attention_math",
+             "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+             "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention",
+             "aten::_scaled_dot_product_fused_attention_overrideable", "aten::_efficient_attention_forward",
+             "aten::_flash_attention_forward", "aten::_triton_scaled_dot_attention")),
+    Computation("multi-head attention", calls=(
+        "torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward",
+        "torch._native_multi_head_attention", "torch._transformer_encoder_layer_fwd",
+        "torch._triton_multi_head_attention", "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer",
+        "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder", "torch.nn.Transformer"),
+        ops=("aten::_native_multi_head_attention", "aten::_transformer_encoder_layer_fwd",
+             "aten::_triton_multi_head_attention")),
+    Computation("DistilBERT's attention", calls=(f"{_DISTILBERT}.DistilBertSelfAttention",),
+                code=(f"{_DISTILBERT}.DistilBertSelfAttention.forward", f"{_DISTILBERT}.eager_attention_forward")),
+)
+
+
+def computation_of(name: str) -> Computation | None:
+    """The computation a forbidden name belongs to (None: a name of its own, no known alias)."""
+    return next((c for c in COMPUTATIONS if name in c.names), None)
+
+
+def aliases(name: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(calls, ops, code) that a manifest's forbidden `name` stands for."""
+    found = computation_of(name)
+    if found is None:
+        return (name,), (), ()
+    return found.calls, found.ops, found.code
+
+
+def _op_name(func) -> str | None:
+    """"aten::softmax" for torch.ops.aten.softmax (a packet) or torch.ops.aten.softmax.int (an overload)."""
+    schema = getattr(func, "_schema", None)
+    if schema is not None:
+        return getattr(schema, "name", None)
+    name = getattr(func, "_qualified_op_name", None)
+    return name if isinstance(name, str) else None
+
+
+class _ForbiddenOps(TorchDispatchMode):
+    """The ATen operators a forbidden computation dispatches to, whatever Python name reached them."""
+
+    def __init__(self, guard: "ForbiddenCalls"):
+        super().__init__()
+        self.guard = guard
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        found = self.guard.ops.get(func._schema.name)
+        if found is not None:
+            self.guard._violate(*found)
+        return func(*args, **(kwargs or {}))
 
 
 class ForbiddenCalls(TorchFunctionMode):
-    """Fail when student code (a frame in `is_student`) calls one of the named functions or
-    runs a module of one of the named classes, however it was imported or aliased: calls are
-    seen at run time (torch functions through __torch_function__, modules through a global
-    forward pre-hook), never by searching the source."""
+    """Fail when student code (a frame in `is_student`) computes what a problem forbids, however
+    it was imported, aliased or reached: the names of the manifest are expanded through
+    `COMPUTATIONS` (torch.softmax stands for F.softmax, Tensor.softmax, nn.Softmax, ...), and calls
+    are seen at run time, never by searching the source: torch functions and methods through
+    __torch_function__, modules through a global forward pre-hook, ATen operators through a
+    dispatch mode, plain Python functions by their code object (sys.setprofile)."""
 
     def __init__(self, names_by_problem: dict[str, list[str]], is_student):
         super().__init__()
         self.is_student = is_student
-        self.functions, self.classes = {}, {}
+        self.functions, self.classes, self.ops, self.code = {}, {}, {}, {}
         for problem, names in names_by_problem.items():
             for name in names:
-                obj = resolve(name)
-                (self.classes if isinstance(obj, type) else self.functions)[obj] = (problem, name)
+                calls, ops, code = aliases(name)
+                for called in calls:
+                    obj = resolve(called)
+                    table = self.classes if isinstance(obj, type) else self.functions
+                    table.setdefault(obj, (problem, name, called))
+                for op in ops:
+                    self.ops.setdefault(op, (problem, name, op))
+                for called in code:
+                    self.code.setdefault(resolve(called).__code__, (problem, name, called))
         self.violations: list[str] = []
         self._handle = None
+        self._dispatch = _ForbiddenOps(self) if self.ops else None
+        self._profile = None
 
-    def _violate(self, problem: str, name: str) -> None:
-        frame = sys._getframe(1)
+    def _violate(self, problem: str, name: str, called: str, frame=None, raise_=True) -> None:
+        frame = frame or sys._getframe(1)
         while frame is not None and not self.is_student(frame.f_code.co_filename):
             frame = frame.f_back
         if frame is None:
             return  # the grader's own code may call anything
-        message = FORBIDDEN_CALL.format(problem=problem, name=name)
-        self.violations.append(message)
-        fail(message)
+        shown = name if called == name else FORBIDDEN_ALIAS.format(called=called, name=name)
+        message = FORBIDDEN_CALL.format(problem=problem, name=shown)
+        if message not in self.violations:
+            self.violations.append(message)
+        if raise_:
+            fail(message)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        found = self.functions.get(func)
+        try:
+            found = self.functions.get(func)
+        except TypeError:  # an unhashable callable
+            found = None
+        if found is None and self.ops:
+            op = _op_name(func)
+            found = self.ops.get(op) if op else None
         if found is not None:
             self._violate(*found)
         return func(*args, **(kwargs or {}))
@@ -363,10 +477,32 @@ class ForbiddenCalls(TorchFunctionMode):
             if isinstance(module, cls):
                 self._violate(*found)
 
+    def _watch(self, frame, event, arg):
+        """sys.setprofile's hook: the start of a watched Python function. Only recorded (an
+        exception raised here would turn profiling off); the test fails when the call returns."""
+        if event == "call":
+            found = self.code.get(frame.f_code)
+            if found is not None:
+                self._violate(*found, frame=frame, raise_=False)
+        if self._profile is not None:
+            return self._profile(frame, event, arg)
+        return None
+
     def __enter__(self):
         self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._pre_hook)
-        return super().__enter__()
+        entered = super().__enter__()
+        if self._dispatch is not None:
+            self._dispatch.__enter__()
+        if self.code:
+            self._profile = sys.getprofile()
+            sys.setprofile(self._watch)
+        return entered
 
     def __exit__(self, *exc):
+        if self.code:
+            sys.setprofile(self._profile)
+            self._profile = None
+        if self._dispatch is not None:
+            self._dispatch.__exit__(*exc)
         self._handle.remove()
         return super().__exit__(*exc)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-from . import adapter, wire
+from . import adapter, inplace, wire
 from .checks import GradingFailure
 from .torchkit import DeviceCheckMode, DeviceMismatch, ForbiddenCalls, warm_up
 
@@ -607,6 +607,7 @@ class Worker:
         rng = values.get("rng")
         args, kwargs = values.get("args", ()), values.get("kwargs", {})
         inputs = [(i, t, t._version) for i, t in enumerate(args) if type(t) is torch.Tensor]
+        copies = inplace.snapshot(args)  # arrays, dicts, DataFrames: copies here, changes go back too
         before = rng if isinstance(rng, torch.Tensor) else torch.get_rng_state()
         with self.context(message, rng if isinstance(rng, torch.Tensor) else None):
             result = fn(*args, **kwargs)
@@ -614,6 +615,7 @@ class Worker:
         if not torch.equal(torch.get_rng_state(), before):
             answer["rng"] = torch.get_rng_state()  # student code drew random numbers (dropout, say)
         changed = {i: t.detach() for i, t, version in inputs if t._version != version}
+        changed.update(inplace.changed(copies, args))
         if changed:  # changed in place: the grader's tensors change too, as they would in one process
             answer["changed"] = changed
         if message.get("grad") and leaves:

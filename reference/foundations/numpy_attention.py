@@ -1,7 +1,8 @@
 """Scaled dot-product and multi-head attention in NumPy (no torch here).
 
 Shapes: T tokens, d_k query/key width, d_v value width, H heads. Inputs and outputs
-are `np.ndarray`; results are computed in the inputs' floating dtype.
+are `np.ndarray`. Results have the inputs' floating dtype (float64 results are accepted for
+float32 inputs too: see the handout); inputs are left unchanged.
 """
 import numpy as np
 
@@ -25,6 +26,7 @@ def scaled_dot_product_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray) ->
     # BEGIN SOLUTION
     d_k = Q.shape[-1]
     scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)  # (..., T_q, T_k)
+    scores = scores.astype(np.result_type(Q, K), copy=False)   # np.sqrt(d_k) is a float64 scalar: keep the dtype
     weights = softmax(scores, axis=-1)
     return weights @ V, weights
     # END SOLUTION

@@ -1,7 +1,8 @@
 """Scaled dot-product and multi-head attention in NumPy (no torch here).
 
 Shapes: T tokens, d_k query/key width, d_v value width, H heads. Inputs and outputs
-are `np.ndarray`; results are computed in the inputs' floating dtype.
+are `np.ndarray`. Results have the inputs' floating dtype (float64 results are accepted for
+float32 inputs too: see the handout); inputs are left unchanged.
 """
 import numpy as np
 

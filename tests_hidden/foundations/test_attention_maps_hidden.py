@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from autograder.testing.checks import assert_close, expect, expect_tensor
+from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 from autograder.testing.torchkit import randn
 
@@ -42,22 +43,24 @@ def by_hand_case(tokenizer, n_layers, n_heads, seed):
 def test_by_hand_like_reference(student, reference, tokenizer, layer, n_layers, n_heads, seed):
     """random layer inputs, padded batch of three: the reference's weights"""
     model, hidden, mask = by_hand_case(tokenizer, n_layers, n_heads, seed)
-    got = student.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
-    expected = reference.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
+    expected = reference.attention_maps.attention_weights_by_hand(model, layer, hidden.clone(), mask.clone())
     what = f"attention_weights_by_hand(model with {n_heads} heads, layer={layer}, hidden {list(hidden.shape)}, mask)"
-    got = expect_tensor(got, what=what, shape=expected.shape)
-    assert_close(got, expected, what=what)
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, layer, hidden, mask)
+        got = expect_tensor(got, what=what, shape=expected.shape)
+        assert_close(got, expected, what=what)
 
 
 @pytest.mark.problem("attention_weights_by_hand")
 def test_by_hand_no_padding(student, reference, tokenizer):
     """an all-ones mask, batch of one"""
     model, hidden, mask = by_hand_case(tokenizer, 2, 4, 5)
-    hidden, mask = hidden[:1], torch.ones_like(mask[:1])
-    got = student.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
-    expected = reference.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
-    assert_close(expect_tensor(got, what="attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)", shape=expected.shape),
-                 expected, what="attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)")
+    hidden, mask = hidden[:1].clone(), torch.ones_like(mask[:1])
+    expected = reference.attention_maps.attention_weights_by_hand(model, 1, hidden.clone(), mask.clone())
+    what = "attention_weights_by_hand(model, 1, hidden (1, T, 32), ones)"
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, 1, hidden, mask)
+        assert_close(expect_tensor(got, what=what, shape=expected.shape), expected, what=what)
 
 
 @pytest.mark.problem("attention_weights_by_hand")
@@ -68,6 +71,8 @@ def test_by_hand_matches_model(student, tokenizer):
     encoded = tokenizer(SENTENCES[2:], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model(**encoded, output_attentions=True, output_hidden_states=True)
-    got = student.attention_maps.attention_weights_by_hand(model, 0, out.hidden_states[0], encoded["attention_mask"])
-    assert_close(expect_tensor(got, what="attention_weights_by_hand(model, 0, ...)", shape=out.attentions[0].shape),
-                 out.attentions[0], what="attention_weights_by_hand(model, 0, hidden_states[0], mask)")
+    hidden, mask = out.hidden_states[0], encoded["attention_mask"]
+    what = "attention_weights_by_hand(model, 0, hidden_states[0], mask)"
+    with leaves_unchanged(what, hidden_states=hidden, attention_mask=mask):
+        got = student.attention_maps.attention_weights_by_hand(model, 0, hidden, mask)
+        assert_close(expect_tensor(got, what=what, shape=out.attentions[0].shape), out.attentions[0], what=what)

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from autograder.testing.checks import assert_close, assert_equal, expect
+from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.torchkit import copy_parameters, randint, randomize_, strict_device
 from autograder.testing.training import Budget, binary_accuracy, fit, scaled_credit
 
@@ -14,21 +15,27 @@ TARGET = 0.9             # full points at this validation accuracy (the notebook
 
 
 @pytest.mark.problem("token_matching_labels")
-@pytest.mark.parametrize("vocab,shape", [(4, (16, 10)), (6, (8, 12)), (3, (5, 1)), (10, (3, 30))])
+@pytest.mark.parametrize("vocab,shape", [(4, (16, 10)), (6, (8, 12)), (3, (30, 3)), (10, (3, 30))])
 def test_labels_random(student, reference, vocab, shape):
-    """random sequences, one to thirty tokens long"""
+    """random sequences, three to thirty tokens long"""
     x = randint(vocab, *shape, seed=vocab * 100 + shape[1])
-    expected = reference.self_attention.token_matching_labels(x)
-    got = student.self_attention.token_matching_labels(x.clone())
-    assert_equal(got, expected, what=f"token_matching_labels(x {list(shape)}, values < {vocab})")
+    expected = reference.self_attention.token_matching_labels(x.clone())
+    what = f"token_matching_labels(x {list(shape)}, values < {vocab})"
+    with leaves_unchanged(what, sequences=x):
+        got = student.self_attention.token_matching_labels(x)
+        assert_equal(got, expected, what=what)   # a long tensor of x's shape, on x's device (the CPU)
 
 
 @pytest.mark.problem("token_matching_labels")
 def test_labels_one_sequence_and_repeats(student, reference):
-    """a 1-D sequence with repeated values: predecessor strictly before, successor strictly after"""
+    """a 1-D sequence with repeated values: predecessor strictly before, successor strictly after; one token alone"""
     x = torch.tensor([2, 2, 3, 3, 4, 4, 1, 2, 3])
-    assert_equal(student.self_attention.token_matching_labels(x), reference.self_attention.token_matching_labels(x),
-                 what=f"token_matching_labels({x.tolist()})")
+    expected = reference.self_attention.token_matching_labels(x.clone())
+    with leaves_unchanged(f"token_matching_labels({x.tolist()})", sequences=x):
+        assert_equal(student.self_attention.token_matching_labels(x), expected, what=f"token_matching_labels({x.tolist()})")
+    single = torch.tensor([[3], [1]])
+    assert_equal(student.self_attention.token_matching_labels(single), torch.zeros(2, 1, dtype=torch.long),
+                 what="token_matching_labels([[3], [1]]) (sequences of one token)")
 
 
 def paired_models(student, reference, seed, **kwargs):
@@ -48,12 +55,13 @@ def test_forward_like_reference(student, reference, kwargs, B, T):
     stu, ref = paired_models(student, reference, seed=B * T, **kwargs)
     stu.eval(), ref.eval()
     x = randint(kwargs["vocab_size"], B, T, seed=T)
-    logits, weights = stu(x)
-    e_logits, e_weights = ref(x)
+    e_logits, e_weights = ref(x.clone())
     what = f"SelfAttention({kwargs['vocab_size']}, {kwargs['d']}, {kwargs['heads']}, {kwargs['max_len']}) on x {[B, T]}"
-    # assert_close checks the type and shape too, and passes a wrong shape on to name the mistake
-    assert_close(weights, e_weights, what=f"weights of {what}")
-    assert_close(logits, e_logits, what=f"logits of {what}")
+    with leaves_unchanged(what, x=x):
+        logits, weights = stu(x)
+        # assert_close checks the type and shape too, and passes a wrong shape on to name the mistake
+        assert_close(weights, e_weights, what=f"weights of {what}")
+        assert_close(logits, e_logits, what=f"logits of {what}")
 
 
 @pytest.mark.problem("SelfAttention")
@@ -63,9 +71,10 @@ def test_gradients_like_reference(student, reference):
     stu, ref = paired_models(student, reference, seed=3, **kwargs)
     x = randint(5, 3, 8, seed=4)
     target = randint(2, 3, 8, seed=5).float()
-    for model in (stu, ref):
+    for model in (ref, stu):
         model.eval()
-        nn.functional.binary_cross_entropy_with_logits(model(x)[0], target).backward()
+        with leaves_unchanged("SelfAttention(...)(x)", x=x):
+            nn.functional.binary_cross_entropy_with_logits(model(x)[0], target).backward()
     got = dict(stu.named_parameters())
     for name, p in ref.named_parameters():
         expect(got[name].grad is not None, f"SelfAttention: parameter {name} got no gradient from the loss.")
@@ -73,14 +82,25 @@ def test_gradients_like_reference(student, reference):
 
 
 @pytest.mark.problem("SelfAttention")
-def test_device_agnostic(student):
-    """the model runs on the device of its parameters (checked on 'meta')"""
-    torch.manual_seed(0)
-    model = student.self_attention.SelfAttention(vocab_size=4, d=16, heads=2, max_len=10).to("meta")
+def test_device_agnostic(student, reference):
+    """like the reference on the CPU, then the same model runs on the device of its parameters (checked on 'meta')"""
+    kwargs = {"vocab_size": 4, "d": 16, "heads": 2, "max_len": 10}
+    stu, ref = paired_models(student, reference, seed=11, **kwargs)
+    stu.eval(), ref.eval()
+    x = randint(4, 2, 10, seed=12)
+    e_logits, e_weights = ref(x.clone())
+    logits, weights = stu(x)
+    assert_close(expect_tensor(logits, what="logits of SelfAttention(4, 16, 2, 10)", shape=e_logits.shape), e_logits,
+                 what="logits of SelfAttention(4, 16, 2, 10) on the CPU")
+    assert_close(expect_tensor(weights, what="weights of SelfAttention(4, 16, 2, 10)", shape=e_weights.shape), e_weights,
+                 what="weights of SelfAttention(4, 16, 2, 10) on the CPU")
+    model = stu.to("meta")
     with strict_device("meta"):
         logits, weights = model(torch.zeros(2, 10, dtype=torch.long, device="meta"))
     expect(logits.device.type == "meta" and tuple(logits.shape) == (2, 10),
            f"logits on meta should have shape [2, 10], got {list(logits.shape)} on {logits.device}.")
+    expect(weights.device.type == "meta" and tuple(weights.shape) == (2, 2, 10, 10),
+           f"weights on meta should have shape [2, 2, 10, 10], got {list(weights.shape)} on {weights.device}.")
 
 
 def token_matching_data(reference, n, seed):

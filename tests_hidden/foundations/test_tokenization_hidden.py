@@ -6,6 +6,7 @@ import random
 import pytest
 
 from autograder.testing.checks import expect, fail, shown
+from autograder.testing.inplace import copy_of, expect_unchanged, leaves_unchanged
 
 
 def random_words(seed, alphabet="abcd", n=(5, 40), length=(1, 7)):
@@ -34,8 +35,9 @@ def expect_same(got, expected, what):
 def test_pair_counts_random(student, reference, seed):
     """random segmented words with frequencies, some one symbol long"""
     words = segmented(random_words(seed, "abcé"), seed)
-    expect_same(student.tokenization.pair_counts(dict(words)), reference.tokenization.pair_counts(words),
-                f"pair_counts(<{len(words)} segmented words>)")
+    expected = reference.tokenization.pair_counts(copy_of(words))
+    with leaves_unchanged("pair_counts(words)", words=words):
+        expect_same(student.tokenization.pair_counts(words), expected, f"pair_counts(<{len(words)} segmented words>)")
 
 
 @pytest.mark.problem("pair_counts")
@@ -43,7 +45,9 @@ def test_pair_counts_empty_and_repeats(student, reference):
     """no words at all; a repeated pair inside one word ('aaaa' has three (a, a) pairs)"""
     expect_same(student.tokenization.pair_counts({}), {}, "pair_counts({})")
     words = {("a", "a", "a", "a"): 2, ("aa", "aa"): 1}
-    expect_same(student.tokenization.pair_counts(words), reference.tokenization.pair_counts(words), f"pair_counts({words})")
+    expected = reference.tokenization.pair_counts(copy_of(words))
+    with leaves_unchanged("pair_counts(words)", words=words):
+        expect_same(student.tokenization.pair_counts(words), expected, f"pair_counts({words})")
 
 
 @pytest.mark.problem("learn_bpe")
@@ -118,8 +122,9 @@ def test_apply_bpe_random(student, reference, seed):
     """merges learned on a random corpus, applied to new words (some with unseen letters)"""
     merges = reference.tokenization.learn_bpe(" ".join(random_words(seed, "abc")), 5 + 3 * seed)
     for word in random_words(seed + 50, "abcd", n=(8, 8), length=(0, 9)):
-        expect_same(student.tokenization.apply_bpe(word, list(merges)), reference.tokenization.apply_bpe(word, merges),
-                    f"apply_bpe({word!r}, <{len(merges)} merges>)")
+        expected = reference.tokenization.apply_bpe(word, list(merges))
+        with leaves_unchanged(f"apply_bpe({word!r}, merges)", merges=merges):
+            expect_same(student.tokenization.apply_bpe(word, merges), expected, f"apply_bpe({word!r}, <{len(merges)} merges>)")
 
 
 @pytest.mark.problem("apply_bpe")
@@ -127,8 +132,9 @@ def test_apply_bpe_rank_order_not_frequency(student, reference):
     """a later merge must wait for the earlier ones: ('b','c') before ('a','b') segments 'abc' as a + bc"""
     merges = [("b", "c"), ("a", "b"), ("a", "bc")]
     for word in ("abc", "abcabc", "aabbcc", "cab"):
-        expect_same(student.tokenization.apply_bpe(word, merges), reference.tokenization.apply_bpe(word, merges),
-                    f"apply_bpe({word!r}, {merges})")
+        expected = reference.tokenization.apply_bpe(word, list(merges))
+        with leaves_unchanged(f"apply_bpe({word!r}, merges)", merges=merges):
+            expect_same(student.tokenization.apply_bpe(word, merges), expected, f"apply_bpe({word!r}, {merges})")
 
 
 @pytest.mark.problem("apply_bpe")
@@ -143,8 +149,9 @@ def test_apply_bpe_agrees_with_the_library(student, reference):
             vocab.setdefault(a + b, len(vocab))
         library = Tokenizer(models.BPE(vocab=vocab, merges=merges))
         for word in random_words(seed + 7, "abc", n=(4, 4), length=(1, 9)):
-            expect_same(student.tokenization.apply_bpe(word, merges), library.encode(word).tokens,
-                        f"apply_bpe({word!r}, <{len(merges)} merges>) (compared with a tokenizers BPE model)")
+            with leaves_unchanged(f"apply_bpe({word!r}, merges)", merges=merges):
+                expect_same(student.tokenization.apply_bpe(word, merges), library.encode(word).tokens,
+                            f"apply_bpe({word!r}, <{len(merges)} merges>) (compared with a tokenizers BPE model)")
 
 
 @pytest.mark.problem("wordpiece_scores")
@@ -153,7 +160,9 @@ def test_apply_bpe_agrees_with_the_library(student, reference):
 def test_wordpiece_scores_random(student, reference, seed):
     """random segmented words with frequencies"""
     words = segmented(random_words(seed, "abcd"), seed)
-    got, expected = student.tokenization.wordpiece_scores(dict(words)), reference.tokenization.wordpiece_scores(words)
+    expected, before = reference.tokenization.wordpiece_scores(copy_of(words)), copy_of(words)
+    got = student.tokenization.wordpiece_scores(words)
+    expect_unchanged(words, before, what="words (its argument in wordpiece_scores(words))")
     expect(isinstance(got, dict) and set(got) == set(expected),
            f"wordpiece_scores should have a score for exactly the pairs that occur ({len(expected)} of them).")
     wrong = [p for p in expected if not abs(got[p] - expected[p]) <= 1e-12 * max(1.0, abs(expected[p]))]
@@ -187,10 +196,14 @@ TOKENIZER_CASES = [("notebook-50", SEED_CORPUS, 50), ("notebook-40", SEED_CORPUS
 @pytest.mark.parametrize("name,corpus,vocab_size", TOKENIZER_CASES, ids=[c[0] for c in TOKENIZER_CASES])
 def test_compare_tokenizers_like_reference(student, reference, name, corpus, vocab_size):
     """the notebook's corpus and the 'lead' sentences, two vocabulary sizes each: every tokenizer's tokens"""
-    got = student.tokenization.compare_tokenizers(corpus, list(TEXTS), vocab_size)
-    expected = reference.tokenization.compare_tokenizers(corpus, TEXTS, vocab_size)
-    expect(isinstance(got, dict) and set(got) == set(expected),
-           f"compare_tokenizers should return a dict with keys {sorted(expected)}.")
-    for kind in ("bpe", "wordpiece", "sentencepiece"):
-        for text, g, e in zip(TEXTS, got[kind], expected[kind]):
-            expect_same(list(g), e, f"the {kind} tokens of {text!r} (corpus {name}, vocab_size={vocab_size})")
+    texts = list(TEXTS)
+    expected = reference.tokenization.compare_tokenizers(corpus, list(TEXTS), vocab_size)
+    with leaves_unchanged(f"compare_tokenizers(corpus, texts, {vocab_size})", texts=texts):
+        got = student.tokenization.compare_tokenizers(corpus, texts, vocab_size)
+        expect(isinstance(got, dict) and set(got) == set(expected),
+               f"compare_tokenizers should return a dict with keys {sorted(expected)}.")
+        for kind in ("bpe", "wordpiece", "sentencepiece"):
+            expect(len(got[kind]) == len(TEXTS), f"compare_tokenizers: {len(got[kind])} {kind} token lists for "
+                   f"{len(TEXTS)} texts (corpus {name}, vocab_size={vocab_size}).")
+            for text, g, e in zip(TEXTS, got[kind], expected[kind]):
+                expect_same(list(g), e, f"the {kind} tokens of {text!r} (corpus {name}, vocab_size={vocab_size})")

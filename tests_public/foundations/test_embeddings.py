@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_array, expect_tensor
+from autograder.testing.checks import assert_close, expect, expect_array, expect_tensor
+from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 
 SENTENCES = ["The captain will lead the team to victory.", "Lead is a toxic heavy metal.",
@@ -41,7 +42,8 @@ def as_layers(entry, what):
 def test_process_sentences_table(student, tokenizer):
     """one row per token, with df's columns then ix, sentence_ix, token_ix, token"""
     df = pd.DataFrame({"marker": ["guide", "metal"], "sentence": SENTENCES[:2]})
-    out, embeddings = student.embeddings.process_sentences(df, tiny_distilbert(len(tokenizer)), tokenizer)
+    with leaves_unchanged("process_sentences(df, model, tokenizer)", df=df):
+        out, embeddings = student.embeddings.process_sentences(df, tiny_distilbert(len(tokenizer)), tokenizer)
     tokens = [tokenizer.convert_ids_to_tokens(tokenizer(s)["input_ids"]) for s in SENTENCES[:2]]
     expect(isinstance(out, pd.DataFrame), f"process_sentences should return a DataFrame first, not {type(out).__name__}.")
     expect(list(out.columns) == ["marker", "sentence", "ix", "sentence_ix", "token_ix", "token"],
@@ -73,22 +75,23 @@ def test_process_sentences_layers(student, tokenizer):
 
 @pytest.mark.problem("cosine_similarity_matrix")
 def test_cosine_by_hand(student):
-    """rows (1, 0), (1, 1), (0, 2): cosines 1, 1/sqrt2, 0 ..."""
+    """rows (1, 0), (1, 1), (0, 2): cosines 1, 1/sqrt2, 0 ...; X is left unchanged"""
     X = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
     c = 1 / np.sqrt(2)
     expected = np.array([[1, c, 0], [c, 1, c], [0, c, 1]])
-    assert_close(student.embeddings.cosine_similarity_matrix(X), expected, what="cosine_similarity_matrix(X)")
+    with leaves_unchanged("cosine_similarity_matrix(X)", X=X):
+        assert_close(student.embeddings.cosine_similarity_matrix(X), expected, what="cosine_similarity_matrix(X)")
 
 
 @pytest.mark.problem("pca_2d")
 def test_pca_points_on_a_plane(student):
-    """points spanning a plane: the projection keeps every distance; shape (n, 2)"""
-    rng = np.random.default_rng(0)
-    coords = rng.normal(size=(6, 2)) * np.array([3.0, 1.0])
-    basis = np.linalg.qr(rng.normal(size=(5, 2)))[0]    # (5, 2) orthonormal columns
-    X = coords @ basis.T + 7.0                          # in 5-d, shifted
-    got = student.embeddings.pca_2d(X)
-    expect_array(got, what="pca_2d(X) for X (6, 5)", shape=(6, 2))
-    distances = lambda P: np.linalg.norm(P[:, None] - P[None], axis=-1)
-    assert_close(distances(got), distances(X), what="pairwise distances after pca_2d(X) (points on a plane)")
-    assert_close(got.mean(axis=0), np.zeros(2), what="the mean of pca_2d(X) (centered)")
+    """points on a plane in 5-d (spreads 6 and 2 along two axes): their plane coordinates, each column up to its sign"""
+    coords = np.array([[3.0, 1.0], [-3.0, 1.0], [3.0, -1.0], [-3.0, -1.0], [0.0, 2.0], [0.0, -2.0]])
+    # the columns are centered and orthogonal, the first with the larger spread: the principal components
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 2)))[0]    # (5, 2) orthonormal columns
+    X = coords @ basis.T + 7.0                                                # in 5-d, shifted
+    with leaves_unchanged("pca_2d(X)", X=X):
+        got = student.embeddings.pca_2d(X)
+        expect_array(got, what="pca_2d(X) for X (6, 5)", shape=(6, 2))
+        signs = np.where(np.sum(got * coords, axis=0) < 0, -1.0, 1.0)        # either sign of a column is right
+        assert_close(got * signs, coords, what="pca_2d(X) (each column compared up to its sign)")

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.torchkit import randint
 from autograder.testing.training import Budget, batch_binary_accuracy, binary_accuracy, fit
 
@@ -12,21 +13,37 @@ from autograder.testing.training import Budget, batch_binary_accuracy, binary_ac
 @pytest.mark.problem("token_matching_labels")
 def test_labels_notebook_examples(student):
     """5 3 4 1 5 6 -> 0 0 1 0 1 0 and 1 2 3 2 3 -> 0 1 0 1 0 (the tables of the notebook)"""
-    got = student.self_attention.token_matching_labels(torch.tensor([[5, 3, 4, 1, 5, 6]]))
-    assert_equal(got, torch.tensor([[0, 0, 1, 0, 1, 0]]), what="token_matching_labels([[5, 3, 4, 1, 5, 6]])")
+    x = torch.tensor([[5, 3, 4, 1, 5, 6]])
+    with leaves_unchanged("token_matching_labels(sequences)", sequences=x):
+        got = student.self_attention.token_matching_labels(x)
+        assert_equal(got, torch.tensor([[0, 0, 1, 0, 1, 0]]), what="token_matching_labels([[5, 3, 4, 1, 5, 6]])")
     got = student.self_attention.token_matching_labels(torch.tensor([1, 2, 3, 2, 3]))
     assert_equal(got, torch.tensor([0, 1, 0, 1, 0]), what="token_matching_labels([1, 2, 3, 2, 3])")
 
 
+def handout_weights(model, x, heads):
+    """The attention weights the handout's forward computes, head by head, from the model's own layers."""
+    with torch.no_grad():
+        h = model.pos(model.embed(x))
+        q, k = model.q(h), model.k(h)
+        dh = q.shape[-1] // heads
+        per_head = [torch.softmax(q[..., i * dh:(i + 1) * dh] @ k[..., i * dh:(i + 1) * dh].transpose(-2, -1) / dh ** 0.5, -1)
+                    for i in range(heads)]
+    return torch.stack(per_head, dim=1)
+
+
 @pytest.mark.problem("SelfAttention")
-def test_self_attention_shapes(student):
-    """SelfAttention(vocab_size=4, d=36, heads=4, max_len=10) on (3, 10) ids: logits (3, 10), weights (3, 4, 10, 10)"""
+def test_self_attention_shapes_and_weights(student):
+    """SelfAttention(vocab_size=4, d=36, heads=4, max_len=10) on (3, 10) ids: logits (3, 10), weights (3, 4, 10, 10) as the handout computes them"""
     torch.manual_seed(0)
-    model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
-    logits, weights = model(randint(4, 3, 10, seed=1))
-    expect_tensor(logits, what="logits of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 10), dtype=torch.float32)
-    weights = expect_tensor(weights, what="weights of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 4, 10, 10))
-    assert_close(weights.sum(-1), torch.ones(3, 4, 10), what="the attention weights' row sums")
+    model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10).eval()
+    x = randint(4, 3, 10, seed=1)
+    expected = handout_weights(model, x.clone(), heads=4)
+    with leaves_unchanged("SelfAttention(...)(x)", x=x):
+        logits, weights = model(x)
+        expect_tensor(logits, what="logits of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 10), dtype=torch.float32)
+        weights = expect_tensor(weights, what="weights of SelfAttention(4, 36, 4, 10)(x)", shape=(3, 4, 10, 10))
+        assert_close(weights, expected, what="weights of SelfAttention(4, 36, 4, 10)(x) (softmax(q k^T / sqrt(dh)) of each head)")
 
 
 def token_matching_data(n, seed):
