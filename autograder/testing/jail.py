@@ -19,7 +19,8 @@ import tempfile
 
 from . import messages
 
-WORKER_FILES = ("__init__.py", "adapter.py", "checks.py", "inplace.py", "messages.py", "torchkit.py", "wire.py", "worker.py")
+WORKER_FILES = ("__init__.py", "adapter.py", "checks.py", "fingerprints.py", "inplace.py", "messages.py", "torchkit.py", "wire.py",
+                "worker.py")
 DEFAULT_USER = "autograder-worker"   # made by setup.sh; run_autograder sets AUTOGRADER_WORKER_USER to it
 NAMELESS_UID_BASE = 1_500_000_000    # elsewhere the worker's uid is this + the test process's pid
 # rlimits of the worker: address space (import torch needs ~0.7 GB with one thread), processes

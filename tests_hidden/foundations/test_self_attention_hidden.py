@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.checks import assert_close, assert_equal, expect
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
 from autograder.testing.inplace import leaves_unchanged
 from autograder.testing.torchkit import copy_parameters, randint, randomize_, strict_device
 from autograder.testing.training import Budget, binary_accuracy, fit, scaled_credit
