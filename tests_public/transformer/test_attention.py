@@ -110,6 +110,7 @@ def test_multi_head_attention_heads_formula(student):
     W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (35, 36, 37, 38))
     out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O)
     assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4), what="multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    S = randn(2, 3, 8, seed=49)  # other tokens for the 2-head call
     out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
     assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2), what="multi_head_attention(S, ..., num_heads=2)")
 
@@ -189,6 +190,7 @@ def test_causal_multi_head_attention_heads_formula(student):
     out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
     assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4, causal=True),
                  what="causal_multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    S = randn(2, 4, 8, seed=50)  # other tokens for the 2-head call
     out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
     assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2, causal=True),
                  what="causal_multi_head_attention(S, ..., num_heads=2)")

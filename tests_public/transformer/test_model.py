@@ -303,14 +303,14 @@ def test_lm_loss_is_shifted(student):
 def test_lm_loss_ignores_padding(student):
     """a padded batch of 2: targets equal to pad_token_id are left out of the mean, over both rows"""
     input_ids = torch.tensor([[1, 2, 5, 5], [5, 3, 4, 1]])  # pad_token_id = 5: row 0 ends with padding
-    logits = torch.zeros(2, 4, 6)
+    logits = torch.zeros(2, 4, 7)  # V = 7
     logits[0, 0, 2] = 2.0  # row 0, position 0 points at its target, token 2; positions 1, 2 predict padding
     logits[0, 1, 5] = 2.0  # (one hits the pad id, one misses: counting them would change the mean)
     logits[0, 2, 3] = 2.0
     logits[1, :3, 0] = 2.0  # row 1 (its first INPUT is the pad id, but its targets 3, 4, 1 are real): all miss
     loss = student.model.lm_loss(logits, input_ids, pad_token_id=5)
     loss = expect_tensor(loss, what="lm_loss(logits, [[1, 2, 5, 5], [5, 3, 4, 1]], pad_token_id=5)", shape=())
-    expected = (_one_hot_loss(6, hit=True) + 3 * _one_hot_loss(6, hit=False)) / 4
+    expected = (_one_hot_loss(7, hit=True) + 3 * _one_hot_loss(7, hit=False)) / 4
     assert_scalar_close(float(loss), expected,
                         what="lm_loss over the 4 real targets (1 hit in row 0, 3 misses in row 1)")
 
