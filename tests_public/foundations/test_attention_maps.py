@@ -50,9 +50,9 @@ def test_attention_maps_values(student, tokenizer):
 
 @pytest.mark.problem("attention_weights_by_hand")
 def test_by_hand_matches_output_attentions(student, tokenizer):
-    """a padded batch of two sentences: layer 1's weights equal output_attentions[1]"""
+    """a padded batch of two sentences (9 and 7 tokens: row 1 ends with 2 padding tokens): layer 1's weights equal output_attentions[1]"""
     model = eager_model(tokenizer)
-    encoded = tokenizer(SENTENCES[1:], return_tensors="pt", padding=True)
+    encoded = tokenizer([SENTENCES[1], SENTENCES[0]], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model(**encoded, output_attentions=True, output_hidden_states=True)
     B, T = encoded["input_ids"].shape

@@ -40,8 +40,8 @@ def as_layers(entry, what):
 
 @pytest.mark.problem("process_sentences")
 def test_process_sentences_table(student, tokenizer):
-    """one row per token, with df's columns then ix, sentence_ix, token_ix, token"""
-    df = pd.DataFrame({"marker": ["guide", "metal"], "sentence": SENTENCES[:2]})
+    """one row per token, with df's columns then ix, sentence_ix (df's index labels, 7 and 3), token_ix, token"""
+    df = pd.DataFrame({"marker": ["guide", "metal"], "sentence": SENTENCES[:2]}, index=[7, 3])
     with leaves_unchanged("process_sentences(df, model, tokenizer)", df=df):
         out, embeddings = student.embeddings.process_sentences(df, tiny_distilbert(len(tokenizer)), tokenizer)
     tokens = [tokenizer.convert_ids_to_tokens(tokenizer(s)["input_ids"]) for s in SENTENCES[:2]]
@@ -51,7 +51,8 @@ def test_process_sentences_table(student, tokenizer):
     expect(list(out["token"]) == tokens[0] + tokens[1], f"the tokens are {list(out['token'])}, expected {tokens[0] + tokens[1]}.")
     n0, n1 = len(tokens[0]), len(tokens[1])
     expect(list(out["ix"]) == list(range(n0 + n1)), "ix should count the tokens 0, 1, 2, ... over all sentences.")
-    expect(list(out["sentence_ix"]) == [0] * n0 + [1] * n1, f"sentence_ix is {list(out['sentence_ix'])}.")
+    expect(list(out["sentence_ix"]) == [7] * n0 + [3] * n1,
+           f"sentence_ix is {list(out['sentence_ix'])}; it should be each sentence's index label in df (7, then 3).")
     expect(list(out["token_ix"]) == list(range(n0)) + list(range(n1)), f"token_ix is {list(out['token_ix'])}.")
     expect(list(out["marker"]) == ["guide"] * n0 + ["metal"] * n1, "each token row should keep its sentence's columns.")
     expect(len(embeddings) == n0 + n1, f"embeddings has {len(embeddings)} entries, expected one per token ({n0 + n1}).")
@@ -75,17 +76,17 @@ def test_process_sentences_layers(student, tokenizer):
 
 @pytest.mark.problem("cosine_similarity_matrix")
 def test_cosine_by_hand(student):
-    """rows (1, 0), (1, 1), (0, 2): cosines 1, 1/sqrt2, 0 ...; X is left unchanged"""
-    X = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    """rows (1, 0), (1, 1), (0, 2), (0, 0): cosines 1, 1/sqrt2, 0 ...; the zero row gives 0 (not nan); X unchanged"""
+    X = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [0.0, 0.0]])
     c = 1 / np.sqrt(2)
-    expected = np.array([[1, c, 0], [c, 1, c], [0, c, 1]])
+    expected = np.array([[1, c, 0, 0], [c, 1, c, 0], [0, c, 1, 0], [0, 0, 0, 0]])
     with leaves_unchanged("cosine_similarity_matrix(X)", X=X):
         assert_close(student.embeddings.cosine_similarity_matrix(X), expected, what="cosine_similarity_matrix(X)")
 
 
 @pytest.mark.problem("pca_2d")
 def test_pca_points_on_a_plane(student):
-    """points on a plane in 5-d (spreads 6 and 2 along two axes): their plane coordinates, each column up to its sign"""
+    """points on a plane in 5-d (spreads 6 and 2 along two axes): centered, their plane coordinates, each column up to its sign"""
     coords = np.array([[3.0, 1.0], [-3.0, 1.0], [3.0, -1.0], [-3.0, -1.0], [0.0, 2.0], [0.0, -2.0]])
     # the columns are centered and orthogonal, the first with the larger spread: the principal components
     basis = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 2)))[0]    # (5, 2) orthonormal columns
@@ -93,5 +94,6 @@ def test_pca_points_on_a_plane(student):
     with leaves_unchanged("pca_2d(X)", X=X):
         got = student.embeddings.pca_2d(X)
         expect_array(got, what="pca_2d(X) for X (6, 5)", shape=(6, 2))
+        assert_close(got.mean(axis=0), np.zeros(2), what="the column means of pca_2d(X) (center X's columns first)")
         signs = np.where(np.sum(got * coords, axis=0) < 0, -1.0, 1.0)        # either sign of a column is right
         assert_close(got * signs, coords, what="pca_2d(X) (each column compared up to its sign)")

@@ -50,9 +50,18 @@ def test_learn_bpe_stops_when_nothing_is_left(student):
     expect_same(student.tokenization.learn_bpe("aab aab", 5), [("a", "a"), ("aa", "b")], 'learn_bpe("aab aab", 5)')
 
 
+@pytest.mark.problem("learn_bpe")
+@pytest.mark.isolate("tokenization", "pair_counts")
+def test_learn_bpe_frequencies_and_overlaps(student):
+    """'ab cd cd': (c,d) counts 2 (the words' frequencies), so it goes first; 'aaa': (a,a) leaves ('aa', 'a'), no overlap"""
+    expect_same(student.tokenization.learn_bpe("ab cd cd", 1), [("c", "d")], 'learn_bpe("ab cd cd", 1)')
+    # "aaa" has (a, a) twice; merged left to right it becomes ("aa", "a"), whose one pair is (aa, a)
+    expect_same(student.tokenization.learn_bpe("aaa", 2), [("a", "a"), ("aa", "a")], 'learn_bpe("aaa", 2)')
+
+
 @pytest.mark.problem("apply_bpe")
 def test_apply_bpe_by_hand(student):
-    """merges applied in order; unknown characters stay alone; no overlap in 'aaa'"""
+    """merges applied in the order given; unknown characters stay alone; no overlap in 'aaa'"""
     merges = [("l", "o"), ("lo", "w"), ("e", "r"), ("a", "a")]
     with leaves_unchanged("apply_bpe(word, merges)", merges=merges):
         expect_same(student.tokenization.apply_bpe("lower", merges), ["low", "er"], 'apply_bpe("lower", merges)')
@@ -60,6 +69,9 @@ def test_apply_bpe_by_hand(student):
                     'apply_bpe("lozenge", merges)')
         expect_same(student.tokenization.apply_bpe("aaa", merges), ["aa", "a"], 'apply_bpe("aaa", merges)')
         expect_same(student.tokenization.apply_bpe("", merges), [], 'apply_bpe("", merges)')
+    # the order given, not sorted: (b, c) first leaves nothing for (a, b)
+    expect_same(student.tokenization.apply_bpe("abc", [("b", "c"), ("a", "b")]), ["a", "bc"],
+                'apply_bpe("abc", [("b", "c"), ("a", "b")])')
 
 
 @pytest.mark.problem("wordpiece_scores")

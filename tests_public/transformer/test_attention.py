@@ -8,8 +8,25 @@ import math
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
-from autograder.testing.torchkit import randn
+from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, inputs_unchanged
+from autograder.testing.torchkit import randn, strict_device
+
+
+def _attention(Q, K, V, mask=None):
+    """The handout's attention: softmax(Q Kᵀ / sqrt(d_k)) over the keys, keys where mask == 0 hidden."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = torch.where(mask == 0, -1e9, scores)
+    return torch.softmax(scores, dim=-1) @ V
+
+
+def _heads(S, W_Q, W_K, W_V, W_O, num_heads, causal=False):
+    """The handout's multi-head attention, one head at a time: head h uses columns h*dh:(h+1)*dh."""
+    dh, T = S.shape[-1] // num_heads, S.shape[1]
+    mask = torch.ones(T, T).tril() if causal else None
+    heads = [_attention(S @ W_Q[:, h * dh:(h + 1) * dh], S @ W_K[:, h * dh:(h + 1) * dh],
+                        S @ W_V[:, h * dh:(h + 1) * dh], mask) for h in range(num_heads)]
+    return torch.cat(heads, dim=-1) @ W_O
 
 
 @pytest.mark.problem("self_attention")
@@ -44,6 +61,16 @@ def test_self_attention_two_tokens(student):
     assert_close(out, expected, what="self_attention(S, I, I, I)")
 
 
+@pytest.mark.problem("self_attention")
+def test_self_attention_formula(student):
+    """a batch of 2, 4 tokens, d_in = 3 and d_k = 2, in float64: softmax(Q Kᵀ / sqrt(d_k)) over the keys, times V"""
+    S = randn(2, 4, 3, seed=30, dtype=torch.float64)
+    W_Q, W_K, W_V = (randn(3, 2, seed=s, dtype=torch.float64, scale=2.0) for s in (31, 32, 33))
+    out = student.attention.self_attention(S, W_Q, W_K, W_V)
+    assert_close(out, _attention(S @ W_Q, S @ W_K, S @ W_V),
+                 what="self_attention(S, W_Q, W_K, W_V) with d_in = 3, d_k = 2 (float64: scale by a Python float)")
+
+
 @pytest.mark.problem("multi_head_attention")
 def test_multi_head_attention_shape(student):
     """output shape (1, 13, 8) for the notebook's example, 4 heads by default; with W_Q = 0 heads average"""
@@ -76,6 +103,18 @@ def test_multi_head_attention_one_head_is_self_attention(student):
     assert_close(out, expected, what="multi_head_attention(S, W_Q, W_K, W_V, I, num_heads=1)")
 
 
+@pytest.mark.problem("multi_head_attention")
+def test_multi_head_attention_heads_formula(student):
+    """a batch of 2, 3 tokens, d = 8: 4 heads by default, then 2 heads; head h uses columns h*dh:(h+1)*dh, scale 1/sqrt(dh)"""
+    S = randn(2, 3, 8, seed=34)
+    W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (35, 36, 37, 38))
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4), what="multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    S = randn(2, 3, 8, seed=49)  # other tokens for the 2-head call
+    out = student.attention.multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2), what="multi_head_attention(S, ..., num_heads=2)")
+
+
 @pytest.mark.problem("causal_mask")
 def test_causal_mask_3(student):
     """causal_mask(3) is lower-triangular and boolean"""
@@ -87,6 +126,16 @@ def test_causal_mask_3(student):
 def test_causal_mask_1(student):
     """causal_mask(1) lets the only token see itself"""
     assert_equal(student.attention.causal_mask(1), torch.ones(1, 1, dtype=torch.bool), what="causal_mask(1)")
+
+
+@pytest.mark.problem("causal_mask")
+def test_causal_mask_on_the_given_device(student):
+    """causal_mask(4) is the lower triangle; causal_mask(4, device="meta") is made on that device (no fixed device)"""
+    expected = torch.tensor([[j <= i for j in range(4)] for i in range(4)])
+    assert_equal(student.attention.causal_mask(4), expected, what="causal_mask(4)")
+    with strict_device("meta"):
+        mask = student.attention.causal_mask(4, device="meta")
+    expect_tensor(mask, what='causal_mask(4, device="meta")', shape=(4, 4), device="meta")
 
 
 def _prefix_means(S, W_V, W_O):
@@ -132,6 +181,25 @@ def test_causal_last_token_sees_everything(student):
     assert_close(out, _prefix_means(S, W_V, W_O), what="causal_multi_head_attention(S, W_Q=0, W_K=0, W_V, W_O)")
 
 
+@pytest.mark.problem("causal_multi_head_attention")
+@pytest.mark.isolate("attention", "causal_mask")
+def test_causal_multi_head_attention_heads_formula(student):
+    """a batch of 2, 4 tokens: 4 heads by default, then 2 heads; each head causal with scale 1/sqrt(dh); on meta too"""
+    S = randn(2, 4, 8, seed=39)
+    W_Q, W_K, W_V, W_O = (randn(8, 8, seed=s) for s in (40, 41, 42, 43))
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 4, causal=True),
+                 what="causal_multi_head_attention(S, W_Q, W_K, W_V, W_O) (4 heads)")
+    S = randn(2, 4, 8, seed=50)  # other tokens for the 2-head call
+    out = student.attention.causal_multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=2)
+    assert_close(out, _heads(S, W_Q, W_K, W_V, W_O, 2, causal=True),
+                 what="causal_multi_head_attention(S, ..., num_heads=2)")
+    with strict_device("meta"):  # the mask follows the inputs' device
+        out = student.attention.causal_multi_head_attention(*(t.to("meta") for t in (S, W_Q, W_K, W_V, W_O)))
+    expect_tensor(out, what="causal_multi_head_attention(S, ...) with every input on the meta device",
+                  shape=(2, 4, 8), device="meta")
+
+
 @pytest.mark.problem("scaled_dot_product_attention")
 def test_sdpa_shapes(student):
     """returns (output, weights) with shapes (B, H, T_q, dv) and (B, H, T_q, T_k); Q = 0 gives uniform weights"""
@@ -156,6 +224,27 @@ def test_sdpa_masked_keys_get_no_weight(student):
     assert_close(weights, expected_weights, what="weights with mask [1, 1, 0] and Q = 0")
     assert_close(output, V[:, :, :2].mean(dim=2, keepdim=True).expand(1, 1, 2, 2),
                  what="output with mask [1, 1, 0] and Q = 0")
+
+
+@pytest.mark.problem("scaled_dot_product_attention")
+@pytest.mark.parametrize("mask_dtype", [torch.int64, torch.bool])
+def test_sdpa_padding_formula(student, mask_dtype):
+    """a padded batch of 2 in float64, 2 heads, T_q = 3 queries, T_k = 5 keys, dv = 3 != dk = 4; inputs left unchanged"""
+    Q, K = randn(2, 2, 3, 4, seed=44, dtype=torch.float64), randn(2, 2, 5, 4, seed=45, dtype=torch.float64)
+    V = randn(2, 2, 5, 3, seed=46, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).view(2, 1, 1, 5).to(mask_dtype)  # row 1: 2 padded keys
+    expected_weights = _attention(Q, K, torch.eye(5, dtype=torch.float64), mask)
+    with inputs_unchanged("scaled_dot_product_attention(Q, K, V, mask)", Q=Q, K=K, V=V, mask=mask):
+        output, weights = student.attention.scaled_dot_product_attention(Q, K, V, mask)
+        assert_close(weights, expected_weights, what="weights: softmax(Q Kᵀ / sqrt(dk)), -1e9 where mask == 0")
+        assert_close(output, expected_weights @ V, what="output: weights @ V")
+
+
+def _expect_parameters(module, linears, what):
+    """The module's parameters are exactly the weight and bias of each of `linears`, none shared."""
+    expected = sorted(f"{name}.{kind}" for name in linears for kind in ("weight", "bias"))
+    got = sorted(name for name, _ in module.named_parameters())
+    expect(got == expected, f"{what} should have the parameters {expected} (no other, none shared); it has {got}.")
 
 
 def _check_averaging(mha, x, what):
@@ -186,11 +275,51 @@ def test_mha_module_shapes(student):
 @pytest.mark.problem("MultiHeadAttention")
 @pytest.mark.isolate("attention", "scaled_dot_product_attention")
 def test_mha_module_layers(student):
-    """W_q, W_k, W_v, W_o are nn.Linear(embed_dim, embed_dim) with bias"""
+    """W_q, W_k, W_v, W_o are nn.Linear(embed_dim, embed_dim) with bias, and the only parameters"""
     mha = student.attention.MultiHeadAttention(16, 4)
     for name in ("W_q", "W_k", "W_v", "W_o"):
         layer = getattr(mha, name, None)
         expect(isinstance(layer, torch.nn.Linear), f"MultiHeadAttention.{name} should be an nn.Linear.")
         expect(tuple(layer.weight.shape) == (16, 16) and layer.bias is not None,
                f"MultiHeadAttention.{name} should be nn.Linear(16, 16) with a bias.")
+    _expect_parameters(mha, ["W_q", "W_k", "W_v", "W_o"], "MultiHeadAttention(16, 4)")
     _check_averaging(mha, randn(2, 5, 16, seed=22), "MultiHeadAttention(16, 4)(x)")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
+def test_mha_module_padding_mask(student):
+    """a padded batch of 2, 2 heads: padded keys get weight 0; the real tokens' outputs are those without the padding"""
+    mha = student.attention.MultiHeadAttention(8, 2).eval()
+    x = randn(2, 4, 8, seed=47)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).view(2, 1, 1, 4)  # row 1: its last 2 tokens are padding
+    with torch.no_grad():
+        context, weights = mha(x, mask)
+        alone, alone_weights = mha(x[1:, :2])  # row 1 without its padding
+    expect_tensor(weights, what="the weights of MultiHeadAttention(8, 2)(x, mask)", shape=(2, 2, 4, 4))
+    assert_close(weights[1, :, :, 2:], torch.zeros(2, 4, 2), what="the weights on row 1's padded keys")
+    assert_close(context[1, :2], alone[0], what="row 1's real tokens with the mask, against the same tokens alone")
+    assert_close(weights[1, :, :2, :2], alone_weights[0], what="row 1's real tokens' weights on the real keys")
+    with torch.no_grad():  # with W_q = 0 each query spreads its weight evenly over the real keys
+        mha.W_q.weight.zero_()
+        mha.W_q.bias.zero_()
+        context, weights = mha(x, mask)
+        values = mha.W_v(x)
+        means = torch.stack([values[0].mean(dim=0), values[1, :2].mean(dim=0)])  # over the real tokens
+        expected = mha.W_o(means).view(2, 1, 8).expand(2, 4, 8)
+    real = torch.tensor([[1 / 4] * 4, [1 / 2, 1 / 2, 0, 0]]).view(2, 1, 1, 4).expand(2, 2, 4, 4)
+    assert_close(weights, real, what="the weights of MultiHeadAttention(8, 2)(x, mask) with W_q = 0")
+    assert_close(context, expected, what="the context with W_q = 0 (W_o of the mean of W_v over the real tokens)")
+
+
+@pytest.mark.problem("MultiHeadAttention")
+@pytest.mark.isolate("attention", "scaled_dot_product_attention")
+def test_mha_module_rejects_indivisible_embed_dim(student):
+    """MultiHeadAttention(12, 4) works; MultiHeadAttention(10, 4) raises ValueError or AssertionError"""
+    _check_averaging(student.attention.MultiHeadAttention(12, 4), randn(2, 3, 12, seed=48), "MultiHeadAttention(12, 4)(x)")
+    try:
+        student.attention.MultiHeadAttention(10, 4)
+    except (ValueError, AssertionError):
+        return
+    expect(False, "MultiHeadAttention(10, 4) should raise ValueError (or fail an assert): "
+                  "embed_dim must be a multiple of num_heads.")

@@ -13,7 +13,7 @@ class TwoOutputs(nn.Module):
 
     def forward(self, x, mask=None):
         B, T, _ = x.shape
-        return x * 2, torch.full((B, 1, T, T), 1.0 / T)
+        return x * 2, torch.full((B, 1, T, T), 1.0 / T) + 0 * x.sum()  # weights need grad when x does
 
 
 def ISOLATE_MHA(test):
@@ -24,12 +24,15 @@ def ISOLATE_MHA(test):
 
 @pytest.mark.problem("attach_attention_hook")
 def test_hook_captures_weights(student):
-    """one forward call stores one tensor: the weights, detached"""
+    """one forward call stores one tensor: the weights, detached; the module's output is unchanged"""
     module, storage = TwoOutputs(), []
     handle = student.debugging.attach_attention_hook(module, storage)
     x = torch.ones(2, 3, 4, requires_grad=True)
-    output, _ = module(x)
+    output, returned = module(x)
     expect(len(storage) == 1, f"after one forward call storage should hold 1 tensor, it holds {len(storage)}.")
+    assert_close(output, x.detach() * 2, what="the module's output with the hook attached (it must not change)")
+    expect(returned.requires_grad, "with the hook attached the module returned detached weights: "
+                                   "the hook must not change the module's outputs (store a detached copy only).")
     weights = expect_tensor(storage[0], what="storage[0]", shape=(2, 1, 3, 3))
     assert_close(weights, torch.full((2, 1, 3, 3), 1 / 3), what="storage[0] (the attention weights)")
     expect(not storage[0].requires_grad, "the stored weights should be detached (.detach()).")
