@@ -268,6 +268,21 @@ def _rng_state():
     return torch.random.get_rng_state() if torch is not None else None
 
 
+def _as_given(value):
+    """The tensors and arrays in a call's arguments copied as they are before the call: student code
+    may change its inputs in place, and diagnosis must replay the call on what it was given."""
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if np is not None and isinstance(value, np.ndarray):
+        return value.copy()
+    if type(value) in (list, tuple):
+        return type(value)(_as_given(v) for v in value)
+    if type(value) is dict:
+        return {k: _as_given(v) for k, v in value.items()}
+    return value
+
+
 class StudentCallable:
     """A student function or class: calling it records the call; `.raw` is the object itself."""
 
@@ -277,7 +292,7 @@ class StudentCallable:
     def __call__(self, *args, **kwargs):
         if self._record:
             record_call(self.name, args, kwargs)
-            _state.student_call = (self._module, self.name, args, kwargs)
+            _state.student_call = (self._module, self.name, _as_given(args), _as_given(kwargs))
             _state.student_rng = _rng_state()
             _notify(self.raw, self.name, args, kwargs)
         elif self._record is False:  # the reference: remember the call, to replay it on wrong variants
