@@ -96,7 +96,7 @@ NAMED_CLASSES = {
 NO_DIAGNOSIS = {
     "transformer": {
         "device": ["mask-ignores-device", "cpu-mask-mh", "transformer-positions-on-cpu"],
-        "dtype": ["mask-float", "float32-out-sdpa"],
+        "dtype": ["mask-float", "float32-out-sdpa", "scale-float32-tensor-self"],
         "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
                       "transformer-blocks-python-list", "transformer-one-block-repeated",
                       "transformer-extra-unused-parameter", "block-extra-unused-parameter", "block-one-layernorm-shared",
