@@ -90,7 +90,7 @@ def test_several_problems_in_one_option_and_unknown_names(unpacked):
     folder = unpacked["foundations"]
     result = run(folder, "--problem", "softmax,apply_bpe", "--collect-only", "-q")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "4 tests collected" in result.stdout or "4/24 tests collected" in result.stdout
+    assert re.search(r"^4(/\d+)? tests collected", result.stdout, re.M), result.stdout[-500:]
     wrong = run(folder, "--problem", "sofmax", "-q")
     assert wrong.returncode != 0
     assert "no problem named sofmax" in wrong.stdout + wrong.stderr
