@@ -20,7 +20,7 @@ or by replacing whole files (then editing them, if `edits` are given too):
 
 Whole files are for submissions written in another style from start to end. Such a mutant
 may not carry a `diagnosis`: diagnoses are replayed on variants rebuilt from their `edits`
-alone (see grade/runner.py's write_diagnoses and testing/diagnosis.py).
+alone (see grade/runner.py's write_diagnoses and grader/diagnosis.py).
 The files are read when a mutant is materialised, not when the catalogue is loaded, so the
 catalogue loads without them (the autograder zip ships mutants.toml only).
 
@@ -140,7 +140,7 @@ class Verdict:
 
 def _diagnoses_shown(graded: dict) -> set[str]:
     """The diagnoses that the graded tests' outputs show."""
-    from .testing import messages
+    from .kit import messages
 
     prefix = messages.DIAGNOSIS.format(diagnosis="")
     return {line.removeprefix(prefix) for test in graded["tests"] for line in test["output"].splitlines()

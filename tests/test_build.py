@@ -60,8 +60,9 @@ def test_student_zip_has_no_reference_and_no_hidden_test(zips, transformer):
         names = archive.namelist()
         assert all(n.startswith("transformer/") for n in names)
         assert not any("reference" in n or "hidden" in n for n in names)
+        assert not any(n.startswith(("transformer/autograder/grader/", "transformer/autograder/sandbox/")) for n in names)
         assert {"transformer/attention.py", "transformer/run_tests.py", "transformer/README.md",
-                "transformer/tests/test_attention.py", "transformer/autograder/testing/plugin.py"} <= set(names)
+                "transformer/tests/test_attention.py", "transformer/autograder/kit/plugin.py"} <= set(names)
         zip_lines = {line.strip() for n in names for line in archive.read(n).decode().splitlines()}
     assert solution_lines and not solution_lines & zip_lines
     public_lines = {line.strip() for path in (ROOT / "tests_public").rglob("*.py") for line in path.read_text().splitlines()}

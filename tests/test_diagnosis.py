@@ -1,5 +1,5 @@
 """Mistake diagnosis for modules and hooks, in process: a student's module call replayed on the
-catalogued variants (autograder/testing/diagnosis.py), without a grading run."""
+catalogued variants (autograder/grader/diagnosis.py), without a grading run."""
 import json
 
 import pytest
@@ -7,9 +7,10 @@ import torch
 
 from autograder import mutants as mutants_module
 from autograder.grade.runner import write_diagnoses
-from autograder.testing import adapter, diagnosis
-from autograder.testing.adapter import call
-from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_
+from autograder.grader import diagnosis
+from autograder.kit import adapter
+from autograder.kit.adapter import call
+from autograder.kit.torchkit import copy_parameters, randint, randn, randomize_
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from autograder import build as build_module
 from autograder import manifest as manifest_module
 from autograder import mutants as mutants_module
 from autograder.build import fingerprints as build_fingerprints
-from autograder.testing import fingerprints, messages
+from autograder.kit import fingerprints, messages
 
 ROOT = manifest_module.ROOT
 
@@ -99,7 +99,7 @@ def table_state():
 
 def lookup(state, table, test, got, call="f(x)"):
     """What the student's runner says for `got` at `test` and `call` with `table` loaded."""
-    from autograder.testing import adapter
+    from autograder.kit import adapter
 
     state.update(table=json.loads(json.dumps(table)), test=test, records=None)
     adapter.reset_last_call()
@@ -167,7 +167,7 @@ def test_errors_are_matched_by_type_and_message(table_state):
     record = {"kind": "error", "test": "t.py::t", "call": "f(x)", "error": ["RuntimeError", "shapes differ"]}
     table = build_fingerprints.tabulate([("mistake E", [record])], [])
     table_state.update(table=table, test="t.py::t", records=None)
-    from autograder.testing import adapter
+    from autograder.kit import adapter
 
     adapter.reset_last_call()
     adapter._state.last_call = "f(x)"
@@ -288,7 +288,7 @@ REFERENCE_HASHES = '''
 import json, pathlib, sys, tempfile
 from autograder import manifest as manifest_module
 from autograder.build import fingerprints as build_fingerprints
-from autograder.testing import fingerprints
+from autograder.kit import fingerprints
 
 name, table_path, out = sys.argv[1:]
 manifest = manifest_module.load(name)

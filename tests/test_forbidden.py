@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder import manifest
-from autograder.testing.checks import GradingFailure
-from autograder.testing.torchkit import COMPUTATIONS, ForbiddenCalls, computation_of, resolve
+from autograder.kit.checks import GradingFailure
+from autograder.kit.torchkit import COMPUTATIONS, ForbiddenCalls, computation_of, resolve
 
 NAMES = {"p": ["torch.nn.functional.scaled_dot_product_attention", "torch.nn.MultiheadAttention"]}
 SOFTMAX = {"p": ["torch.softmax"]}
@@ -112,7 +112,7 @@ def test_every_alias_of_library_attention_is_caught(how):
 
 @pytest.fixture(scope="module")
 def distilbert_attention():
-    from autograder.testing.tiny_hf import tiny_distilbert
+    from autograder.kit.tiny_hf import tiny_distilbert
 
     attn = tiny_distilbert(50).eval().transformer.layer[0].attention
     hidden = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(1))

@@ -78,8 +78,8 @@ def test_student_zip(tmp_path, foundations):
         requirements = archive.read("foundations/requirements.txt").decode()
         archive.extractall(tmp_path)
     assert {"foundations/tokenization.py", "foundations/self_attention.py", "foundations/README.md",
-            "foundations/tests/test_embeddings.py", "foundations/autograder/testing/training.py",
-            "foundations/autograder/testing/tiny_hf.py"} <= names
+            "foundations/tests/test_embeddings.py", "foundations/autograder/kit/training.py",
+            "foundations/autograder/kit/tiny_hf.py"} <= names
     assert not any("reference" in n or "hidden" in n for n in names)
     assert "pandas==" in requirements and "sentencepiece==" in requirements
     folder = tmp_path / "foundations"

@@ -11,7 +11,7 @@ from autograder import manifest as manifest_module
 from autograder import mutants as mutants_module
 from autograder.grade import grade, grade_via_zip
 from autograder.grade.results import per_problem
-from autograder.testing import messages
+from autograder.kit import messages
 
 TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "visibility", "tags"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}

@@ -13,7 +13,7 @@ import pytest
 
 from autograder import manifest as manifest_module
 from autograder.grade import grade, grade_via_zip
-from autograder.testing import messages
+from autograder.kit import messages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ LOADER_FILES = {
     "usercustomize.py": "import torch\ntorch.equal = lambda *a, **k: True\n",
     "evil.pth": "import os; os._exit(0)\n",
     "torch.py": "raise SystemExit(0)\n",
-    "pytest.ini": "[pytest]\naddopts = -p no:autograder.testing.plugin\n",
+    "pytest.ini": "[pytest]\naddopts = -p no:autograder.grader.plugin -p no:autograder.kit.plugin\n",
 }
 
 

@@ -1,5 +1,5 @@
 """Inputs changed in place by student code reach the grader's objects through the sandbox, as
-they would in one process, and `expect_unchanged` catches them (autograder/testing/inplace.py)."""
+they would in one process, and `expect_unchanged` catches them (autograder/kit/inplace.py)."""
 import textwrap
 
 import numpy as np
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from autograder.testing.checks import GradingFailure
-from autograder.testing.inplace import copy_of, expect_unchanged, same
-from autograder.testing.sandbox import RemoteSubmission
+from autograder.kit.checks import GradingFailure
+from autograder.kit.inplace import copy_of, expect_unchanged, same
+from autograder.sandbox.client import RemoteSubmission
 
 SUBMISSION = '''
 import numpy as np

@@ -333,7 +333,7 @@ def _child(mode: str, assignment: str, workdir: pathlib.Path, rest: list[str]) -
 
 def _pytest_args(assignment: str, report: pathlib.Path, submission: str) -> list[str]:
     """The public tests as `make public` runs them, with a report of every event."""
-    return [str(ROOT / "tests_public" / assignment), "-p", "autograder.testing.plugin", "-p", "no:cacheprovider",
+    return [str(ROOT / "tests_public" / assignment), "-p", "autograder.kit.plugin", "-p", "no:cacheprovider",
             "-p", "no:logging", "-c", os.devnull, "--rootdir", str(ROOT), "-q", "--no-header", "-rN",
             "-p", "no:xdist", "--timeout", "120", "--submission", submission, "--report", str(report)]
 
@@ -346,7 +346,7 @@ def main(argv: list[str]) -> int:
     workdir = pathlib.Path(workdir)
     from autograder import manifest as manifest_module
     from autograder import mutants as mutants_module
-    from autograder.testing import adapter
+    from autograder.kit import adapter
 
     manifest = manifest_module.load(assignment)
     reference = str(manifest.path(manifest.reference))

@@ -6,7 +6,7 @@ import torch
 from autograder.grade import results
 from autograder.grade.intake import Intake
 from autograder.grade.runner import Outcome, Run
-from autograder.testing import messages
+from autograder.kit import messages
 
 PUBLIC = {"nodeid": "tests_public/transformer/test_a.py::test_x", "file": "tests_public/transformer/test_a.py",
           "name": "test_x", "doc": "x works", "problems": ["causal_mask"]}
@@ -56,7 +56,7 @@ def test_partial_credit_and_leaderboard(transformer):
 
 
 def test_score_fixture_clamps_and_checks_order():
-    from autograder.testing.plugin import Score
+    from autograder.kit.plugin import Score
 
     given = Score()
     given.partial(1.7, "too much")
@@ -79,7 +79,7 @@ def test_names_are_readable_parameters_and_unescaped_ids():
 
 
 def test_the_plugin_describes_parameters_for_names():
-    from autograder.testing.adapter import describe_param
+    from autograder.kit.adapter import describe_param
 
     assert describe_param("a\xe9") == "a\xe9"
     assert describe_param(torch.float32) == "float32"
@@ -105,7 +105,7 @@ def test_collected_tests_carry_readable_parameters(tmp_path):
         "def test_p(word, shape):\n"
         "    '''a word and a shape'''\n")
     report = tmp_path / "report.jsonl"
-    subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.testing.plugin",
+    subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.kit.plugin",
                     "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--report", str(report), str(tmp_path)],
                    cwd=tmp_path, capture_output=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     test, = json.loads(report.read_text().splitlines()[0])["tests"]

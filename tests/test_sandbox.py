@@ -10,27 +10,27 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing import wire
-from autograder.testing.jail import OUTPUT_LIMIT
-from autograder.testing.plugin import STDOUT_LIMIT
-from autograder.testing.checks import GradingFailure
-from autograder.testing.sandbox import RemoteError, RemoteSubmission, WorkerCrash
-from autograder.testing.torchkit import strict_device
+from autograder.sandbox import protocol
+from autograder.sandbox.process import OUTPUT_LIMIT
+from autograder.kit.plugin import STDOUT_LIMIT
+from autograder.kit.checks import GradingFailure
+from autograder.sandbox.client import RemoteError, RemoteSubmission, WorkerCrash
+from autograder.kit.torchkit import strict_device
 
 
 # ---------------------------------------------------------------------------------------------
-# wire.py: only plain data, and nothing malformed gets through
+# protocol.py: only plain data, and nothing malformed gets through
 
 def roundtrip(value):
-    encoder = wire.Encoder()
+    encoder = protocol.Encoder()
     body = encoder.value(value)
     read, write = os.pipe()
     try:
-        wire.send(write, {"v": body}, encoder.blobs)
-        message, blobs = wire.receive(read)
+        protocol.send(write, {"v": body}, encoder.blobs)
+        message, blobs = protocol.receive(read)
     finally:
         os.close(read), os.close(write)
-    return wire.Decoder(blobs).value(message["v"])
+    return protocol.Decoder(blobs).value(message["v"])
 
 
 def test_plain_values_survive_the_wire():
@@ -62,8 +62,8 @@ def test_a_tensor_subclass_arrives_as_a_plain_tensor():
     [1, 2],
 ])
 def test_malformed_values_are_rejected(bad):
-    with pytest.raises(wire.WireError):
-        wire.Decoder([b"abc"]).value(bad)
+    with pytest.raises(protocol.WireError):
+        protocol.Decoder([b"abc"]).value(bad)
 
 
 def test_numpy_and_pandas_values_survive_the_wire():
@@ -95,8 +95,8 @@ def test_numpy_and_pandas_values_survive_the_wire():
     {"T": "npscalar", "dtype": "int8", "v": 100000},
 ])
 def test_malformed_arrays_and_frames_are_rejected(bad):
-    with pytest.raises(wire.WireError):
-        wire.Decoder([b"abc"]).value(bad)
+    with pytest.raises(protocol.WireError):
+        protocol.Decoder([b"abc"]).value(bad)
 
 
 def test_subclasses_of_plain_containers_arrive_as_the_plain_type():
@@ -143,27 +143,27 @@ def test_subclasses_of_plain_containers_arrive_as_the_plain_type():
     {"T": "dict", "k": [{"T": "tensor", "dtype": "float32", "shape": [0], "b": 0}], "v": [1]},
 ])
 def test_malformed_ints_sets_and_keys_are_rejected(bad):
-    with pytest.raises(wire.WireError):
-        wire.Decoder([b""]).value(bad)
+    with pytest.raises(protocol.WireError):
+        protocol.Decoder([b""]).value(bad)
 
 
 def test_object_arrays_are_refused():
     import numpy as np
 
-    with pytest.raises(wire.WireError):
-        wire.Encoder().value(np.array([object()]))
+    with pytest.raises(protocol.WireError):
+        protocol.Encoder().value(np.array([object()]))
 
 
 def test_oversized_and_broken_messages_are_rejected():
     read, write = os.pipe()
     try:
-        os.write(write, struct.pack("<QQ", wire.MAX_HEADER + 1, 0))
-        with pytest.raises(wire.WireError):
-            wire.receive(read)
+        os.write(write, struct.pack("<QQ", protocol.MAX_HEADER + 1, 0))
+        with pytest.raises(protocol.WireError):
+            protocol.receive(read)
         header = b'{"blobs": [5]}'
         os.write(write, struct.pack("<QQ", len(header), 4) + header + b"1234")
-        with pytest.raises(wire.WireError):
-            wire.receive(read)
+        with pytest.raises(protocol.WireError):
+            protocol.receive(read)
     finally:
         os.close(read), os.close(write)
 
@@ -321,7 +321,7 @@ def run_encoder(model, tokenizer, sentence):
     encoded = tokenizer(sentence, return_tensors="pt")
     states = model(**encoded, output_hidden_states=True).hidden_states
     return (tokenizer.convert_ids_to_tokens(encoded["input_ids"][0]), states[-1], model.training,
-            type(model).__name__, "autograder.testing.sandbox" in sys.modules)
+            type(model).__name__, "autograder.sandbox.client" in sys.modules)
 
 def containers(words):
     import collections
@@ -652,7 +652,7 @@ def test_frames_and_arrays_go_both_ways(remote):
 
 
 def test_hugging_face_models_and_tokenizers_are_copied_into_the_worker(remote):
-    from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+    from autograder.kit.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 
     tokenizer = wordpiece_tokenizer(["the cat sat on the mat", "a dog ran in the park"])
     model = tiny_distilbert(len(tokenizer))
@@ -688,7 +688,7 @@ def test_a_print_flood_costs_no_points_and_is_reported_cut(tmp_path, sandbox):
     (tmp_path / "submission" / "loud.py").write_text("def shout(n):\n    print('x' * n)\n    return 42\n")
     (tmp_path / "test_loud.py").write_text(FLOOD_TEST)
     report = tmp_path / "report.jsonl"
-    command = [sys.executable, "-m", "pytest", str(tmp_path / "test_loud.py"), "-p", "autograder.testing.plugin",
+    command = [sys.executable, "-m", "pytest", str(tmp_path / "test_loud.py"), "-p", "autograder.grader.plugin",
                "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path), "-q",
                "--report", str(report), "--submission", str(tmp_path / "submission")]
     if sandbox:

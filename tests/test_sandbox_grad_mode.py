@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.sandbox import RemoteSubmission
+from autograder.sandbox.client import RemoteSubmission
 
 SUBMISSION = '''
 import torch

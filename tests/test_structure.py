@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.checks import GradingFailure, inputs_unchanged
-from autograder.testing.torchkit import check_structure, copy_parameters
+from autograder.kit.checks import GradingFailure, inputs_unchanged
+from autograder.kit.torchkit import check_structure, copy_parameters
 
 
 class Pair(nn.Module):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.testing import adapter, checks, messages, plugin
+from autograder.kit import adapter, checks, messages, plugin
 
 
 def test_numpy_results_are_shown_as_numpy():

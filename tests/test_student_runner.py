@@ -177,7 +177,7 @@ def test_training_prints_one_line_per_epoch_through_the_terminal_reporter(tmp_pa
     """Captured output stays hidden, but the training loop's epoch lines show at once (no -s needed)."""
     (tmp_path / "test_fit.py").write_text(
         "import pytest, torch\n"
-        "from autograder.testing.training import Budget, batch_binary_accuracy, fit\n"
+        "from autograder.kit.training import Budget, batch_binary_accuracy, fit\n"
         "@pytest.mark.problem('p')\n"
         "def test_fit():\n"
         "    print('CAPTURED')\n"
@@ -186,7 +186,7 @@ def test_training_prints_one_line_per_epoch_through_the_terminal_reporter(tmp_pa
         "    model = torch.nn.Linear(3, 1)\n"
         "    fit(model, x, y, torch.nn.BCEWithLogitsLoss(), Budget(epochs=2), output=lambda o: o[:, 0],\n"
         "        metric=batch_binary_accuracy)\n")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "autograder.testing.plugin", "-p",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "autograder.kit.plugin", "-p",
                              "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stdout[-2000:]
@@ -199,7 +199,7 @@ def test_training_prints_one_line_per_epoch_through_the_terminal_reporter(tmp_pa
 def test_fit_logs_nothing_when_told_and_trains_the_same(capsys):
     import torch
 
-    from autograder.testing.training import Budget, fit
+    from autograder.kit.training import Budget, fit
 
     def trained(**kwargs):
         torch.manual_seed(0)

@@ -4,8 +4,8 @@ import sys
 import pytest
 import torch
 
-from autograder.testing.checks import GradingFailure
-from autograder.testing.torchkit import strict_device
+from autograder.kit.checks import GradingFailure
+from autograder.kit.torchkit import strict_device
 
 
 def test_strict_device_catches_a_cpu_index_and_allows_what_cuda_allows():
@@ -23,7 +23,7 @@ def test_strict_device_catches_a_cpu_index_and_allows_what_cuda_allows():
 def test_warm_up_stands_in_for_dynamo_until_it_is_needed():
     code = """
 import sys, torch
-from autograder.testing.torchkit import warm_up
+from autograder.kit.torchkit import warm_up
 warm_up()
 assert type(sys.modules["torch._dynamo"]).__name__ == "_DynamoStandIn"
 compiled = torch.compile(lambda t: t + 1)

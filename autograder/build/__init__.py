@@ -11,7 +11,7 @@ dist/NAME-autograder.zip (what Gradescope unpacks into /autograder/source):
 dist/NAME-student.zip, all under NAME/:
 
     README.md (the handout), the starter files, tests/ (public tests only),
-    autograder/testing/ (what the tests import), conftest.py, run_tests.py,
+    autograder/kit/ (what the tests import), conftest.py, run_tests.py,
     problems.json (the problems in the handout's order, their points and how many tests,
     public and hidden, share them: the runner's order, `--problem` and its points table),
     requirements.txt (the student pins plus the manifest's extra_requirements),
@@ -47,10 +47,6 @@ def _pin(requirements: str, package: str) -> str:
         if line.split("==")[0].strip() == package:
             return line.split("==")[1].split(";")[0].strip()
     raise ValueError(f"{package} is not pinned")
-
-
-# The sandbox (grader runs only): students run their public tests in one process.
-GRADER_ONLY = {"sandbox.py", "jail.py", "worker.py", "wire.py"}
 
 
 def _package_files(subfolder: str = "") -> dict[str, bytes]:
@@ -115,9 +111,8 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
         if folder.public:
             files.update(_folder_files(manifest.root, folder.path, f"{top}/tests"))
     files[f"{top}/autograder/__init__.py"] = b'"""The part of the course autograder that the public tests use."""\n'
-    for name, data in _package_files("testing").items():
-        if name.rsplit("/", 1)[-1] not in GRADER_ONLY:
-            files[f"{top}/{name}"] = data
+    for name, data in _package_files("kit").items():  # the kit, whole: it imports nothing else of ours
+        files[f"{top}/{name}"] = data
     for name in ("conftest.py", "run_tests.py"):
         files[f"{top}/{name}"] = (TEMPLATES / "student" / name).read_bytes()
     files[f"{top}/problems.json"] = (json.dumps(problem_table(manifest), indent=2) + "\n").encode()
@@ -134,7 +129,7 @@ def collect(manifest: manifest_module.Manifest) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="collect-") as tmp:
         report = pathlib.Path(tmp) / "report.jsonl"
         env = dict(os.environ, PYTHONPATH=str(manifest.root), PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.testing.plugin",
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.kit.plugin",
                    "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(manifest.root),
                    "--report", str(report), *[folder.path for folder in manifest.tests]]
         done = subprocess.run(command, cwd=manifest.root, env=env, capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 For every diagnosed wrong variant of mutants.toml (a `diagnosis` and at least one problem), the
 public tests of its problems run on it, as a student runs them (no reference, no isolation, in
-one process, trusted code), and testing/fingerprints.py records, at each failing check, the test,
+one process, trusted code), and kit/fingerprints.py records, at each failing check, the test,
 the last call into student code and the result (`got`), or the error the variant raised. The
 public tests also run twice on the reference, recording what every check compares. Then:
 
@@ -15,7 +15,7 @@ public tests also run twice on the reference, recording what every check compare
 - variants with different mistakes whose results at one test and call are that close to each
   other share their mistakes (a student matching one matches the other: no diagnosis), as the
   grader names a mistake only when every matching variant agrees;
-- what is left is hashed (testing/fingerprints.py says how) and written with the diagnoses.
+- what is left is hashed (kit/fingerprints.py says how) and written with the diagnoses.
 
 Nothing else goes in: no result of the reference, no input, no hidden test. The child process
 (`python -m autograder.build.fingerprints NAME OUT`) does the work; the table is cached under
@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import manifest as manifest_module
 from .. import mutants as mutants_module
-from ..testing import fingerprints
+from ..kit import fingerprints
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
 CLOSE_STEPS = 2                 # results within this many rounding steps count as the same
@@ -121,7 +121,7 @@ def _compute_in_child(manifest: manifest_module.Manifest) -> bytes:
 
 def _pytest_args(manifest: manifest_module.Manifest) -> list[str]:
     return [*[str(manifest.path(t.path)) for t in manifest.tests if t.public],
-            "-p", "autograder.testing.plugin", "-p", "autograder.testing.fingerprints",
+            "-p", "autograder.kit.plugin", "-p", "autograder.kit.fingerprints",
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:warnings", "-p", "no:xdist", "-c", os.devnull,
             "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
             "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal"]
@@ -131,7 +131,7 @@ def public_tests(manifest: manifest_module.Manifest) -> list[tuple[str, list[str
     """(node id, problems) of every public test, collected in this process."""
     import pytest
 
-    from ..testing.plugin import problems_of
+    from ..kit.plugin import problems_of
 
     found: list[tuple[str, list[str]]] = []
 

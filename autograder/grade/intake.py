@@ -25,7 +25,7 @@ SKIPPED_FOLDERS = "Skipped folders that are not part of a submission: {folders}.
 LOADER_FILES = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "sitecustomize.py",
                 "usercustomize.py"}
 # Libraries the grader and the tests import: a file named like one would shadow it.
-SHADOWED = {"torch", "numpy", "pytest", "_pytest", "pluggy", "autograder", "agworker", "transformers", "tokenizers",
+SHADOWED = {"torch", "numpy", "pytest", "_pytest", "pluggy", "autograder", "transformers", "tokenizers",
             "nltk", "safetensors", "math", "json", "os", "sys", "typing", "copy", "random", "functools"}
 
 

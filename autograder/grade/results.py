@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 
 from ..manifest import Manifest
-from ..testing import messages
+from ..kit import messages
 from .intake import Intake
 from .runner import Run
 

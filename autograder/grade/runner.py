@@ -1,6 +1,6 @@
 """Run an assignment's tests on one submission in a child pytest process, surviving its crashes.
 
-The child writes grading events (see autograder/testing/plugin.py) to a file as it goes.
+The child writes grading events (see autograder/kit/plugin.py) to a file as it goes.
 The grader watches it: a test that runs past its limit is killed by a watchdog (beyond
 pytest-timeout's own signal), a child that dies mid-test (segfault, os._exit, ...) costs
 that test only, and a new child runs the tests that are left.
@@ -23,8 +23,8 @@ import sys
 import time
 
 from ..manifest import Manifest
-from ..testing import messages
-from ..testing.jail import describe_exit as _describe_exit
+from ..kit import messages
+from ..sandbox.process import describe_exit as _describe_exit
 
 MAX_RESTARTS = 5          # child processes started after a crash, at most
 POLL_S = 0.02
@@ -74,7 +74,7 @@ def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
 
 
 def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path | None:
-    """The known wrong variants that name a mistake, for the plugin (see testing/diagnosis.py)."""
+    """The known wrong variants that name a mistake, for the plugin (see grader/diagnosis.py)."""
     from ..mutants import load
 
     variants = [{"name": m.name, "diagnosis": m.diagnosis, "problems": list(m.problems),
@@ -90,10 +90,10 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
                    diagnoses: pathlib.Path | None = None, sandbox: bool = True,
                    timed_out: dict[str, int] | None = None) -> list[str]:
-    """The child's command line; with `sandbox`, student code runs in a worker (testing/sandbox.py).
+    """The child's command line; with `sandbox`, student code runs in a worker (autograder/sandbox/).
     `timed_out`: the timeouts each problem already cost in this run (earlier children)."""
     command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
-               "-p", "autograder.testing.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
+               "-p", "autograder.grader.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
                "--max-timeout", f"{manifest.test_timeout_s:g}",
@@ -213,7 +213,7 @@ def _problems(run: Run, nodeid: str) -> list[str]:
 
 def _kill_worker_leftovers(test_pid: int) -> None:
     """Whatever the sandbox's user still runs (a `setsid` grandchild of the worker, say) is killed."""
-    from ..testing.jail import SandboxUnavailable, kill_user_processes, worker_user
+    from ..sandbox.process import SandboxUnavailable, kill_user_processes, worker_user
 
     try:
         user = worker_user(test_pid)

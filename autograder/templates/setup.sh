@@ -33,7 +33,7 @@ fi
 "$VENV/bin/python" -m pip install -r "$SOURCE/requirements.txt"
 "$VENV/bin/python" -c "import torch, pytest; print('setup.sh: torch', torch.__version__, 'ready')"
 
-# Student code runs in a worker process as this user (autograder/testing/jail.py): no home,
+# Student code runs in a worker process as this user (autograder/sandbox/process.py): no home,
 # no login shell. It must be able to run the venv's Python, and must not read source/.
 WORKER_USER="${AUTOGRADER_WORKER_USER:-autograder-worker}"
 if [ "$(id -u)" = 0 ]; then

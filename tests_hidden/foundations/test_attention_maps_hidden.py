@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, expect, expect_tensor
-from autograder.testing.inplace import leaves_unchanged
-from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
-from autograder.testing.torchkit import randn
+from autograder.kit.checks import assert_close, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
+from autograder.kit.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+from autograder.kit.torchkit import randn
 
 SENTENCES = ["I wanted to have a party.", "I bought a cake for it.", "I was going to play at the park.",
              "I was going to a play in the park.", "Jaime Salazar is running for election."]

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, expect, expect_array, expect_tensor
-from autograder.testing.inplace import copy_of, expect_unchanged, leaves_unchanged
-from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+from autograder.kit.checks import assert_close, expect, expect_array, expect_tensor
+from autograder.kit.inplace import copy_of, expect_unchanged, leaves_unchanged
+from autograder.kit.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 
 SENTENCES = ["The captain will lead the team to victory.", "They lead him by the hand through the dark corridor.",
              "Lead is a toxic heavy metal.", "She played the lead in the school play.",

@@ -3,8 +3,8 @@ and in both float dtypes; every test also checks that the inputs are left as the
 import numpy as np
 import pytest
 
-from autograder.testing.checks import assert_close, expect, expect_array
-from autograder.testing.inplace import copy_of, expect_unchanged
+from autograder.kit.checks import assert_close, expect, expect_array
+from autograder.kit.inplace import copy_of, expect_unchanged
 
 
 def rand(*shape, seed, scale=1.0, dtype=np.float64):

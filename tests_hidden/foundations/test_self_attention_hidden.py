@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
-from autograder.testing.inplace import leaves_unchanged
-from autograder.testing.torchkit import copy_parameters, randint, randomize_, strict_device
-from autograder.testing.training import Budget, binary_accuracy, fit, scaled_credit
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
+from autograder.kit.torchkit import copy_parameters, randint, randomize_, strict_device
+from autograder.kit.training import Budget, binary_accuracy, fit, scaled_credit
 
 # The trained model: grader's loop, seed and data (seeds differ from the public test's).
 TRAINING = Budget(epochs=8, seed=7)

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from autograder.testing.checks import expect, fail, shown
-from autograder.testing.inplace import copy_of, expect_unchanged, leaves_unchanged
+from autograder.kit.checks import expect, fail, shown
+from autograder.kit.inplace import copy_of, expect_unchanged, leaves_unchanged
 
 
 def random_words(seed, alphabet="abcd", n=(5, 40), length=(1, 7)):

@@ -11,9 +11,9 @@ every scaling or masking mistake shows.
 import pytest
 import torch
 
-from autograder.testing.adapter import call
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
-from autograder.testing.torchkit import copy_parameters, randint, randn, randomize_, strict_device
+from autograder.kit.adapter import call
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.torchkit import copy_parameters, randint, randn, randomize_, strict_device
 
 FLOATS = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
 F64 = torch.float64

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.adapter import SubmissionError, call, describe
-from autograder.testing.checks import assert_close, expect, expect_tensor, fail, inputs_unchanged
-from autograder.testing.torchkit import check_structure, copy_parameters, randn, randomize_
+from autograder.kit.adapter import SubmissionError, call, describe
+from autograder.kit.checks import assert_close, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.torchkit import check_structure, copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
 

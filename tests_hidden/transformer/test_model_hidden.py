@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograder.testing.adapter import call, describe
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
-from autograder.testing.torchkit import check_structure, copy_parameters, randint, randn, randomize_, strict_device
+from autograder.kit.adapter import call, describe
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.torchkit import check_structure, copy_parameters, randint, randn, randomize_, strict_device
 
 # (dtype, train mode) runs on the meta device: every dtype in eval mode, and dropout once
 META_RUNS = [(torch.float32, False), (torch.float64, False), (torch.bfloat16, False), (torch.float32, True)]

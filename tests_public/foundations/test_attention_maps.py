@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, expect, expect_tensor
-from autograder.testing.inplace import leaves_unchanged
-from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+from autograder.kit.checks import assert_close, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
+from autograder.kit.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 
 SENTENCES = ["Transformers capture contextual relationships.", "The cat sat on the mat.",
              "Alice gave the book to Bob."]

@@ -1,5 +1,5 @@
 """Public tests for embeddings.py, on a tiny randomly initialised DistilBERT and a WordPiece
-tokenizer trained on a few sentences (nothing is downloaded; see autograder/testing/tiny_hf.py).
+tokenizer trained on a few sentences (nothing is downloaded; see autograder/kit/tiny_hf.py).
 
 The real `distilbert-base-uncased` behaves the same way, with 6 layers of width 768.
 """
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, expect, expect_array, expect_tensor
-from autograder.testing.inplace import leaves_unchanged
-from autograder.testing.tiny_hf import tiny_distilbert, wordpiece_tokenizer
+from autograder.kit.checks import assert_close, expect, expect_array, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
+from autograder.kit.tiny_hf import tiny_distilbert, wordpiece_tokenizer
 
 SENTENCES = ["The captain will lead the team to victory.", "Lead is a toxic heavy metal.",
              "She played the lead in the school play.", "The detective followed a promising lead."]

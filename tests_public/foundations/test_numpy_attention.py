@@ -6,8 +6,8 @@ reference solution on many more inputs (batches, large scores, other shapes).
 import numpy as np
 import pytest
 
-from autograder.testing.checks import assert_close, expect_array
-from autograder.testing.inplace import leaves_unchanged
+from autograder.kit.checks import assert_close, expect_array
+from autograder.kit.inplace import leaves_unchanged
 
 
 def rand(*shape, seed):

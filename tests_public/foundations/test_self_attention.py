@@ -1,13 +1,13 @@
 """Public tests for self_attention.py: the notebook's examples, the model's shapes, and training
-with the grader's own loop (autograder/testing/training.py), as the hidden test does."""
+with the grader's own loop (autograder/kit/training.py), as the hidden test does."""
 import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor
-from autograder.testing.inplace import leaves_unchanged
-from autograder.testing.torchkit import randint
-from autograder.testing.training import Budget, batch_binary_accuracy, binary_accuracy, fit
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
+from autograder.kit.torchkit import randint
+from autograder.kit.training import Budget, batch_binary_accuracy, binary_accuracy, fit
 
 
 @pytest.mark.problem("token_matching_labels")

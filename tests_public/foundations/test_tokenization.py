@@ -1,8 +1,8 @@
 """Public tests for tokenization.py: small corpora whose merges and scores you can work out by hand."""
 import pytest
 
-from autograder.testing.checks import expect, shown
-from autograder.testing.inplace import leaves_unchanged
+from autograder.kit.checks import expect, shown
+from autograder.kit.inplace import leaves_unchanged
 
 SEED_CORPUS = """book booker booking booked bookshelf bookcase bookkeeper
 reading reader readers reads reading bookshelf

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from autograder.testing.checks import assert_close, assert_equal, expect, expect_tensor, inputs_unchanged
-from autograder.testing.torchkit import randn, strict_device
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, inputs_unchanged
+from autograder.kit.torchkit import randn, strict_device
 
 
 def _attention(Q, K, V, mask=None):

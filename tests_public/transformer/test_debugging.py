@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.adapter import call
-from autograder.testing.checks import assert_close, expect, expect_tensor
-from autograder.testing.torchkit import randn
+from autograder.kit.adapter import call
+from autograder.kit.checks import assert_close, expect, expect_tensor
+from autograder.kit.torchkit import randn
 
 
 class TwoOutputs(nn.Module):

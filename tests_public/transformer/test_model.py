@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograder.testing.adapter import call
-from autograder.testing.checks import (assert_close, assert_equal, assert_scalar_close, expect, expect_tensor,
+from autograder.kit.adapter import call
+from autograder.kit.checks import (assert_close, assert_equal, assert_scalar_close, expect, expect_tensor,
                                       inputs_unchanged)
-from autograder.testing.torchkit import randint, randn, randomize_, strict_device
+from autograder.kit.torchkit import randint, randn, randomize_, strict_device
 
 
 def _expect_parameters(module, names, what):

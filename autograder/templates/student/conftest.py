@@ -1,6 +1,6 @@
 """The public tests' setup: the course's pytest plugin, and what `run_tests.py` adds to it.
 
-The plugin (autograder/testing/plugin.py) gives the `student` fixture (your files in this
+The plugin (autograder/kit/plugin.py) gives the `student` fixture (your files in this
 folder), the `problem` marker, and failure messages that show your own code only. This file:
 
 - runs the tests in the handout's problem order (problems.json, written with this zip);
@@ -9,7 +9,7 @@ folder), the `problem` marker, and failure messages that show your own code only
 - ends every run with a table: each problem, its public tests passed, and the points they earn;
 - names the likely mistake behind a failure, as the grader does, when your result matches a
   fingerprint of a known wrong solution's result on that test (fingerprints.json: hashes only,
-  written with this zip; see autograder/testing/fingerprints.py).
+  written with this zip; see autograder/kit/fingerprints.py).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-pytest_plugins = ["autograder.testing.plugin", "autograder.testing.fingerprints"]
+pytest_plugins = ["autograder.kit.plugin", "autograder.kit.fingerprints"]
 
 HERE = pathlib.Path(__file__).resolve().parent
 _CONFIG: dict = {}  # the session's config, for hooks that get none
@@ -55,7 +55,7 @@ def selected_problems(config) -> list[str]:
 
 
 def pytest_configure(config):
-    from autograder.testing import fingerprints
+    from autograder.kit import fingerprints
 
     fingerprints.load(FINGERPRINTS_FILE)
     config._student_problems = load_problems()
@@ -98,7 +98,7 @@ def pytest_runtest_logreport(report):
     if report.failed or report.skipped:
         entry["passed"] = False
     if report.when == "teardown":
-        from autograder.testing import plugin
+        from autograder.kit import plugin
 
         given = plugin._CONFIG.get("scores", {}).get(report.nodeid)
         if given is not None:

@@ -17,10 +17,9 @@ import subprocess
 import sys
 import tempfile
 
-from . import messages
+from ..kit import messages
 
-WORKER_FILES = ("__init__.py", "adapter.py", "checks.py", "fingerprints.py", "inplace.py", "messages.py", "torchkit.py", "wire.py",
-                "worker.py")
+WORKER_PACKAGES = ("kit", "sandbox")  # what the worker imports: autograder.kit and autograder.sandbox, whole
 DEFAULT_USER = "autograder-worker"   # made by setup.sh; run_autograder sets AUTOGRADER_WORKER_USER to it
 NAMELESS_UID_BASE = 1_500_000_000    # elsewhere the worker's uid is this + the test process's pid
 # rlimits of the worker: address space (import torch needs ~0.7 GB with one thread), processes
@@ -29,7 +28,7 @@ DEFAULT_LIMITS = {"as": 3 << 30, "nproc": 256, "fsize": 16 << 20, "nofile": 256,
 OUTPUT_LIMIT = 1800       # characters of student output passed on per call (under plugin.STDOUT_LIMIT: the
                           # note of how much was cut survives the cut of a test's output)
 BOOT = ("import sys, json; c = json.loads(sys.argv[3]); sys.path[:0] = c['path']; "
-        "from agworker.worker import main; main(sys.argv[1:])")
+        "from autograder.sandbox.server import main; main(sys.argv[1:])")
 
 
 class SandboxUnavailable(Exception):
@@ -181,18 +180,19 @@ class Worker:
         python = worker_python(self.user is not None)
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="sandbox-"))
         os.chmod(self.root, 0o755)
-        lib = self.root / "lib" / "agworker"
+        lib = self.root / "lib" / "autograder"
         lib.mkdir(parents=True)
-        here = pathlib.Path(__file__).parent
-        for name in WORKER_FILES:
-            shutil.copy(here / name, lib / name)
+        (lib / "__init__.py").write_text('"""The parts of the autograder that the sandboxed worker runs."""\n')
+        package = pathlib.Path(__file__).resolve().parent.parent
+        for name in WORKER_PACKAGES:
+            shutil.copytree(package / name, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
         copy = self.root / "submission"
         copy.mkdir()
         for path in pathlib.Path(submission).glob("*.py"):
             shutil.copy(path, copy / path.name)
         work = self.root / "work"
         work.mkdir(mode=0o700)
-        for path in [self.root / "lib", lib, copy, *lib.iterdir(), *copy.iterdir()]:
+        for path in [self.root / "lib", *(self.root / "lib").rglob("*"), copy, *copy.iterdir()]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if self.user is not None:
             os.chown(work, *self.user)

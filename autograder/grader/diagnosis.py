@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-from . import adapter, fingerprints
+from ..kit import adapter, fingerprints
 
 _variants: list[tuple[str, set[str], adapter.Submission]] = []  # (diagnosis, problems, variant)
 _reference: list[adapter.Submission] = []                        # the reference, imported for replays
@@ -431,6 +431,11 @@ def _quietly(run, *args) -> bool:
         return run(*args)
     except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
         return False
+
+
+def configured() -> bool:
+    """Has `configure` loaded known wrong variants (a grading run)?"""
+    return bool(_variants)
 
 
 def diagnose(got, expected) -> str | None:

@@ -2,7 +2,7 @@
 
 Started by the grader's test process (see sandbox.py) as an unprivileged user, with
 resource limits, in a folder that holds a copy of the submission and of this package,
-and nothing else of the grader's. It answers requests over two pipes, in wire.py's plain
+and nothing else of the grader's. It answers requests over two pipes, in protocol.py's plain
 format: import a module, look up a name, call a function, construct a class, run a
 module's forward on the state (weights, buffers, train mode, replaced children) the
 grader sends, run backward on a kept graph. Objects stay here and are named by id; what
@@ -29,9 +29,10 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-from . import adapter, inplace, wire
-from .checks import GradingFailure
-from .torchkit import DeviceCheckMode, DeviceMismatch, ForbiddenCalls, warm_up
+from ..kit import adapter, inplace
+from . import protocol
+from ..kit.checks import GradingFailure
+from ..kit.torchkit import DeviceCheckMode, DeviceMismatch, ForbiddenCalls, warm_up
 
 KEPT_GRAPHS = 8          # forward graphs kept for a later backward
 MESSAGE_LIMIT = 2000     # characters of an exception's message sent back
@@ -49,15 +50,15 @@ MODULE_INTERNALS = {"training", "_parameters", "_buffers", "_non_persistent_buff
                     "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_compiled_call_impl"}
 
 
-def plain_attributes(module: nn.Module, encoder: wire.Encoder, *, private: bool) -> dict:
+def plain_attributes(module: nn.Module, encoder: protocol.Encoder, *, private: bool) -> dict:
     """The module's own attributes that are plain data (ints, floats, strings, tensors, ...)."""
     found = {}
     for name, value in vars(module).items():
         if name in MODULE_INTERNALS or (name.startswith("_") and not private):
             continue
         try:
-            found[name] = wire.Encoder().value(value)  # a dry run: is it plain?
-        except wire.WireError:
+            found[name] = protocol.Encoder().value(value)  # a dry run: is it plain?
+        except protocol.WireError:
             continue
         found[name] = encoder.value(value)
     return found
@@ -118,7 +119,7 @@ def run_hooks(module: nn.Module, kind: str, values: dict):
             return _chain(module._backward_pre_hooks.values(), lambda hook, g: hook(module, g), grad_output)
         return _chain(module._backward_hooks.values(), lambda hook, g: hook(module, g, grad_output),
                       values.get("grad_input"))
-    raise wire.WireError(f"unknown kind of hook {kind!r}")
+    raise protocol.WireError(f"unknown kind of hook {kind!r}")
 
 
 def _chain(hooks, call, value):
@@ -173,7 +174,7 @@ def _run_forward_hooks(module: nn.Module, args: tuple, kwargs: dict, output, fai
 def same_objects(value, known: dict, depth: int = 0):
     """`value` with each tensor that is one of `known` (by identity) replaced by its reference
     home: a hook that returns its input unchanged hands back the very tensor, autograd included."""
-    if depth > wire.MAX_DEPTH:
+    if depth > protocol.MAX_DEPTH:
         return value
     if isinstance(value, torch.Tensor):
         return known.get(id(value), value)
@@ -313,12 +314,12 @@ class Worker:
         gid, home = ref["id"], ref.get("home")
         if home == "worker":
             if gid not in self.objects:
-                raise wire.WireError("unknown object")
+                raise protocol.WireError("unknown object")
             return self.objects[gid]
         if ref.get("type") == "list":
             items = self._decoder_for_refs.value(ref.get("items"))
             if not isinstance(items, list):
-                raise wire.WireError("malformed list")
+                raise protocol.WireError("malformed list")
             self.shared[gid] = (items, self._fingerprint(items))
             return items
         if ref.get("type") in ("hf_model", "hf_tokenizer"):
@@ -337,13 +338,13 @@ class Worker:
         cls = getattr(transformers, str(ref.get("cls")), None)
         if ref["type"] == "hf_tokenizer":
             if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerFast)):
-                raise wire.WireError("not a fast tokenizer class")
+                raise protocol.WireError("not a fast tokenizer class")
             from tokenizers import Tokenizer
 
             kwargs = self._decoder_for_refs.value(ref.get("kwargs"))
             return cls(tokenizer_object=Tokenizer.from_str(str(ref.get("json"))), **kwargs)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-            raise wire.WireError("not a model class")
+            raise protocol.WireError("not a model class")
         config = cls.config_class.from_dict(json.loads(str(ref.get("config"))))
         config._attn_implementation = str(ref.get("attn"))
         model = cls(config)
@@ -362,7 +363,7 @@ class Worker:
             return nn.Sequential(*built.values())
         attrs = {}
         for name, value in (desc.get("attrs") or {}).items():
-            with contextlib.suppress(wire.WireError):
+            with contextlib.suppress(protocol.WireError):
                 attrs[name] = self._decoder_for_refs.value(value)
         stub = Stub(self, gid, dict(desc, attrs=attrs))
         for name, child in children.items():
@@ -374,14 +375,14 @@ class Worker:
         return tuple(id(x) for x in items)
 
     def _decoder(self, blobs):
-        decoder = wire.Decoder(blobs, on_ref=self.resolve)
+        decoder = protocol.Decoder(blobs, on_ref=self.resolve)
         self._decoder_for_refs = decoder
         return decoder
 
     # ---- the conversation --------------------------------------------------------------------
 
     def send(self, message: dict, values: dict | None = None) -> None:
-        encoder = wire.Encoder(on_object=self.export)
+        encoder = protocol.Encoder(on_object=self.export)
         self._encoder = encoder
         body = {key: encoder.value(value) for key, value in (values or {}).items()}
         updates = {}
@@ -396,14 +397,14 @@ class Worker:
                 stream.flush()
         if message.get("re"):  # an answer: the grader shows what was printed, and how much was cut
             message = dict(message, dropped=OUTPUT.take_dropped())
-        wire.send(self.out_fd, dict(message, values=body, shared=updates, stub_hooks=hooks,
+        protocol.send(self.out_fd, dict(message, values=body, shared=updates, stub_hooks=hooks,
                                     violations=self.violations[-5:]), encoder.blobs)
 
     def transact(self, request: dict, values: dict | None = None) -> dict:
         """Send a request to the grader and serve its requests until the answer comes."""
         self.send(request, values)
         while True:
-            message, blobs = wire.receive(self.in_fd)
+            message, blobs = protocol.receive(self.in_fd)
             if message.get("re"):
                 decoded = self._decoder(blobs).value
                 if "error" in message:
@@ -444,7 +445,7 @@ class Worker:
         self.send({"re": True, "ok": True}, {"pid": os.getpid()})
         while True:
             try:
-                message, blobs = wire.receive(self.in_fd)
+                message, blobs = protocol.receive(self.in_fd)
             except EOFError:
                 return
             self.serve(message, blobs)
@@ -521,7 +522,7 @@ class Worker:
             return self.backward(message["graph"], values["grads"])
         if op == "run_hooks":
             return self.run_stub_hooks(values["target"], message.get("kind"), values, message.get("given"))
-        raise wire.WireError(f"unknown request {op!r}")
+        raise protocol.WireError(f"unknown request {op!r}")
 
     def apply_state(self, state: dict, decode, leaves: dict) -> None:
         """Make the module tree match the grader's mirror: weights, buffers, modes, children."""
@@ -531,7 +532,7 @@ class Worker:
         def apply(node: dict, path: str):
             module = self.objects.get(node.get("id"))
             if not isinstance(module, nn.Module):
-                raise wire.WireError("unknown module")
+                raise protocol.WireError("unknown module")
             module.training = bool(node.get("training"))
             for name, e in (node.get("params") or {}).items():
                 if isinstance(e, dict) and e.get("T") == "tie":
@@ -581,7 +582,7 @@ class Worker:
         def relay_for(kind: str):
             def relay(mod, *hook_args):
                 values = hook_values(kind, hook_args)
-                given = [self._register(t) for t in wire.tensors_in(hooked_inputs(kind, values))]
+                given = [self._register(t) for t in protocol.tensors_in(hooked_inputs(kind, values))]
                 return self.transact({"op": "hook", "id": gid, "kind": kind, "given": given}, values)["result"]
             return relay
 
@@ -642,8 +643,8 @@ class Worker:
         """Run the hooks student code put on a stub, for a forward (or backward) the grader ran itself.
         A tensor handed back unchanged goes back as the grader's own (`given`: their ids there)."""
         if not isinstance(stub, nn.Module) or kind not in HOOK_FIELDS:
-            raise wire.WireError("malformed hook request")
-        tensors = wire.tensors_in(hooked_inputs(kind, values))
+            raise protocol.WireError("malformed hook request")
+        tensors = protocol.tensors_in(hooked_inputs(kind, values))
         known = {id(t): GraderRef(gid) for t, gid in zip(tensors, given if isinstance(given, list) else [])
                  if type(gid) is int}
         return {"result": same_objects(run_hooks(stub, kind, values), known)}

@@ -25,13 +25,21 @@ SMALL_TENSOR = 48  # show whole tensors in public details up to this many elemen
 
 
 def fail(summary: str, details: str = "", *, got=None, expected=None):
-    """Raise a GradingFailure; with `got` and `expected`, try to name the mistake (diagnosis.py)."""
+    """Raise a GradingFailure; with `got` and `expected`, try to name the mistake (see `_diagnose`)."""
     hint = ""
     if got is not None and expected is not None:
-        from .diagnosis import diagnose
-
-        hint = diagnose(got, expected) or ""
+        hint = _diagnose(got, expected) or ""
     raise GradingFailure(summary, details, hint)
+
+
+def _diagnose(got, expected) -> str | None:
+    """The likely mistake behind `got`: the grader's diagnosis in grading, else the fingerprints'."""
+    from .plugin import current_config  # here, not at the top: the sandboxed worker imports this module too
+
+    config = current_config()
+    if config is None:
+        return fingerprints.diagnose(got, expected)
+    return config.hook.pytest_autograder_diagnose(got=got, expected=expected)
 
 
 def expect(condition: bool, summary: str, details: str = "") -> None:

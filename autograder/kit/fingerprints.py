@@ -22,7 +22,7 @@ values that sit on a boundary of one grid (and could round either way) do not sp
 A match on any grid counts. -0.0 is 0.0.
 Each hash is salted with the test and the call, so a result can only match where it was made.
 
-Also a pytest plugin (`-p autograder.testing.fingerprints`, loaded by the student zip's
+Also a pytest plugin (`-p autograder.kit.fingerprints`, loaded by the student zip's
 conftest.py): it tells `diagnose` which test is running.
 """
 from __future__ import annotations

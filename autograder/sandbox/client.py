@@ -9,7 +9,7 @@ code runs in a worker process that
 - sees a copy of the submission and of the worker's own code, the system and the Python
   packages, and, where the kernel lets root make a mount namespace, nothing else (jail.py);
   on Gradescope, folder permissions keep it out of /autograder/source as well;
-- answers in wire.py's plain format only: tensors, numbers, strings, lists, dicts and
+- answers in protocol.py's plain format only: tensors, numbers, strings, lists, dicts and
   descriptions of modules. Every comparison happens here, on plain tensors.
 
 A module built by student code is mirrored here: a module of the same class name with the
@@ -34,12 +34,13 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from . import adapter, inplace, messages, wire
-from .jail import SandboxUnavailable, Worker
-from .checks import GradingFailure
-from .worker import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
+from ..kit import adapter, inplace, messages
+from . import protocol
+from .process import SandboxUnavailable, Worker
+from ..kit.checks import GradingFailure
+from .server import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
 
-from .jail import DEFAULT_LIMITS  # noqa: E402
+from .process import DEFAULT_LIMITS  # noqa: E402
 
 
 class RemoteError(Exception):
@@ -160,7 +161,7 @@ class _Shared:
 CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 
 
-def by_value(obj, encoder: wire.Encoder) -> dict | None:
+def by_value(obj, encoder: protocol.Encoder) -> dict | None:
     """A Hugging Face model or fast tokenizer, as what the worker needs to build a copy of it.
 
     These are handed to student code by value, not as stubs: student code calls many of their
@@ -267,18 +268,18 @@ class Sandbox:
 
     def _receive(self):
         try:
-            return wire.receive(self.worker.from_worker)
+            return protocol.receive(self.worker.from_worker)
         except EOFError:
             raise WorkerCrash(self.worker.exit_description()) from None
-        except wire.WireError as exc:
+        except protocol.WireError as exc:
             raise WorkerCrash(f"it sent a malformed message ({exc})") from None
 
-    def _encoder(self) -> wire.Encoder:
-        self._current_encoder = wire.Encoder(on_object=self._export)
+    def _encoder(self) -> protocol.Encoder:
+        self._current_encoder = protocol.Encoder(on_object=self._export)
         return self._current_encoder
 
-    def _decoder(self, blobs, grad: bool = True) -> wire.Decoder:
-        self._current_decoder = wire.Decoder(blobs, on_ref=self._import, on_device=_to_device, grad=grad)
+    def _decoder(self, blobs, grad: bool = True) -> protocol.Decoder:
+        self._current_decoder = protocol.Decoder(blobs, on_ref=self._import, on_device=_to_device, grad=grad)
         return self._current_decoder
 
     def __deepcopy__(self, memo):
@@ -287,7 +288,7 @@ class Sandbox:
     def __copy__(self):
         return self
 
-    def transact(self, request: dict, values: dict | None = None, encoder: wire.Encoder | None = None,
+    def transact(self, request: dict, values: dict | None = None, encoder: protocol.Encoder | None = None,
                  grad: bool = True) -> dict:
         """Send a request; serve the worker's callbacks until its answer comes; return the answer's values."""
         encoder = encoder or self._encoder()
@@ -367,7 +368,7 @@ class Sandbox:
         if callable(obj):
             return {"T": "ref", "home": "grader", "type": "function", "id": self._gid(obj),
                     "name": str(getattr(obj, "__name__", type(obj).__name__))}
-        raise wire.WireError(f"a {type(obj).__name__} cannot be given to student code")
+        raise protocol.WireError(f"a {type(obj).__name__} cannot be given to student code")
 
     def _stub_desc(self, module: nn.Module) -> dict:
         attrs = {}
@@ -376,8 +377,8 @@ class Sandbox:
             if name.startswith("_") or name == "training" or name in attrs:
                 continue
             value = getattr(module, name, None)
-            with contextlib.suppress(wire.WireError):
-                wire.Encoder().value(value)
+            with contextlib.suppress(protocol.WireError):
+                protocol.Encoder().value(value)
                 attrs[name] = self._current_encoder.value(value)
         desc = {"training": module.training, "attrs": attrs,
                 "children": {name: self._export(child) for name, child in module._modules.items() if child is not None}}
@@ -390,7 +391,7 @@ class Sandbox:
         gid, home = ref["id"], ref.get("home")
         if home == "grader":
             if gid not in self.objects:
-                raise wire.WireError("unknown grader object")
+                raise protocol.WireError("unknown grader object")
             return self.objects[gid]
         kind, name = ref.get("type"), str(ref.get("name", "object"))[:200]
         if kind == "module":
@@ -438,7 +439,7 @@ class Sandbox:
                     continue
                 value = None if value is None else decode(value)
                 if value is not None and not isinstance(value, torch.Tensor):
-                    raise wire.WireError("malformed module description")
+                    raise protocol.WireError("malformed module description")
                 if kind == "params" and value is not None:
                     value = nn.Parameter(value.detach(), requires_grad=value.requires_grad)
                 table[pname] = value
@@ -451,7 +452,7 @@ class Sandbox:
             module._modules[cname] = None if child is None else self._mirror(child, tensors, f"{path}{cname}.")
         return module
 
-    def _state(self, module: nn.Module, encoder: wire.Encoder, seen: dict, path: str, root: bool) -> dict:
+    def _state(self, module: nn.Module, encoder: protocol.Encoder, seen: dict, path: str, root: bool) -> dict:
         """The mirror's current state, for the worker to apply before a forward."""
         ref = module._sandbox_ref
         if ref[2] != self.epoch:
@@ -470,8 +471,8 @@ class Sandbox:
             for name, value in vars(module).items():
                 if name in ("training", "_sandbox_ref") or name.startswith("_"):
                     continue
-                with contextlib.suppress(wire.WireError):
-                    wire.Encoder().value(value)
+                with contextlib.suppress(protocol.WireError):
+                    protocol.Encoder().value(value)
                     attrs[name] = encoder.value(value)
             state["attrs"] = attrs
         if not root and any(hook_kinds(module)):  # the grader's hooks on a part of a student's module
@@ -488,7 +489,7 @@ class Sandbox:
     # ---- calls -------------------------------------------------------------------------------
 
     def _context(self) -> dict:
-        from . import torchkit
+        from ..kit import torchkit
 
         context = {"grad": torch.is_grad_enabled()}
         if self.forbidden:
@@ -551,11 +552,11 @@ class Sandbox:
         outputs = [next(results) if isinstance(o, torch.Tensor) else o for o in holder["outputs"]]
         return tree_unflatten(outputs, holder["spec"])
 
-    def _send_encoded(self, request: dict, body: dict, encoder: wire.Encoder, grad: bool) -> dict:
+    def _send_encoded(self, request: dict, body: dict, encoder: protocol.Encoder, grad: bool) -> dict:
         self._ensure_ready()
         self.dirty = True
         try:
-            wire.send(self.worker.to_worker, dict(request, values=body), encoder.blobs)
+            protocol.send(self.worker.to_worker, dict(request, values=body), encoder.blobs)
             while True:
                 message, blobs = self._receive()
                 if message.get("re"):
@@ -567,7 +568,7 @@ class Sandbox:
             self._print_output()
             how = self.worker.exit_description() if isinstance(exc, OSError) and self.worker else "it stopped answering"
             self.stop()
-            if isinstance(exc, (OSError, wire.WireError)):
+            if isinstance(exc, (OSError, protocol.WireError)):
                 raise WorkerCrash(how) from None
             raise
 
@@ -668,23 +669,23 @@ class Sandbox:
             elif op == "hook":
                 answer = self._serve_hook(message, values)
             else:
-                raise wire.WireError(f"unknown request {op!r}")
-        except (wire.WireError, WorkerCrash):
+                raise protocol.WireError(f"unknown request {op!r}")
+        except (protocol.WireError, WorkerCrash):
             raise
         except Exception as exc:  # noqa: BLE001 - the grader's object raised on the student's input
             text = "".join(__import__("traceback").format_exception_only(type(exc), exc)).strip()
-            wire.send(self.worker.to_worker, {"re": True, "error": f"the grader's object raised {text[:1000]}"})
+            protocol.send(self.worker.to_worker, {"re": True, "error": f"the grader's object raised {text[:1000]}"})
             return
         encoder = self._encoder()
         self._current_encoder = encoder
         body = {k: encoder.value(v) for k, v in answer.items()}
-        wire.send(self.worker.to_worker, {"re": True, "ok": True, "values": body}, encoder.blobs)
+        protocol.send(self.worker.to_worker, {"re": True, "ok": True, "values": body}, encoder.blobs)
 
     def _serve_call(self, message: dict, values: dict, leaves: dict) -> dict:
         gid = message.get("id")
         target = self.objects.get(gid, self.kept.get(gid))
         if target is None:
-            raise wire.WireError("unknown grader object")
+            raise protocol.WireError("unknown grader object")
         grad = bool(message.get("grad"))
         self.in_callback.add(gid)
         try:  # in student code's grad mode ("records no gradients" is graded by what a spy model sees)
@@ -707,7 +708,7 @@ class Sandbox:
     def _serve_backward(self, message: dict, values: dict) -> dict:
         outputs, leaves, gid = self.graphs.get(message.get("graph"), (None, None, None))
         if outputs is None:
-            raise wire.WireError("unknown graph")
+            raise protocol.WireError("unknown graph")
         grads = values.get("grads") or []
         pairs = [(o, g) for o, g in zip(outputs, grads)
                  if isinstance(g, torch.Tensor) and o.requires_grad and g.shape == o.shape]
@@ -723,9 +724,9 @@ class Sandbox:
         """Run the grader's hooks on its mirror of a worker module, for a forward (or backward) run there."""
         node, kind = self.objects.get(message.get("id")), message.get("kind")
         if not isinstance(node, nn.Module) or kind not in HOOK_FIELDS:
-            raise wire.WireError("unknown module")
+            raise protocol.WireError("unknown module")
         given = message.get("given") if isinstance(message.get("given"), list) else []
-        tensors = wire.tensors_in(hooked_inputs(kind, values))
+        tensors = protocol.tensors_in(hooked_inputs(kind, values))
         known = {id(t): _WorkerRef(wid) for t, wid in zip(tensors, given) if type(wid) is int}
         return {"result": same_objects(run_hooks(node, kind, values), known)}
 
@@ -761,7 +762,7 @@ class Sandbox:
     def _run_stub_hooks(self, module, kind: str, values: dict):
         encoder = self._encoder()
         self._current_encoder = encoder
-        given = [self._gid(t) for t in wire.tensors_in(hooked_inputs(kind, values))]
+        given = [self._gid(t) for t in protocol.tensors_in(hooked_inputs(kind, values))]
         with torch.no_grad():
             body = {k: encoder.value(v) for k, v in dict(values, target=module).items()}
         return self._send_encoded({"op": "run_hooks", "kind": kind, "given": given}, body, encoder,

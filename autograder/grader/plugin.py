@@ -1,0 +1,267 @@
+"""The grading half of the pytest plugin (`-p autograder.grader.plugin`; it loads the kit's,
+autograder/kit/plugin.py, and is never shipped to students).
+
+It adds what only grading has: the `reference` fixture, `isolate` markers applied, forbidden
+calls watched (the manifest's `forbidden`), the likely mistake named from the catalogue's
+wrong variants (diagnosis.py), and with `--sandbox` student code run in a worker process
+(autograder/sandbox/): it implements the kit's hooks (kit/hookspecs.py) for the `student`
+fixture and for the sandbox's failures.
+
+In grading, no test runs past --max-timeout, and after --timeouts-per-problem timeouts in a
+problem its other tests fail at once, unrun (README.md, "Time budget").
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import pathlib
+
+import pytest
+
+from ..kit import adapter, messages
+from ..kit.adapter import GradingFailure
+from ..kit.plugin import is_timeout, problems_of, submission_dir
+from . import diagnosis
+
+pytest_plugins = ["autograder.kit.plugin"]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("autograder")
+    group.addoption("--reference", default=os.environ.get("AUTOGRADER_REFERENCE"),
+                    help="folder holding the reference solution (grader only) [env AUTOGRADER_REFERENCE]")
+    group.addoption("--forbidden", default="{}",
+                    help='JSON {problem: [dotted names]} of calls student code may not make in that problem\'s tests')
+    group.addoption("--diagnoses", default=None,
+                    help="JSON file of known wrong variants [{name, diagnosis, edits}] (grader runs, with --reference)")
+    group.addoption("--warm-up", action="store_true",
+                    help="before the first test, pay the one-time cost of the meta device (grader runs)")
+    group.addoption("--sandbox", default=None,
+                    help='run student code in a sandboxed worker process (grader runs): JSON '
+                         '{"limits": {rlimit name: value}} (see autograder/sandbox/process.py)')
+    group.addoption("--max-timeout", type=float, default=0,
+                    help="the most seconds any test may run: longer @pytest.mark.timeout are cut to it (grader runs)")
+    group.addoption("--timeouts-per-problem", type=int, default=0,
+                    help="after this many timeouts in a problem, its other tests fail at once (0: no limit)")
+    group.addoption("--timed-out", default="{}",
+                    help="JSON {problem: timeouts} of earlier test processes of this run (the grader's restarts)")
+
+
+def pytest_configure(config):
+    config._autograder_worker = None
+    if config.getoption("--sandbox"):  # start it now: it imports torch while this process does too
+        from ..sandbox.process import DEFAULT_LIMITS, SandboxUnavailable, Worker
+
+        limits = dict(DEFAULT_LIMITS, **json.loads(config.getoption("--sandbox")).get("limits", {}))
+        try:
+            config._autograder_worker = Worker(submission_dir(config), limits)
+        except SandboxUnavailable:
+            pass  # RemoteSubmission tries again and reports why
+    config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
+    config._autograder_timeouts = collections.Counter(json.loads(config.getoption("--timed-out")))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    _cap_timeouts(config, items)
+
+
+def _cap_timeouts(config, items) -> None:
+    """In grading no test runs longer than --max-timeout, whatever its own marker says (the time budget)."""
+    cap = config.getoption("--max-timeout")
+    if not cap:
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        wanted = marker.args[0] if marker is not None and marker.args else marker.kwargs.get("timeout") if marker else None
+        if isinstance(wanted, (int, float)) and wanted > cap:
+            item.add_marker(pytest.mark.timeout(cap), append=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test of a problem that has used up its timeouts fails at once, unrun (the time budget)."""
+    limit = item.config.getoption("--timeouts-per-problem")
+    counts = item.config._autograder_timeouts
+    spent = [p for p in problems_of(item) if limit and counts[p] >= limit]
+    if spent:
+        adapter.reset_last_call()
+        raise GradingFailure(messages.NOT_RUN_TIMEOUTS.format(count=counts[spent[0]], problem=spent[0]))
+
+
+def _remote(config):
+    """The sandboxed submission of a `--sandbox` run (started early: the worker imports torch
+    while pytest collects), or None."""
+    if not config.getoption("--sandbox"):
+        return None
+    remote = getattr(config, "_autograder_remote", None)
+    if remote is None:
+        from ..sandbox.client import RemoteSubmission
+
+        options = json.loads(config.getoption("--sandbox"))
+        remote = RemoteSubmission(submission_dir(config), options.get("limits"), worker=config._autograder_worker,
+                                  stand_ins=_stand_ins(config))
+        config._autograder_remote = remote
+    return remote
+
+
+def pytest_autograder_submission(config):
+    """With --sandbox, the `student` fixture is the sandboxed submission; in grading, a file that
+    cannot be imported has the reference's names stand in for it in the other files' imports."""
+    remote = _remote(config)
+    if remote is not None:
+        return remote
+    stand_ins = _stand_ins(config)
+    return adapter.Submission(submission_dir(config), stand_ins=stand_ins) if stand_ins is not None else None
+
+
+def pytest_autograder_explain(exc, submission):
+    from ..sandbox.client import RemoteError, WorkerCrash
+    from ..sandbox.process import SandboxUnavailable
+
+    if isinstance(exc, RemoteError):  # raised by student code in the sandboxed worker
+        summary = messages.RAISED.format(exc=exc.type_name) + ":\n" + (exc.student_traceback or exc.message)
+        return summary, diagnosis.diagnose_exception(exc) or ""
+    if isinstance(exc, WorkerCrash):
+        return messages.WORKER_CRASH.format(how=str(exc)), ""
+    if isinstance(exc, SandboxUnavailable):
+        return messages.SANDBOX_UNAVAILABLE.format(why=str(exc)), ""
+    return None
+
+
+def pytest_autograder_diagnose_exception(exc):
+    return diagnosis.diagnose_exception(exc) if diagnosis.configured() else None
+
+
+def pytest_autograder_diagnose(got, expected):
+    return diagnosis.diagnose(got, expected) if diagnosis.configured() else None
+
+
+def _stand_ins(config):
+    """In grading (the reference at hand): for a module name, the reference's functions and classes
+    that stand in for a student file that cannot be imported, in the other files' imports. None elsewhere."""
+    path = config.getoption("--reference")
+    if not path:
+        return None
+    reference = adapter.Submission(path, record_calls=None)
+
+    def names(module: str) -> dict | None:
+        try:
+            return adapter.public_names(reference.module(module))
+        except adapter.SubmissionError:
+            return None
+    return names
+
+
+@pytest.fixture(scope="session")
+def reference(request) -> adapter.Submission:
+    """The reference solution, for hidden tests run by the grader."""
+    path = request.config.getoption("--reference")
+    if not path:
+        pytest.fail(messages.REFERENCE_UNAVAILABLE, pytrace=False)
+    return adapter.Submission(path, record_calls=False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(request):
+    """Apply the test's `isolate` markers when the reference is at hand (hidden tests, grader)."""
+    markers = list(request.node.iter_markers("isolate"))
+    if not markers or not request.config.getoption("--reference"):
+        yield
+        return
+    student, reference = request.getfixturevalue("student"), request.getfixturevalue("reference")
+    with contextlib.ExitStack() as stack:
+        for marker in markers:
+            module, *names = marker.args
+            given = {name: getattr(reference.module(module), name) for name in names}
+            try:
+                stack.enter_context(student.substituted(module, given))
+            except adapter.SubmissionError:  # the file cannot be imported: its users get a stand-in, and
+                pass                         # the test itself fails where it uses the file
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _forbidden_calls(request):
+    """Fail a test whose student code calls something its problem forbids (see the manifest)."""
+    table = request.config._autograder_forbidden
+    names = {p: table[p] for p in problems_of(request.node) if table.get(p)}
+    if not names:
+        yield
+        return
+    from ..kit.torchkit import ForbiddenCalls
+
+    remote = _remote(request.config)
+    if remote is not None:  # the worker watches the calls; it reports them with each answer
+        remote.sandbox.forbidden = names
+        try:
+            yield
+        finally:
+            remote.sandbox.forbidden = {}
+        if remote.sandbox.violations:
+            raise GradingFailure(remote.sandbox.violations[0])
+        return
+    submission = submission_dir(request.config)
+    guard = ForbiddenCalls(names, lambda filename: adapter._in_dir(filename, submission))
+    with guard:
+        yield
+    if guard.violations:  # also when the student's code caught the failure raised at the call
+        raise GradingFailure(guard.violations[0])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker(request):
+    """Each test's worker starts with no recorded call (the kit's `_fresh_state` does the rest)."""
+    remote = _remote(request.config)
+    if remote is not None:
+        remote.sandbox.reset()
+    yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    diagnoses, reference = session.config.getoption("--diagnoses"), session.config.getoption("--reference")
+    if diagnoses and reference:
+        import tempfile
+
+        session.config._autograder_variants = tempfile.TemporaryDirectory(prefix="variants-")
+        diagnosis.configure(diagnoses, reference, pathlib.Path(session.config._autograder_variants.name))
+    remote = _remote(session.config)
+    if remote is not None:
+        remote.sandbox.start()
+    if session.config.getoption("--warm-up"):
+        from ..kit.torchkit import warm_up
+
+        warm_up()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A worker (re)started after a crash is ready before the test's clock starts: outside
+    pytest-timeout's limit (this wrapper runs first) and before the grader's watchdog sees
+    the test start."""
+    remote = _remote(item.config)
+    if remote is not None:
+        try:
+            remote.sandbox.ready()
+        except Exception:  # noqa: BLE001 - the test itself will fail with the reason
+            pass
+    yield
+
+
+def pytest_sessionfinish(session):
+    remote = getattr(session.config, "_autograder_remote", None)
+    if remote is not None:
+        remote.sandbox.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Count each problem's timeouts (--timeouts-per-problem)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and report.failed and is_timeout(call.excinfo.value):
+        for problem in problems_of(item):
+            item.config._autograder_timeouts[problem] += 1

@@ -1,0 +1,8 @@
+"""Student code in a worker process of its own (grader runs only).
+
+- `client.py`: the test process's side: `RemoteSubmission`, what the `student` fixture is when sandboxed;
+- `process.py`: starting the worker: unprivileged user, rlimits, a folder (chroot) of its own;
+- `protocol.py`: the wire format both sides speak (JSON + raw tensor bytes, never pickle);
+- `server.py`: the worker's side: imports the student's files and answers requests. Imports only
+  `protocol` and `autograder.kit`.
+"""
