@@ -147,19 +147,29 @@ def _diagnoses_shown(graded: dict) -> set[str]:
             if line.startswith(prefix)}
 
 
-def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdict]:
-    """Grade every mutant (or those named) and compare what they lost with what they should."""
-    from .grade import batch, results
+def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bool = False) -> list[Verdict]:
+    """Grade every mutant (or those named) and compare what they lost with what they should.
+
+    A mutant runs only the test files its changed files can affect (grade/impact.py) and takes
+    the reference's results for the others; `every_test` runs every test on every mutant."""
+    from .grade import batch, impact, results
 
     catalogue, _ = load(manifest)
     chosen = [m for m in catalogue if names is None or m.name in names]
+    reference = manifest.path(manifest.reference)
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tmp = pathlib.Path(tmp)
         folders = {f"m{i}": materialise(manifest, [m], tmp / f"m{i}") for i, m in enumerate(chosen)}
-        runs = batch.run_batch(manifest, folders, tmp)
+        test_files = None
+        if not every_test:
+            all_files = sorted(p for t in manifest.tests for p in manifest.path(t.path).rglob("test_*.py"))
+            test_files = {label: impact.affected_test_files(all_files, reference, folder, manifest.submission_files)
+                          for label, folder in folders.items()}
+            folders["reference"], test_files["reference"] = reference, None
+        runs = batch.run_batch(manifest, folders, tmp, test_files=test_files)
     verdicts = []
     for i, mutant in enumerate(chosen):
-        run = runs[f"m{i}"]
+        run = runs[f"m{i}"] if every_test else _with_reference_results(runs[f"m{i}"], runs["reference"])
         if run.collected is None:
             raise RuntimeError(f"the tests could not be collected for mutant {mutant.name}")
         graded = results.build(manifest, run, _no_intake())
@@ -169,6 +179,16 @@ def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdic
         diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
         verdicts.append(Verdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
+
+
+def _with_reference_results(run, reference):
+    """`run` (some test files) completed with the reference's results for the tests it did not run."""
+    from .grade.runner import Run
+
+    merged = Run()
+    merged.collected = reference.collected
+    merged.outcomes = {**reference.outcomes, **run.outcomes}
+    return merged
 
 
 def _no_intake():

@@ -89,11 +89,14 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
 
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
                    diagnoses: pathlib.Path | None = None, sandbox: bool = True,
-                   timed_out: dict[str, int] | None = None) -> list[str]:
+                   timed_out: dict[str, int] | None = None, paths: list[str] | None = None) -> list[str]:
     """The child's command line; with `sandbox`, student code runs in a worker (autograder/sandbox/).
-    `timed_out`: the timeouts each problem already cost in this run (earlier children)."""
-    command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
-               "-p", "autograder.grader.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
+    `timed_out`: the timeouts each problem already cost in this run (earlier children).
+    `paths`: the test files to run (default: every test folder of the manifest)."""
+    if paths is None:
+        paths = [str(manifest.path(t.path)) for t in manifest.tests]
+    command = [python, "-m", "pytest", *paths,
+               "-p", "autograder.kit.plugin", "-p", "autograder.grader.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
                "--max-timeout", f"{manifest.test_timeout_s:g}",
