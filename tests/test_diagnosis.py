@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.grade.runner import write_diagnoses
 from autograder.grader import diagnosis
 from autograder.kit import adapter
@@ -15,7 +15,7 @@ from autograder.kit.torchkit import copy_parameters, randint, randn, randomize_
 
 @pytest.fixture
 def catalogue(transformer):
-    return {m.name: m for m in mutants_module.load(transformer)[0]}
+    return {m.name: m for m in catalogue_module.load(transformer)[0]}
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def diagnosed(tmp_path, transformer):
 
 
 def submission_with(tmp_path, transformer, *mutants):
-    folder = mutants_module.materialise(transformer, list(mutants), tmp_path / "student")
+    folder = catalogue_module.materialise(transformer, list(mutants), tmp_path / "student")
     return adapter.Submission(folder)
 
 

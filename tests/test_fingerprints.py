@@ -19,7 +19,7 @@ import torch
 
 from autograder import build as build_module
 from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.build import fingerprints as build_fingerprints
 from autograder.kit import fingerprints, messages
 
@@ -193,7 +193,7 @@ def unpacked(tmp_path_factory):
 
 
 def catalogue(manifest) -> dict:
-    return {m.name: m for m in mutants_module.load(manifest)[0]}
+    return {m.name: m for m in catalogue_module.load(manifest)[0]}
 
 
 def with_mistakes(manifest, folder: pathlib.Path, names: list[str], destination: pathlib.Path) -> pathlib.Path:
@@ -201,7 +201,7 @@ def with_mistakes(manifest, folder: pathlib.Path, names: list[str], destination:
     import shutil
 
     shutil.copytree(folder, destination)
-    mutants_module.materialise(manifest, [catalogue(manifest)[n] for n in names], destination)
+    catalogue_module.materialise(manifest, [catalogue(manifest)[n] for n in names], destination)
     return destination
 
 

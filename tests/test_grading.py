@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.grade import grade, grade_via_zip
 from autograder.grade.results import per_problem
 from autograder.kit import messages
@@ -80,9 +80,9 @@ def test_via_zip_gives_the_same_scores(tmp_path, transformer, reference_results)
 
 
 def make_submission(folder: pathlib.Path, manifest, *names: str, extra: list | None = None) -> pathlib.Path:
-    catalogue, _ = mutants_module.load(manifest)
+    catalogue, _ = catalogue_module.load(manifest)
     chosen = [m for m in catalogue if m.name in names] + list(extra or [])
-    return mutants_module.materialise(manifest, chosen, folder)
+    return catalogue_module.materialise(manifest, chosen, folder)
 
 
 def lost(results: dict) -> set[str]:
@@ -90,7 +90,7 @@ def lost(results: dict) -> set[str]:
 
 
 def Mutant(file, find, replace, name="case"):
-    return mutants_module.Mutant(name, (), (mutants_module.Edit(file, find, replace),))
+    return catalogue_module.Mutant(name, (), (catalogue_module.Edit(file, find, replace),))
 
 
 def test_hidden_outputs_show_no_expected_values(tmp_path, transformer):

@@ -5,7 +5,7 @@ import torch
 
 from autograder.grade import results
 from autograder.grade.intake import Intake
-from autograder.grade.runner import Outcome, Run
+from autograder.grade.events import Outcome, Run
 from autograder.kit import messages
 
 PUBLIC = {"nodeid": "tests_public/transformer/test_a.py::test_x", "file": "tests_public/transformer/test_a.py",
@@ -19,7 +19,7 @@ def build(manifest, **outcomes):
         PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], False, "wrong", "expected 1, got 2", "", 0.0, "mask leaves out the diagonal"),
         HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", "expected 3, got 4", "", 0.0, "mask leaves out the diagonal"),
     })
-    return results.build(manifest, run, Intake({}, [], []))
+    return results.results_json(manifest, run, Intake({}, [], []))
 
 
 def test_points_split_exactly_and_problems_without_tests_still_count(transformer):
@@ -47,7 +47,7 @@ def test_partial_credit_and_leaderboard(transformer):
         PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True, fraction=0.25, note="accuracy 0.86: 25%", leaderboard=board),
         HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", fraction=0.5, leaderboard=[]),
     })
-    out = results.build(transformer, run, Intake({}, [], []))
+    out = results.results_json(transformer, run, Intake({}, [], []))
     public, hidden = [t for t in out["tests"] if t["tags"] == ["causal_mask"]]
     assert (public["score"], public["status"], public["output"]) == (0.5, "passed", "accuracy 0.86: 25%")
     assert hidden["score"] == 0.0    # a failing test earns nothing, whatever fraction it set
@@ -136,12 +136,12 @@ def test_the_always_visible_summary_tells_the_visible_tests_points_only(transfor
     the text gives the visible tests' points; the total `score` is Gradescope's to hide."""
     run = Run(collected=[PUBLIC, HIDDEN], outcomes={
         PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True), HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], True)})
-    out = results.build(transformer, run, Intake({}, [], []))
+    out = results.results_json(transformer, run, Intake({}, [], []))
     assert out["score"] == 4.0    # causal_mask's two tests; every other problem has none here (0, visible)
     visible_total = transformer.total_points - 2
     assert out["output"].startswith(f"**{transformer.title}**: " + messages.VISIBLE_PART.format(
         score="2", total=f"{visible_total:g}", rest="2"))
     assert "4 /" not in out["output"]
     shown = dataclasses.replace(transformer, tests=[dataclasses.replace(t, visibility="visible") for t in transformer.tests])
-    out = results.build(shown, run, Intake({}, [], []))
+    out = results.results_json(shown, run, Intake({}, [], []))
     assert f"4 / {transformer.total_points:g} points." in out["output"]

@@ -36,7 +36,7 @@ import tempfile
 import numpy as np
 
 from .. import manifest as manifest_module
-from .. import mutants as mutants_module
+from .. import catalogue
 from ..kit import fingerprints
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -162,9 +162,9 @@ def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: l
     return records
 
 
-def diagnosed_mutants(manifest: manifest_module.Manifest) -> list[mutants_module.Mutant]:
+def diagnosed_mutants(manifest: manifest_module.Manifest) -> list[catalogue.Mutant]:
     """The wrong variants that name a mistake (those the grader replays)."""
-    return [m for m in mutants_module.load(manifest)[0] if m.diagnosis and m.problems]
+    return [m for m in catalogue.load(manifest)[0] if m.diagnosis and m.problems]
 
 
 def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
@@ -181,7 +181,7 @@ def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
     for mutant in wrong:
         mine = [n for n, problems in tests if set(mutant.problems) & set(problems)]
         if mine:
-            folder = mutants_module.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
+            folder = catalogue.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
             observed.append((mutant.diagnosis, observe(manifest, folder, mine, workdir)))
     return tabulate(observed, reference, unstable)
 
