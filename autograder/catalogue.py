@@ -39,6 +39,7 @@ from .manifest import Manifest, ManifestError, tomllib
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
+    """Replace the one occurrence of `find` in the submitted file `file` by `replace`."""
     file: str
     find: str
     replace: str
@@ -46,6 +47,7 @@ class Edit:
 
 @dataclasses.dataclass(frozen=True)
 class Mutant:
+    """One `[[mutant]]` of mutants.toml: a variant of the reference, and the problems it must lose points in."""
     name: str
     problems: tuple[str, ...]
     edits: tuple[Edit, ...]

@@ -31,9 +31,10 @@ def failed_run(manifest: Manifest, why: str, notes: list[str] | tuple[str, ...] 
 
 
 def top(manifest: Manifest, entries: list[dict], notes: list[str]) -> dict:
-    """results.json from its test entries and notes. Its `output` is always visible to the student, so while some tests are not
-    `visible` it tells the visible tests' points only: Gradescope hides the total `score` from
-    students as long as any test is hidden, and the text must not give it away either."""
+    """results.json from its test entries and notes. Its `output` is always visible to the
+    student, so while some tests are not `visible` it tells the visible tests' points only:
+    Gradescope hides the total `score` from students as long as any test is hidden, and the text
+    must not give it away either."""
     score = round(sum(e["score"] for e in entries), PRECISION)
     total = round(sum(e["max_score"] for e in entries), PRECISION)
     shown = [e for e in entries if e["visibility"] == "visible"]

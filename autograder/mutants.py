@@ -14,13 +14,14 @@ import tempfile
 
 from .catalogue import Mutant, load, materialise
 from .grade import batch, results
-from .grade.intake import Intake
+from .grade.intake import IntakeReport
 from .kit import messages
 from .manifest import Manifest
 
 
 @dataclasses.dataclass
-class Verdict:
+class MutantVerdict:
+    """How one mutant was graded, next to what its catalogue entry says it should be."""
     mutant: Mutant
     lost: dict[str, float]     # problem -> points lost
     diagnosed: bool = True     # its diagnosis (if it has one) shows in some failed test
@@ -46,7 +47,7 @@ def _diagnoses_shown(graded: dict) -> set[str]:
             if line.startswith(prefix)}
 
 
-def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdict]:
+def check_all(manifest: Manifest, names: list[str] | None = None) -> list[MutantVerdict]:
     """Grade every mutant (or those named) and compare what they lost with what they should."""
     catalogue, _ = load(manifest)
     chosen = [m for m in catalogue if names is None or m.name in names]
@@ -59,16 +60,16 @@ def check_all(manifest: Manifest, names: list[str] | None = None) -> list[Verdic
         run = runs[f"m{i}"]
         if run.collected is None:
             raise RuntimeError(f"the tests could not be collected for mutant {mutant.name}")
-        graded = results.results_json(manifest, run, Intake(found={}, missing=[], notes=[]))
+        graded = results.results_json(manifest, run, IntakeReport(found={}, missing=[], notes=[]))
         lost = {p: round(total - score, 4) for p, (score, total) in results.per_problem(graded).items()
                 if score < total}
         shown = _diagnoses_shown(graded)
         diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
-        verdicts.append(Verdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
+        verdicts.append(MutantVerdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
 
 
-def report(verdicts: list[Verdict], file=sys.stdout) -> bool:
+def report(verdicts: list[MutantVerdict], file=sys.stdout) -> bool:
     """Print one line per mutant and a count; True when every mutant was graded as expected."""
     width = max(len(v.mutant.name) for v in verdicts)
     print(f"{'mutant':<{width}}  {'ok':<4}  expected to lose        lost", file=file)
@@ -76,7 +77,8 @@ def report(verdicts: list[Verdict], file=sys.stdout) -> bool:
         expected = ", ".join(v.mutant.problems) or "nothing (correct variant)"
         shown = "" if not v.mutant.diagnosis else ("  [diagnosed]" if v.diagnosed else "  [NOT DIAGNOSED]")
         shown += "".join(f"  [WRONG DIAGNOSIS: {d}]" for d in v.misdiagnosed)
-        print(f"{v.mutant.name:<{width}}  {'ok' if v.ok else 'FAIL':<4}  {expected:<22}  {v.problems}{shown}", file=file)
+        verdict = "ok" if v.ok else "FAIL"
+        print(f"{v.mutant.name:<{width}}  {verdict:<4}  {expected:<22}  {v.problems}{shown}", file=file)
     bad = [v for v in verdicts if not v.ok]
     print(f"\n{len(verdicts) - len(bad)} of {len(verdicts)} mutants graded as expected.", file=file)
     return not bad

@@ -170,7 +170,7 @@ def test_the_rules_see_the_real_imports():
     runner = dict(imports_of("autograder.grade.runner", modules["autograder.grade.runner"], modules))
     assert {"autograder.catalogue", "autograder.manifest", "autograder.grade.events",
             "autograder.kit.messages", "autograder.sandbox.process"} <= set(runner.values())
-    plugin = {target for _, target in imports_of("autograder.grader.plugin", modules["autograder.grader.plugin"], modules)}
+    plugin = {t for _, t in imports_of("autograder.grader.plugin", modules["autograder.grader.plugin"], modules)}
     assert "autograder.sandbox.client" in plugin  # a function-level relative import
     conftest = modules["autograder.templates.student.conftest"]
     assert "autograder.kit.fingerprints" in {t for _, t in imports_of("autograder.templates.student.conftest",
@@ -185,7 +185,8 @@ CLEAN = {
     "catalogue.py": "from .manifest import Manifest\n",
     "manifest.py": "import json\n",
     "grade/__init__.py": "",
-    "grade/run.py": "from ..sandbox import client\nfrom .. import catalogue\n\ndef f():\n    from ..kit import checks\n",
+    "grade/run.py": "from ..sandbox import client\nfrom .. import catalogue\n\n"
+                    "def f():\n    from ..kit import checks\n",
     "grader/__init__.py": "",
     "sandbox/__init__.py": "",
     "sandbox/client.py": "from . import protocol, server\n",

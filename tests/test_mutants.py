@@ -1,4 +1,4 @@
-"""The mutant catalogue itself (autograder/mutants.py): whole-file variants, validation, coverage."""
+"""The mutant catalogue itself (autograder/catalogue.py): whole-file variants, validation, coverage."""
 from collections import Counter
 
 import pytest
@@ -75,8 +75,10 @@ NAMED_CLASSES = {
         "positions reversed": ["transformer-positions-reversed"],
         "sampling in place of argmax": ["decode-samples"],
         "only batch row 0 used": ["lm-loss-row-0-only", "decode-row-0-for-all"],
-        "an additive mask in place of masked_fill": ["mask-additive-sdpa", "mask-additive-causal-mh", "csa-mask-additive"],
-        "merged heads without a transpose": ["merge-no-transpose-mh", "merge-no-transpose-module", "csa-merge-no-transpose"],
+        "an additive mask in place of masked_fill": ["mask-additive-sdpa", "mask-additive-causal-mh",
+                                                     "csa-mask-additive"],
+        "merged heads without a transpose": ["merge-no-transpose-mh", "merge-no-transpose-module",
+                                             "csa-merge-no-transpose"],
     },
     "foundations": {
         "masked_fill with 0 instead of -inf": ["bh-mask-zero-fill"],
@@ -99,7 +101,8 @@ NO_DIAGNOSIS = {
         "dtype": ["mask-float", "float32-out-sdpa", "scale-float32-tensor-self"],
         "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
                       "transformer-blocks-python-list", "transformer-one-block-repeated",
-                      "transformer-extra-unused-parameter", "block-extra-unused-parameter", "block-one-layernorm-shared",
+                      "transformer-extra-unused-parameter", "block-extra-unused-parameter",
+                      "block-one-layernorm-shared",
                       "csa-shared-q-k-projection", "csa-shared-k-v-weight", "ffn-extra-unused-parameter"],
         "a crash (the failure shows the exception)": ["ffn-init-system-exit", "ffn-forward-system-exit",
                                                       "csa-init-huge-allocation", "block-forward-huge-allocation",

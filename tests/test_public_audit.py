@@ -307,7 +307,7 @@ def public_failures(assignment: str, names: list[str]) -> dict[str, dict[str, bo
                  for i, name in enumerate(names)]
         tests = _child("public", assignment, tmp, pairs)
         result = {}
-        for i, name in enumerate(names):
+        for name in names:
             outcomes = _outcomes(tmp / f"{name}.jsonl")
             result[name] = {problem: any(not outcomes.get(t["nodeid"], True) for t in tests
                                          if problem in t["problems"])

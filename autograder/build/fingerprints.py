@@ -135,11 +135,11 @@ def public_tests(manifest: manifest_module.Manifest) -> list[tuple[str, list[str
 
     found: list[tuple[str, list[str]]] = []
 
-    class Collector:
+    class PublicTestCollector:
         def pytest_collection_finish(self, session):
             found.extend((item.nodeid, problems_of(item)) for item in session.items)
 
-    code = pytest.main([*_pytest_args(manifest), "--collect-only"], plugins=[Collector()])
+    code = pytest.main([*_pytest_args(manifest), "--collect-only"], plugins=[PublicTestCollector()])
     if code != 0 or not found:
         raise SystemExit(f"the public tests of {manifest.name} could not be collected (pytest exit {code})")
     return found
@@ -174,7 +174,8 @@ def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
         return tabulate([], [])
     tests = public_tests(manifest)
     concerned = set().union(*(m.problems for m in wrong))
-    runs = [observe(manifest, manifest.path(manifest.reference), [n for n, problems in tests if concerned & set(problems)],
+    checked = [n for n, problems in tests if concerned & set(problems)]
+    runs = [observe(manifest, manifest.path(manifest.reference), checked,
                     workdir, every_check=True) for _ in range(2)]
     reference, unstable = runs[0], unstable_tests(*runs)
     observed = []

@@ -12,7 +12,7 @@ from ..gradescope import PRECISION
 from ..kit import messages
 from ..manifest import NO_FOLDER, Manifest
 from .events import Run
-from .intake import Intake
+from .intake import IntakeReport
 
 
 def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, float]:
@@ -60,12 +60,13 @@ def test_name(test: dict) -> str:
     return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
-def results_json(manifest: Manifest, run: Run, intake: Intake) -> dict:
+def results_json(manifest: Manifest, run: Run, intake: IntakeReport) -> dict:
     """results.json for a run whose tests were collected (run.collected is not None)."""
     problem_order = list(manifest.problems)
     unknown = sorted({p for t in run.collected for p in t["problems"] if p not in manifest.problems})
     tests = sorted(run.collected, key=lambda t: (
-        min(problem_order.index(p) for p in t["problems"] if p in manifest.problems) if set(t["problems"]) - set(unknown) else len(problem_order),
+        min(problem_order.index(p) for p in t["problems"] if p in manifest.problems)
+        if set(t["problems"]) - set(unknown) else len(problem_order),
         not (manifest.folder_of(t["file"]) or NO_FOLDER).public))
     shares = points_per_test(manifest, tests)
     entries, numbering = [], collections.Counter()
@@ -89,7 +90,8 @@ def results_json(manifest: Manifest, run: Run, intake: Intake) -> dict:
         else:
             output = outcome.note
         if outcome is not None and outcome.stdout.strip():
-            output += ("\n\n" if output else "") + messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
+            printed = messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
+            output += ("\n\n" if output else "") + printed
         entries.append({
             "name": test_name(test),
             "number": f"{index}.{numbering[index]}",
@@ -114,7 +116,7 @@ def results_json(manifest: Manifest, run: Run, intake: Intake) -> dict:
     return results
 
 
-def intake_notes(intake: Intake) -> list[str]:
+def intake_notes(intake: IntakeReport) -> list[str]:
     """What the top-level output tells the student about their files (missing ones, intake's notes)."""
     notes = []
     if intake.missing:
