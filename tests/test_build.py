@@ -61,8 +61,10 @@ def test_student_zip_has_no_reference_and_no_hidden_test(zips, transformer):
         names = archive.namelist()
         assert all(n.startswith("transformer/") for n in names)
         assert not any("reference" in n or "hidden" in n for n in names)
-        grader_only = ("transformer/autograder/grader/", "transformer/autograder/sandbox/")
-        assert not any(n.startswith(grader_only) for n in names)
+        kit = {f"transformer/autograder/kit/{path.relative_to(ROOT / 'autograder/kit').as_posix()}"
+               for path in (ROOT / "autograder/kit").rglob("*.py") if "__pycache__" not in path.parts}
+        ours = {n for n in names if n.startswith("transformer/autograder/")}
+        assert ours == kit | {"transformer/autograder/__init__.py"}  # the kit, whole, and nothing else of ours
         assert {"transformer/attention.py", "transformer/run_tests.py", "transformer/README.md",
                 "transformer/tests/test_attention.py", "transformer/autograder/kit/plugin.py"} <= set(names)
         zip_lines = {line.strip() for n in names for line in archive.read(n).decode().splitlines()}

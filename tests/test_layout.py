@@ -22,9 +22,11 @@ and the rules are:
 Every import counts, absolute (`autograder.x`) or relative, at module level or inside a function
 (a function-level import closes a cycle as surely, once the function runs: issue 12's cycle
 grade/runner -> mutants -> grade/batch -> grade/runner went through two of them).
+So does a pytest plugin a module loads by name (`pytest_plugins = ["autograder.kit.plugin"]`).
 `from package import name` counts as importing the submodule `package.name` when there is one,
 else `package` itself; importing a submodule does not count as importing the packages above it
-(their `__init__.py`), which Python runs first but which import nothing of their children.
+(their `__init__.py`, which Python runs first and which often import their own submodules: that
+is no cycle to report). Each `__init__.py` is checked as a module of its own.
 A new module must be given a level here (the test fails until it is).
 """
 from __future__ import annotations
@@ -93,6 +95,9 @@ def imports_of(module: str, path: pathlib.Path, modules) -> list[tuple[int, str]
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 found.append((node.lineno, submodule if submodule in modules else _known(base, modules)))
+        elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytest_plugins" for t in node.targets):
+            names = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            found += [(node.lineno, _known(name, modules)) for name in names]
     return [(line, target) for line, target in found if target is not None and target != module]
 
 
@@ -172,6 +177,7 @@ def test_the_rules_see_the_real_imports():
             "autograder.kit.messages", "autograder.sandbox.process"} <= set(runner.values())
     plugin = {t for _, t in imports_of("autograder.grader.plugin", modules["autograder.grader.plugin"], modules)}
     assert "autograder.sandbox.client" in plugin  # a function-level relative import
+    assert "autograder.kit.plugin" in plugin  # pytest_plugins
     conftest = modules["autograder.templates.student.conftest"]
     assert "autograder.kit.fingerprints" in {t for _, t in imports_of("autograder.templates.student.conftest",
                                                                         conftest, modules)}
@@ -221,6 +227,7 @@ def test_a_new_module_in_a_package_with_a_level_needs_nothing_more(tmp_path):
      "kit/checks.py:2: autograder.kit.checks ships to students, so it imports only kit/, not autograder.grader"),
     ("kit/checks.py", "import autograder.sandbox.client\n", "imports only kit/, not autograder.sandbox.client"),
     ("kit/checks.py", "from autograder import manifest\n", "imports only kit/, not autograder.manifest"),
+    ("kit/checks.py", "pytest_plugins = ['autograder.grader.plugin']\n", "imports only kit/, not autograder.grader"),
     ("templates/student/conftest.py", "from autograder.grade import run\n",
      "autograder.templates.student.conftest ships to students, so it imports only kit/, not autograder.grade.run"),
     ("sandbox/server.py", "from . import client\n",
