@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 from .. import manifest as manifest_module
-from .runner import Run, _read_events, child_env, outcome_of, pytest_command, write_diagnoses
+from .events import Run, outcome_of, read_events
+from .runner import child_env, pytest_command, write_diagnoses
 
 
 def run_batch(manifest: manifest_module.Manifest, submissions: dict[str, pathlib.Path],
@@ -36,7 +37,7 @@ def run_batch(manifest: manifest_module.Manifest, submissions: dict[str, pathlib
     runs = {}
     for label in submissions:
         run = Run()
-        for event in _read_events(workdir / f"{label}.jsonl", 0)[0]:
+        for event in read_events(workdir / f"{label}.jsonl", 0)[0]:
             if event["event"] == "collected":
                 run.collected = event["tests"]
             elif event["event"] == "result":

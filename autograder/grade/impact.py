@@ -45,8 +45,11 @@ def modules_reached(test_file: pathlib.Path, modules: set[str]) -> set[str] | No
         parent = parents.get(node)
         if isinstance(parent, ast.Attribute) and parent.attr in modules:
             reached.add(parent.attr)
-        elif isinstance(parent, ast.Attribute) and parent.attr == "module" and _constant_call_arg(parents, parent, modules):
-            reached.add(_constant_call_arg(parents, parent, modules))
+        elif isinstance(parent, ast.Attribute) and parent.attr == "module":
+            name = _constant_call_arg(parents, parent, modules)  # student.module("attention")
+            if name is None:
+                return EVERY_MODULE
+            reached.add(name)
         elif not _passed_to_own_function(node, parent, tree):
             return EVERY_MODULE
     return reached
@@ -66,7 +69,8 @@ def _student_names(tree: ast.Module) -> set[str]:
             if function is None:
                 continue
             params = [a.arg for a in function.args.posonlyargs + function.args.args]
-            given = [params[i] for i, a in enumerate(call.args) if i < len(params) and isinstance(a, ast.Name) and a.id in names]
+            given = [params[i] for i, a in enumerate(call.args)
+                     if i < len(params) and isinstance(a, ast.Name) and a.id in names]
             given += [k.arg for k in call.keywords if isinstance(k.value, ast.Name) and k.value.id in names and k.arg]
             for name in given:
                 if name not in names:
