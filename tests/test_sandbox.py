@@ -169,6 +169,60 @@ def test_oversized_and_broken_messages_are_rejected():
 
 
 # ---------------------------------------------------------------------------------------------
+# protocol.py's messages: one schema per request and answer; anything else is a protocol error
+
+def test_every_message_round_trips_through_its_schema():
+    for to_worker, table in ((True, protocol.TO_WORKER), (False, protocol.FROM_WORKER)):
+        for op, cls in table.items():
+            message = cls()
+            parsed = protocol.parse(dict(message.header(), blobs=[]), to_worker)
+            assert type(parsed) is cls and parsed == message, op
+    answer = protocol.WorkerAnswer(error={"kind": "student"}, dropped=3)
+    assert protocol.parse(answer.header(), to_worker=False) == answer
+
+
+@pytest.mark.parametrize("header, to_worker", [
+    ({"op": "explode"}, True),                                  # an unknown op
+    ({"op": "hook", "id": 1, "kind": "pre", "given": []}, True),  # a worker's request sent to the worker
+    ({"op": "reset"}, False),                                   # and the grader's sent to the grader
+    ({"op": "import", "module": 3}, True),                      # a field of the wrong type
+    ({"op": "call", "grad": 1}, True),                          # 1 is not a bool
+    ({"op": "backward", "graph": True}, True),                  # nor True an int
+    ({"op": "name", "module": "m", "name": "f", "extra": 1}, True),  # a field the schema lacks
+    ({"op": "call", "values": {"target": 1, "evil": 2}}, True),  # a value the request does not carry
+    ({"op": "call", "values": [1]}, True),
+    ({"op": "call", "id": 1, "shared": []}, False),
+    ({"re": True, "op": "call"}, False),
+    ({"re": True, "error": "a worker's error is a dict"}, False),
+    ({"re": True, "dropped": "many"}, False),
+    ([], True),
+])
+def test_unknown_ops_and_malformed_messages_are_protocol_errors(header, to_worker):
+    with pytest.raises(protocol.WireError):
+        protocol.parse(header, to_worker)
+
+
+def test_the_server_answers_a_malformed_request_with_an_error(tmp_path):
+    from autograder.sandbox.server import RequestServer
+
+    (tmp_path / "student.py").write_text("VALUE = 7\n")
+    to_server, to_client = os.pipe(), os.pipe()
+    server = RequestServer(to_server[0], to_client[1], str(tmp_path))
+    try:
+        for header, error in (({"op": "explode", "values": {}}, "unknown request 'explode'"),
+                              ({"op": "name", "module": "student", "name": 7}, "field 'name'")):
+            server.serve(header, [])
+            answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
+            assert answer.error["type"] == "WireError" and error in answer.error["message"]
+        server.serve({"op": "name", "module": "student", "name": "VALUE"}, [])
+        answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
+        assert answer.error is None and answer.values == {"value": 7}
+    finally:
+        for fd in (*to_server, *to_client):
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
 # the worker, on a small submission
 
 class Scaled(nn.Module):
@@ -219,6 +273,15 @@ def crash():
 
 def fail():
     raise ValueError("bad shape (2, 3)")
+
+def forge(header):
+    """Send the grader a message of one's own, as hostile code in the worker could."""
+    import gc
+    from autograder.sandbox import protocol
+    from autograder.sandbox.server import RequestServer
+    server = next(o for o in gc.get_objects() if isinstance(o, RequestServer))
+    protocol.send(server.out_fd, header)
+    time.sleep(5)
 
 def spawn_daemon(path):
     if os.fork() == 0:
@@ -604,6 +667,15 @@ def test_a_crash_costs_the_call_and_a_new_worker_follows(remote):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="killing by user needs the worker to have its own user")
+@pytest.mark.parametrize("header, why", [({"op": "explode"}, "unknown request 'explode'"),
+                                          ({"op": "call", "id": "7"}, "field 'id'"),
+                                          ({"re": True, "ok": True, "values": {}, "dropped": "all"}, "field 'dropped'")])
+def test_a_malformed_message_from_the_worker_costs_the_call(remote, header, why):
+    with pytest.raises(WorkerCrash, match=re.escape("malformed message") + ".*" + re.escape(why)):
+        remote.student.forge(header)
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+
+
 def test_a_setsid_daemon_does_not_survive_the_worker(remote):
     assert remote.student.spawn_daemon("x")
     uid = remote.sandbox.worker.user[0]
