@@ -440,6 +440,33 @@ class Outer(nn.Module):
 
     def forward(self, x):
         return self.scaled(x, scale=2.0) + 1
+
+def answer():
+    return 1
+
+def rebind_answer(value):
+    global answer
+    answer = lambda: value
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3, bias=False)
+        self.b = nn.Linear(3, 3, bias=False)
+        self.b.weight = self.a.weight
+        self.register_buffer("shift", torch.zeros(3))
+
+    def forward(self, x):
+        return self.a(x) + self.b(x) + self.shift
+
+class Drifting(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        self.w.data.add_(1)
+        return x * self.w
 '''
 
 
@@ -538,6 +565,88 @@ def test_gradients_flow_through_the_worker(remote):
     (local(x2) * 2).pow(2).sum().backward()
     assert torch.allclose(x.grad, x2.grad, atol=1e-5)
     assert torch.allclose(net.proj.weight.grad, local[0].weight.grad, atol=1e-5)
+
+
+# ---- what each forward runs on: the mirror's weights, however the test changed them --------
+
+def _tied_expected(net, x):
+    return x @ net.a.weight.T + x @ net.b.weight.T + net.shift
+
+
+def _optimizer_step(net):
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(torch.randn(2, 3)).pow(2).sum().backward()
+    optimizer.step()
+
+
+WEIGHT_CHANGES = {
+    "in place through .data": lambda net: net.a.weight.data.mul_(2),
+    "copy_ under no_grad": lambda net: torch.no_grad()(net.b.weight.copy_)(torch.full((3, 3), 0.25)),
+    "a buffer in place": lambda net: net.shift.add_(1),
+    "an optimizer step": _optimizer_step,
+    "load_state_dict": lambda net: net.load_state_dict({"a.weight": torch.eye(3), "b.weight": torch.eye(3),
+                                                        "shift": torch.ones(3)}),
+    "a new parameter (untied)": lambda net: setattr(net.a, "weight", nn.Parameter(torch.eye(3))),
+    ".data replaced": lambda net: setattr(net.b.weight, "data", torch.full((3, 3), -1.0)),
+}
+
+
+@pytest.mark.parametrize("change", list(WEIGHT_CHANGES))
+def test_weights_changed_between_calls_are_the_ones_used(remote, change):
+    net, x = remote.student.Tied(), torch.randn(4, 3)
+    assert net.a.weight is net.b.weight  # tied in the mirror as in the worker
+    first = net(x)
+    assert torch.allclose(first, _tied_expected(net, x), atol=1e-6)
+    WEIGHT_CHANGES[change](net)
+    second = net(x)
+    assert not torch.allclose(first, second) and torch.allclose(second, _tied_expected(net, x), atol=1e-6)
+    assert torch.allclose(net(x), second)  # and again, unchanged
+
+
+def test_each_forward_runs_on_the_mirrors_weights(remote):
+    """Student code that changes its own weights in the worker does not change the mirror's: each
+    forward starts from what the grader holds."""
+    net, x = remote.student.Drifting(), torch.ones(3)
+    assert net(x).tolist() == [2.0] * 3 and net(x).tolist() == [2.0] * 3
+    with torch.no_grad():
+        net.w.fill_(5.0)
+    assert net(x).tolist() == [6.0] * 3 and net.w.tolist() == [5.0] * 3
+
+
+# ---- round trips the protocol saves -----------------------------------------------------------
+
+def times_ten(x):
+    return x * 10
+
+
+def test_reset_substitute_and_restore_ride_along_with_the_next_request(remote):
+    sandbox, x = remote.sandbox, torch.ones(2)
+    assert torch.equal(remote.student.double(x), 2 * x)
+    before = sandbox.messages()
+    sandbox.reset()
+    with remote.substituted("student", {"shout": times_ten}):
+        pass
+    assert sandbox.messages() == before  # nothing sent yet
+    assert torch.equal(remote.student.double(x), 2 * x)
+    assert sandbox.messages() == before + 2  # the call and its answer, the others riding along
+    with remote.substituted("student", {"double": times_ten}):
+        assert torch.equal(remote.student.double(x), 10 * x)  # the grader's function, called here
+    assert torch.equal(remote.student.double(x), 2 * x)  # restored
+
+
+def test_a_function_or_class_is_asked_for_once_until_its_name_changes(remote):
+    sandbox = remote.sandbox
+    assert remote.student.answer() == 1 and isinstance(remote.student.Net(2), nn.Module)
+    before = sandbox.messages()
+    remote.student.answer, remote.student.Net
+    assert sandbox.messages() == before  # known: no message
+    sandbox.reset()
+    assert remote.student.answer() == 1  # still known after the test's objects are forgotten
+    assert sandbox.messages() == before + 2
+    remote.student.rebind_answer(2)  # student code rebinds the name: the worker says so
+    assert remote.student.answer() == 2
+    remote.student.rebind_answer(3)
+    assert remote.student.answer() == 3
 
 
 def test_grader_objects_are_called_back(remote):

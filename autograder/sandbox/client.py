@@ -192,6 +192,9 @@ class SandboxClient:
         self.stood_in: set[tuple[int, str]] = set()  # (epoch, module) replaced by a stand-in in that worker
         self.preparing: set[str] = set()
         self.kept: dict[int, object] = {}        # grader objects of the stand-ins, by id (never forgotten)
+        self.queued: list[tuple[int, protocol.Request]] = []  # (epoch, request) to ride along with the next
+        self.named: dict[tuple[str, str], tuple[int, object]] = {}  # (module, name) -> (epoch, function or class)
+        self.unbound: set[tuple[str, str]] = set()  # names the worker said were rebound
         self.traffic = collections.Counter()     # messages sent and received, by op (`--verbose` prints it)
 
     # ---- process -----------------------------------------------------------------------------
@@ -226,11 +229,19 @@ class SandboxClient:
             self.rng_synced = None
         self._forget()
 
+    def messages(self) -> int:
+        """How many messages went either way so far."""
+        return sum(n for k, n in self.traffic.items() if k.startswith(("sent ", "received ")))
+
     def traffic_report(self) -> str:
-        """How many messages went each way, by op, and the bytes of tensor data sent (`grade --verbose`)."""
-        counts = {k: n for k, n in self.traffic.most_common() if k != "bytes"}
-        return (f"sandbox messages: {sum(counts.values())} ({', '.join(f'{k} {n}' for k, n in counts.items())}); "
-                f"tensor bytes sent: {self.traffic['bytes']}")
+        """What crossed, for instructors (`grade --verbose`): messages by op, requests that rode along
+        with another, names asked for no more, tensor bytes sent by op."""
+        def part(prefix: str) -> str:
+            found = {k.removeprefix(prefix): n for k, n in self.traffic.most_common() if k.startswith(prefix)}
+            return f"{sum(found.values())} ({', '.join(f'{k} {n}' for k, n in found.items())})"
+        return (f"sandbox messages: {self.messages()} (sent {part('sent ')}, received {part('received ')}); "
+                f"requests that rode along: {part('rode along ')}; names known: {self.traffic['names known']}; "
+                f"tensor bytes sent: {part('bytes ')}")
 
     def _forget(self) -> None:
         for _, handles in self.relays.values():
@@ -244,7 +255,7 @@ class SandboxClient:
         self.violations = []
         if self.dirty and self.worker is not None:
             self.dirty = False
-            self.transact(protocol.Reset())
+            self._queue(protocol.Reset())
         self._forget()
 
     # ---- messages ----------------------------------------------------------------------------
@@ -286,6 +297,10 @@ class SandboxClient:
             if target is not None:
                 target[:] = decoder.value(items)
         self._update_relays(message.stub_hooks)
+        for pair in message.unbound:
+            if isinstance(pair, list) and len(pair) == 2:
+                self.named.pop((str(pair[0]), str(pair[1])), None)
+                self.unbound.add((str(pair[0]), str(pair[1])))
         for text in message.violations[:5]:
             if isinstance(text, str) and text not in self.violations:
                 self.violations.append(text[:500])
@@ -504,15 +519,32 @@ class SandboxClient:
             elif inplace.tracked(original):
                 inplace.apply(original, value)
 
+    def _queue(self, request: protocol.Request) -> None:
+        """Send a request that needs no answer (protocol.RIDES_ALONG) with the next one, to this worker."""
+        self.queued.append((self.epoch, request))
+
+    def _ride_along(self, request: protocol.Request, encoder: protocol.Encoder) -> None:
+        """Put the queued requests for this worker in `request.before`, their values encoded by `encoder`."""
+        queued = [r for epoch, r in self.queued if epoch == self.epoch]  # another worker's died with it
+        self.queued.clear()
+        self._current_encoder = encoder
+        for ridden in queued:
+            ridden.values = {k: encoder.value(v) for k, v in ridden.values.items()}
+            self.traffic["rode along " + ridden.op] += 1
+        request.before = [r.header() for r in queued] or None
+
     def _send_encoded(self, request: protocol.Request, encoder: protocol.Encoder, grad: bool) -> dict:
-        """Send a request whose values are encoded (by `encoder`); serve the worker's callbacks until
-        its answer comes (decoded with autograd leaves when `grad`)."""
+        """Send a request whose values are encoded (by `encoder`), with the queued requests riding
+        along; serve the worker's callbacks until its answer comes (decoded with autograd leaves
+        when `grad`)."""
         self._ensure_ready()
         self.dirty = True
         try:
+            self._ride_along(request, encoder)
             protocol.send_message(self.worker.to_worker, request, encoder.blobs)
             self.traffic["sent " + request.op] += 1
-            self.traffic["bytes"] += sum(map(len, encoder.blobs))
+            self.traffic["bytes " + request.op + (" state" if getattr(request, "state", None) else "")] += \
+                sum(map(len, encoder.blobs))
             while True:
                 header, blobs = self._receive()
                 message = protocol.parse(header, to_worker=False)
@@ -610,10 +642,22 @@ class SandboxClient:
         self.stood_in.add((self.epoch, module))
 
     def name(self, module: str, name: str):
-        """`module.name` of the submission."""
+        """`module.name` of the submission. A function or class is asked for once: the worker says
+        when the name comes to name something else (protocol.Name)."""
         self.import_module(module)
+        epoch, known = self.named.get((module, name), (None, None))
+        substituted = any(e == self.epoch and isinstance(r, protocol.Substitute) and r.module == module
+                          and name in r.values.get("names", ()) for e, r in self.queued)
+        if epoch == self.epoch and not substituted:  # (a Substitute waiting to ride along changes the name)
+            self.traffic["names known"] += 1
+            return known
+        self.named.pop((module, name), None)
+        self.unbound.discard((module, name))
         self._current_encoder = self._encoder()
-        return self.transact(protocol.Name(module=module, name=name))["value"]
+        value = self.transact(protocol.Name(module=module, name=name))["value"]
+        if isinstance(value, (RemoteFunction, _RemoteClassMeta)) and (module, name) not in self.unbound:
+            self.named[module, name] = (self.epoch, value)  # until the worker says the name is unbound
+        return value
 
     # ---- the worker's requests ---------------------------------------------------------------
 
@@ -721,14 +765,11 @@ class SandboxClient:
         def context():
             self.import_module(module)
             self._current_encoder = self._encoder()
-            self.transact(protocol.Substitute(module=module, values={"names": replacements}),
-                          encoder=self._current_encoder)
+            self._queue(protocol.Substitute(module=module, values={"names": replacements}))
             try:
                 yield
             finally:
-                if self.worker is not None:
-                    with contextlib.suppress(Exception):
-                        self.transact(protocol.Restore())
+                self._queue(protocol.Restore())
         return context()
 
 

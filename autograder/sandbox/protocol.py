@@ -462,7 +462,16 @@ class Request(Message):
 
 
 @dataclasses.dataclass
-class CallContext(Request):
+class GraderRequest(Request):
+    """A request of the grader's. `before`: requests that need no answer of their own (Reset,
+    Restore, Substitute: `RIDES_ALONG`) ride along with the next request, as headers whose values
+    are in this message; the worker serves them first, in order."""
+
+    before: list | None = None
+
+
+@dataclasses.dataclass
+class CallContext(GraderRequest):
     """The grader's context for a call in the worker: grad mode, forbidden calls, the strict device."""
 
     VALUES: ClassVar[frozenset] = frozenset({"target", "args", "kwargs", "rng"})
@@ -474,22 +483,23 @@ class CallContext(Request):
 
 
 # ---- the grader's requests, served by the worker (server.RequestServer) ----
+# (each may carry `before`: see GraderRequest)
 
 @dataclasses.dataclass
-class Reset(Request):
+class Reset(GraderRequest):
     """Forget the objects of the last test (the imported modules stay)."""
     op: ClassVar[str] = "reset"
 
 
 @dataclasses.dataclass
-class Import(Request):
+class Import(GraderRequest):
     """Import the submission's `module`."""
     op: ClassVar[str] = "import"
     module: str = ""
 
 
 @dataclasses.dataclass
-class StandIn(Request):
+class StandIn(GraderRequest):
     """Make `module` a module of stubs of the grader's `names` for the other files' imports."""
     op: ClassVar[str] = "stand_in"
     VALUES: ClassVar[frozenset] = frozenset({"names"})
@@ -497,15 +507,17 @@ class StandIn(Request):
 
 
 @dataclasses.dataclass
-class Name(Request):
-    """`module.name` of the submission (answer: `value`)."""
+class Name(GraderRequest):
+    """`module.name` of the submission (answer: `value`). A function or class stays known to the
+    worker past Reset, and the worker says when `module.name` no longer names it (FromWorker's
+    `unbound`): until then the grader may use it again without asking."""
     op: ClassVar[str] = "name"
     module: str = ""
     name: str = ""
 
 
 @dataclasses.dataclass
-class Substitute(Request):
+class Substitute(GraderRequest):
     """Put the grader's `names` in place of the student's in `module` until the next Restore."""
     op: ClassVar[str] = "substitute"
     VALUES: ClassVar[frozenset] = frozenset({"names"})
@@ -513,7 +525,7 @@ class Substitute(Request):
 
 
 @dataclasses.dataclass
-class Restore(Request):
+class Restore(GraderRequest):
     """Undo every Substitute."""
     op: ClassVar[str] = "restore"
 
@@ -534,7 +546,7 @@ class Method(CallContext):
 
 
 @dataclasses.dataclass
-class Backward(Request):
+class Backward(GraderRequest):
     """Backward through a kept graph with the outputs' `grads`; answer: `grads` of the leaves, by key."""
     op: ClassVar[str] = "backward"
     VALUES: ClassVar[frozenset] = frozenset({"grads"})
@@ -546,7 +558,7 @@ HOOK_VALUES = frozenset({"args", "kwargs", "output", "failed", "grad_input", "gr
 
 
 @dataclasses.dataclass
-class RunHooks(Request):
+class RunHooks(GraderRequest):
     """Run the hooks student code put on the stub `target` for a call the grader ran; `given`: the
     grader's ids of the hooked tensors (one handed back unchanged goes back as the grader's)."""
     op: ClassVar[str] = "run_hooks"
@@ -599,10 +611,12 @@ class Answer(Message):
 @dataclasses.dataclass
 class FromWorker(Message):
     """What rides along with every message of the worker's: the lists it changed (`shared`: id ->
-    items), which kinds of hooks are on its stubs (`stub_hooks`), forbidden calls it saw."""
+    items), which kinds of hooks are on its stubs (`stub_hooks`), forbidden calls it saw, and the
+    names looked up (Name) that now name another object (`unbound`: [module, name] pairs)."""
     shared: dict = dataclasses.field(default_factory=dict)
     stub_hooks: dict = dataclasses.field(default_factory=dict)
     violations: list = dataclasses.field(default_factory=list)
+    unbound: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -631,6 +645,7 @@ class WorkerHook(Hook, FromWorker):
     pass
 
 
+RIDES_ALONG = (Reset, Restore, Substitute)
 TO_WORKER = {cls.op: cls for cls in (Reset, Import, StandIn, Name, Substitute, Restore, Call, Method, Backward, RunHooks)}
 FROM_WORKER = {cls.op: cls for cls in (WorkerCallback, WorkerCallbackBackward, WorkerHook)}
 

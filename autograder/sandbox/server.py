@@ -89,6 +89,7 @@ class RequestServer:
         self.guard: ForbiddenCalls | None = None
         self.violations: list[str] = []
         self.substitutions: list = []
+        self.named: dict[tuple[str, str], tuple] = {}  # (module, name) -> (module, function or class): kept past Reset
 
     # ---- values in and out -------------------------------------------------------------------
 
@@ -218,6 +219,7 @@ class RequestServer:
                 message.shared[str(gid)] = encoder.value(list(items))
         message.stub_hooks = {str(gid): hook_kinds(s) for gid, s in self.stubs.items() if isinstance(s, nn.Module)}
         message.violations = self.violations[-5:]
+        message.unbound = self._unbound()
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             with contextlib.suppress(Exception):  # student code may have put anything there
                 stream.flush()
@@ -294,14 +296,25 @@ class RequestServer:
     def handle(self, message: protocol.Request, blobs: list[bytes]) -> dict:
         """Serve one of the grader's requests; the answer's values."""
         decoder = self._decoder(blobs)
-        values = {k: decoder.value(v) for k, v in message.values.items()}
+        for header in message.before or ():  # requests that ride along (Reset, Restore, Substitute), first
+            ridden = protocol.parse(header, to_worker=True)
+            if not isinstance(ridden, protocol.RIDES_ALONG) or ridden.before:
+                raise protocol.WireError(f"a {ridden.op!r} request cannot ride along")
+            self._serve(ridden, decoder)
+        return self._serve(message, decoder)
+
+    def _serve(self, message: protocol.Request, decoder: protocol.Decoder) -> dict:
         serve = getattr(self, f"_serve_{message.op}", None)
         if not isinstance(message, tuple(protocol.TO_WORKER.values())) or serve is None:
             raise protocol.WireError(f"unknown request {message.op!r}")
-        return serve(message, values, decoder)
+        return serve(message, {k: decoder.value(v) for k, v in message.values.items()}, decoder)
 
     def _serve_reset(self, message: protocol.Reset, values: dict, decoder) -> dict:
-        self.objects.clear(), self.ids.clear(), self.stubs.clear(), self.shared.clear(), self.graphs.clear()
+        """Forget the last test's objects, except the functions and classes the grader looked up by name."""
+        named = {id(obj) for _, obj in self.named.values()}
+        self.objects = {wid: obj for wid, obj in self.objects.items() if id(obj) in named}
+        self.ids = {id(obj): wid for wid, obj in self.objects.items()}
+        self.stubs.clear(), self.shared.clear(), self.graphs.clear()
         self.relays.clear()
         self.violations = []
         return {}
@@ -320,7 +333,20 @@ class RequestServer:
         if not hasattr(module, message.name):
             raise adapter.ContractError(adapter.messages.MISSING_NAME.format(file=f"{message.module}.py",
                                                                              name=message.name))
-        return {"value": getattr(module, message.name)}
+        value = getattr(module, message.name)
+        if isinstance(value, type) or (callable(value) and not isinstance(value, (nn.Module, Stub, StubFunction))):
+            self.named[message.module, message.name] = (module, value)
+        return {"value": value}
+
+    def _unbound(self) -> list:
+        """The names looked up that no longer name what they named (student code rebound them, a
+        Substitute or Restore did): the grader asks again."""
+        gone = []
+        for (module_name, name), (module, value) in list(self.named.items()):
+            if vars(module).get(name, None) is not value:
+                del self.named[module_name, name]
+                gone.append([module_name, name])
+        return gone
 
     def _serve_substitute(self, message: protocol.Substitute, values: dict, decoder) -> dict:
         self.submission.module(message.module)
