@@ -202,6 +202,25 @@ def test_unknown_ops_and_malformed_messages_are_protocol_errors(header, to_worke
         protocol.parse(header, to_worker)
 
 
+def test_the_worker_side_imports_only_the_kit_the_protocol_and_the_shared_code():
+    """server.py and common.py run in the worker: nothing of the grader's (client.py included)."""
+    import ast
+
+    import autograder.sandbox as package
+
+    allowed = {"server.py": {"kit", "protocol", "common"}, "common.py": {"protocol"}}
+    for name, imports in allowed.items():
+        tree = ast.parse((pathlib.Path(package.__file__).parent / name).read_text())
+        relative = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                relative |= {f"{node.module}".split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                assert not module.startswith("autograder"), (name, module)
+        assert relative <= imports, (name, relative - imports)
+
+
 def test_the_server_answers_a_malformed_request_with_an_error(tmp_path):
     from autograder.sandbox.server import RequestServer
 
@@ -638,7 +657,7 @@ def test_a_function_or_class_is_asked_for_once_until_its_name_changes(remote):
     sandbox = remote.sandbox
     assert remote.student.answer() == 1 and isinstance(remote.student.Net(2), nn.Module)
     before = sandbox.messages()
-    remote.student.answer, remote.student.Net
+    _ = remote.student.answer, remote.student.Net
     assert sandbox.messages() == before  # known: no message
     sandbox.reset()
     assert remote.student.answer() == 1  # still known after the test's objects are forgotten
@@ -647,6 +666,23 @@ def test_a_function_or_class_is_asked_for_once_until_its_name_changes(remote):
     assert remote.student.answer() == 2
     remote.student.rebind_answer(3)
     assert remote.student.answer() == 3
+
+
+def test_a_grader_module_is_described_to_the_worker_once_per_test(remote):
+    class Model(nn.Module):
+        seq_len = 3
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x % 5, 5).float()
+    model, traffic = Model(), remote.sandbox.traffic
+    before = traffic["modules described"]
+    for _ in range(3):
+        ids, seq_len = remote.student.decode(model, torch.tensor([[1, 7]]))
+        assert ids.tolist() == [[1, 2]] and seq_len == 3
+    assert traffic["modules described"] == before + 1
+    remote.sandbox.reset()  # the next test's worker objects are new: described again
+    assert remote.student.decode(model, torch.tensor([[1, 7]]))[1] == 3
+    assert traffic["modules described"] == before + 2
 
 
 def test_grader_objects_are_called_back(remote):

@@ -1,4 +1,4 @@
-"""Student code in another process: the grader's side of the sandbox (the worker is worker.py).
+"""Student code in another process: the grader's side of the sandbox (the worker's is server.py).
 
 With `--sandbox`, the `student` fixture is a `RemoteSubmission`: tests use it exactly as
 the in-process `Submission` (`student.model.Block(...)`, `call(block, x)`), but student
@@ -7,7 +7,7 @@ code runs in a worker process that
 - runs as an unprivileged user when the grader is root (its own user, else `nobody`),
   with limits on memory, CPU time, processes, open files and file size;
 - sees a copy of the submission and of the worker's own code, the system and the Python
-  packages, and, where the kernel lets root make a mount namespace, nothing else (jail.py);
+  packages, and, where the kernel lets root make a mount namespace, nothing else (process.py);
   on Gradescope, folder permissions keep it out of /autograder/source as well;
 - answers in protocol.py's plain format only: tensors, numbers, strings, lists, dicts and
   descriptions of modules. Every comparison happens here, on plain tensors.
@@ -23,6 +23,12 @@ back here. Random state, forbidden calls and the strict device check travel with
 
 If the worker dies (segfault, os._exit, a kill, a timeout), the call raises WorkerCrash,
 and the next test starts a new worker.
+
+Messages are protocol.py's typed requests and answers; what both sides do alike (hook replay,
+the backward bridge, module-tree encoding) is common.py. Round trips saved: Reset, Substitute
+and Restore ride along with the next request; a function or class looked up by name is asked
+for once, until the worker says its name changed. `SandboxClient.traffic` counts what crossed
+(`grade --verbose` prints it).
 """
 from __future__ import annotations
 
@@ -195,6 +201,7 @@ class SandboxClient:
         self.queued: list[tuple[int, protocol.Request]] = []  # (epoch, request) to ride along with the next
         self.named: dict[tuple[str, str], tuple[int, object]] = {}  # (module, name) -> (epoch, function or class)
         self.unbound: set[tuple[str, str]] = set()  # names the worker said were rebound
+        self.described: set[int] = set()        # grader modules the worker has a stub of, by id
         self.traffic = collections.Counter()     # messages sent and received, by op (`--verbose` prints it)
 
     # ---- process -----------------------------------------------------------------------------
@@ -241,6 +248,7 @@ class SandboxClient:
             return f"{sum(found.values())} ({', '.join(f'{k} {n}' for k, n in found.items())})"
         return (f"sandbox messages: {self.messages()} (sent {part('sent ')}, received {part('received ')}); "
                 f"requests that rode along: {part('rode along ')}; names known: {self.traffic['names known']}; "
+                f"grader modules described: {self.traffic['modules described']}; "
                 f"tensor bytes sent: {part('bytes ')}")
 
     def _forget(self) -> None:
@@ -248,7 +256,7 @@ class SandboxClient:
             for handle in handles:
                 handle.remove()
         self.objects.clear(), self.gids.clear(), self.graphs.clear(), self.mirrors.clear()
-        self.shared.clear(), self.relays.clear(), self.in_callback.clear()
+        self.shared.clear(), self.relays.clear(), self.in_callback.clear(), self.described.clear()
 
     def reset(self) -> None:
         """Between tests: forget this test's objects (the worker keeps its imported modules)."""
@@ -268,9 +276,13 @@ class SandboxClient:
         except protocol.WireError as exc:
             raise WorkerCrash(f"it sent a malformed message ({exc})") from None
 
-    def _encoder(self) -> protocol.Encoder:
-        self._current_encoder = protocol.Encoder(on_object=self._export)
+    def _encoder(self) -> _Encoder:
+        self._current_encoder = _Encoder(on_object=self._export)
         return self._current_encoder
+
+    def _sent(self, encoder: _Encoder) -> None:
+        """A message went: the worker now has stubs for the grader modules it described."""
+        self.described.update(getattr(encoder, "described", ()))
 
     def _decoder(self, blobs, grad: bool = True) -> protocol.Decoder:
         self._current_decoder = protocol.Decoder(blobs, on_ref=self._import, on_device=_to_device, grad=grad)
@@ -311,6 +323,7 @@ class SandboxClient:
         decoder = self._decoder(blobs, grad)
         self._absorb(message, decoder)
         if message.error is not None:
+            self.described.clear()  # the request may have failed before the worker read them all
             raise self._error(message.error)
         return {k: decoder.value(v) for k, v in message.values.items()}
 
@@ -366,7 +379,12 @@ class SandboxClient:
         if copied is not None:
             return dict(copied, T="ref", home="grader", id=self._gid(obj))
         if isinstance(obj, nn.Module):
-            return {"T": "ref", "home": "grader", "type": "module", "id": self._gid(obj), "desc": self._stub_desc(obj)}
+            gid = self._gid(obj)
+            if gid in self.described:  # the worker has its stub (the description would go unread)
+                return {"T": "ref", "home": "grader", "type": "module", "id": gid}
+            self._current_encoder.described.append(gid)
+            self.traffic["modules described"] += 1
+            return {"T": "ref", "home": "grader", "type": "module", "id": gid, "desc": self._stub_desc(obj)}
         if callable(obj):
             return {"T": "ref", "home": "grader", "type": "function", "id": self._gid(obj),
                     "name": str(getattr(obj, "__name__", type(obj).__name__))}
@@ -542,9 +560,11 @@ class SandboxClient:
         try:
             self._ride_along(request, encoder)
             protocol.send_message(self.worker.to_worker, request, encoder.blobs)
+            self._sent(encoder)
             self.traffic["sent " + request.op] += 1
-            self.traffic["bytes " + request.op + (" state" if getattr(request, "state", None) else "")] += \
-                sum(map(len, encoder.blobs))
+            sent = sum(map(len, encoder.blobs))
+            if sent:
+                self.traffic["bytes " + request.op + (" with state" if getattr(request, "state", None) else "")] += sent
             while True:
                 header, blobs = self._receive()
                 message = protocol.parse(header, to_worker=False)
@@ -687,6 +707,7 @@ class SandboxClient:
         encoder = self._encoder()
         answer.values = {k: encoder.value(v) for k, v in answer.values.items()}
         protocol.send_message(self.worker.to_worker, answer, encoder.blobs)
+        self._sent(encoder)
         self.traffic["sent answer"] += 1
 
     def _serve_call(self, message: protocol.Callback, values: dict, leaves: dict) -> dict:
@@ -771,6 +792,14 @@ class SandboxClient:
             finally:
                 self._queue(protocol.Restore())
         return context()
+
+
+class _Encoder(protocol.Encoder):
+    """An encoder that notes the grader modules it described to the worker."""
+
+    def __init__(self, on_object=None):
+        super().__init__(on_object)
+        self.described: list[int] = []
 
 
 class _WorkerRef:

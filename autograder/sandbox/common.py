@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -174,7 +174,7 @@ class _Bridge(torch.autograd.Function):
     """One node in the asking side's graph for the whole remote call."""
 
     @staticmethod
-    def forward(ctx, call: "RemoteCall", *leaves):
+    def forward(ctx, call: RemoteCall, *leaves):
         outputs = call.run()
         ctx.call = call
         ctx.mark_non_differentiable(*[o for o, rg in zip(outputs, call.rg) if not rg])

@@ -1,6 +1,6 @@
 """The sandboxed worker: the only process that runs student code during grading.
 
-Started by the grader's test process (see sandbox.py) as an unprivileged user, with
+Started by the grader's test process (see client.py and process.py) as an unprivileged user, with
 resource limits, in a folder that holds a copy of the submission and of this package,
 and nothing else of the grader's. It answers requests over two pipes, in protocol.py's plain
 format: import a module, look up a name, call a function, construct a class, run a
@@ -153,7 +153,9 @@ class RequestServer:
             return self._build_copy(ref)
         if gid not in self.stubs:
             if ref.get("type") == "module":
-                self.stubs[gid] = self._build_stub(gid, ref.get("desc") or {})
+                if not isinstance(ref.get("desc"), dict):  # described once, the first time it is handed over
+                    raise protocol.WireError("a grader module handed over without its description")
+                self.stubs[gid] = self._build_stub(gid, ref["desc"])
             else:
                 self.stubs[gid] = StubFunction(self, gid, str(ref.get("name", "function")))
         return self.stubs[gid]
