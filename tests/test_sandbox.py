@@ -202,6 +202,48 @@ def test_unknown_ops_and_malformed_messages_are_protocol_errors(header, to_worke
         protocol.parse(header, to_worker)
 
 
+# ---------------------------------------------------------------------------------------------
+# common.py: what both sides do alike
+
+def test_a_module_tree_travels_with_its_tied_weights():
+    from autograder.sandbox.common import decode_tensors, encode_tensors
+
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight
+    first.register_buffer("count", torch.tensor(3))
+    encoder, seen = protocol.Encoder(), {}
+    nodes = [encode_tensors(first, encoder, seen, "first."), encode_tensors(second, encoder, seen, "second.")]
+    assert nodes[1]["params"]["weight"] == {"T": "tie", "path": "first.weight"}
+    decoder, found = protocol.Decoder(encoder.blobs), {}
+    first_got, second_got = (decode_tensors(node, decoder, found, path) for node, path in zip(nodes, ("first.", "second.")))
+    weight = first_got["params"]["weight"]
+    assert isinstance(weight, nn.Parameter) and second_got["params"]["weight"] is weight
+    assert torch.equal(weight, first.weight) and torch.equal(second_got["params"]["bias"], second.bias)
+    assert first_got["buffers"]["count"].item() == 3 and weight in decoder.leaves.values()  # a leaf of autograd
+    with pytest.raises(protocol.WireError):
+        decode_tensors({"params": {"w": {"T": "tie", "path": "nowhere"}}}, decoder, found, "")
+
+
+def test_the_backward_bridge_carries_gradients_back():
+    from autograder.sandbox.common import RemoteCall, backward_kept
+
+    w, kept = torch.randn(3, requires_grad=True), {}
+
+    def send():  # the other side (here in the bridge's forward: grad mode is off): its own leaf and graph
+        there = w.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            out = (there * 2).sum()
+        kept.update(outputs=[out], leaves={0: there})
+        return {"result": (out.detach(), "plain"), "graph": 1, "rg": [True]}
+
+    result, text = RemoteCall([w], send, lambda graph, grads: backward_kept(kept["outputs"], kept["leaves"], grads))()
+    (result * 3).backward()
+    assert text == "plain" and torch.equal(w.grad, torch.full((3,), 6.0))
+    with pytest.raises(protocol.WireError, match="malformed gradient"):
+        out, _ = RemoteCall([w], send, lambda graph, grads: {0: torch.zeros(2)})()
+        out.backward()
+
+
 def test_the_worker_side_imports_only_the_kit_the_protocol_and_the_shared_code():
     """server.py and common.py run in the worker: nothing of the grader's (client.py included)."""
     import ast
@@ -228,12 +270,16 @@ def test_the_server_answers_a_malformed_request_with_an_error(tmp_path):
     to_server, to_client = os.pipe(), os.pipe()
     server = RequestServer(to_server[0], to_client[1], str(tmp_path))
     try:
+        riding = {"op": "name", "module": "student", "name": "VALUE"}
         for header, error in (({"op": "explode", "values": {}}, "unknown request 'explode'"),
-                              ({"op": "name", "module": "student", "name": 7}, "field 'name'")):
+                              ({"op": "name", "module": "student", "name": 7}, "field 'name'"),
+                              (dict(riding, before=[{"op": "import", "module": "x"}]), "'import' request cannot ride"),
+                              (dict(riding, before=[{"op": "reset", "before": [{"op": "reset"}]}]), "cannot ride"),
+                              (dict(riding, before=[{"op": "reset", "bad": 1}]), "field 'bad'")):
             server.serve(header, [])
             answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
             assert answer.error["type"] == "WireError" and error in answer.error["message"]
-        server.serve({"op": "name", "module": "student", "name": "VALUE"}, [])
+        server.serve(dict(riding, before=[{"op": "reset"}, {"op": "restore"}]), [])
         answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
         assert answer.error is None and answer.values == {"value": 7}
     finally:
