@@ -169,6 +169,125 @@ def test_oversized_and_broken_messages_are_rejected():
 
 
 # ---------------------------------------------------------------------------------------------
+# protocol.py's messages: one schema per request and answer; anything else is a protocol error
+
+def test_every_message_round_trips_through_its_schema():
+    for to_worker, table in ((True, protocol.TO_WORKER), (False, protocol.FROM_WORKER)):
+        for op, cls in table.items():
+            message = cls()
+            parsed = protocol.parse(dict(message.header(), blobs=[]), to_worker)
+            assert type(parsed) is cls and parsed == message, op
+    answer = protocol.WorkerAnswer(error={"kind": "student"}, dropped=3)
+    assert protocol.parse(answer.header(), to_worker=False) == answer
+
+
+@pytest.mark.parametrize("header, to_worker", [
+    ({"op": "explode"}, True),                                  # an unknown op
+    ({"op": "hook", "id": 1, "kind": "pre", "given": []}, True),  # a worker's request sent to the worker
+    ({"op": "reset"}, False),                                   # and the grader's sent to the grader
+    ({"op": "import", "module": 3}, True),                      # a field of the wrong type
+    ({"op": "call", "grad": 1}, True),                          # 1 is not a bool
+    ({"op": "backward", "graph": True}, True),                  # nor True an int
+    ({"op": "name", "module": "m", "name": "f", "extra": 1}, True),  # a field the schema lacks
+    ({"op": "call", "values": {"target": 1, "evil": 2}}, True),  # a value the request does not carry
+    ({"op": "call", "values": [1]}, True),
+    ({"op": "call", "id": 1, "shared": []}, False),
+    ({"re": True, "op": "call"}, False),
+    ({"re": True, "error": "a worker's error is a dict"}, False),
+    ({"re": True, "dropped": "many"}, False),
+    ([], True),
+])
+def test_unknown_ops_and_malformed_messages_are_protocol_errors(header, to_worker):
+    with pytest.raises(protocol.WireError):
+        protocol.parse(header, to_worker)
+
+
+# ---------------------------------------------------------------------------------------------
+# common.py: what both sides do alike
+
+def test_a_module_tree_travels_with_its_tied_weights():
+    from autograder.sandbox.common import decode_tensors, encode_tensors
+
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight
+    first.register_buffer("count", torch.tensor(3))
+    encoder, seen = protocol.Encoder(), {}
+    nodes = [encode_tensors(first, encoder, seen, "first."), encode_tensors(second, encoder, seen, "second.")]
+    assert nodes[1]["params"]["weight"] == {"T": "tie", "path": "first.weight"}
+    decoder, found = protocol.Decoder(encoder.blobs), {}
+    first_got, second_got = (decode_tensors(node, decoder, found, path) for node, path in zip(nodes, ("first.", "second.")))
+    weight = first_got["params"]["weight"]
+    assert isinstance(weight, nn.Parameter) and second_got["params"]["weight"] is weight
+    assert torch.equal(weight, first.weight) and torch.equal(second_got["params"]["bias"], second.bias)
+    assert first_got["buffers"]["count"].item() == 3 and weight in decoder.leaves.values()  # a leaf of autograd
+    with pytest.raises(protocol.WireError):
+        decode_tensors({"params": {"w": {"T": "tie", "path": "nowhere"}}}, decoder, found, "")
+
+
+def test_the_backward_bridge_carries_gradients_back():
+    from autograder.sandbox.common import RemoteCall, backward_kept
+
+    w, kept = torch.randn(3, requires_grad=True), {}
+
+    def send():  # the other side (here in the bridge's forward: grad mode is off): its own leaf and graph
+        there = w.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            out = (there * 2).sum()
+        kept.update(outputs=[out], leaves={0: there})
+        return {"result": (out.detach(), "plain"), "graph": 1, "rg": [True]}
+
+    result, text = RemoteCall([w], send, lambda graph, grads: backward_kept(kept["outputs"], kept["leaves"], grads))()
+    (result * 3).backward()
+    assert text == "plain" and torch.equal(w.grad, torch.full((3,), 6.0))
+    with pytest.raises(protocol.WireError, match="malformed gradient"):
+        out, _ = RemoteCall([w], send, lambda graph, grads: {0: torch.zeros(2)})()
+        out.backward()
+
+
+def test_the_worker_side_imports_only_the_kit_the_protocol_and_the_shared_code():
+    """server.py and common.py run in the worker: nothing of the grader's (client.py included)."""
+    import ast
+
+    import autograder.sandbox as package
+
+    allowed = {"server.py": {"kit", "protocol", "common"}, "common.py": {"protocol"}}
+    for name, imports in allowed.items():
+        tree = ast.parse((pathlib.Path(package.__file__).parent / name).read_text())
+        relative = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                relative |= {f"{node.module}".split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                assert not module.startswith("autograder"), (name, module)
+        assert relative <= imports, (name, relative - imports)
+
+
+def test_the_server_answers_a_malformed_request_with_an_error(tmp_path):
+    from autograder.sandbox.server import RequestServer
+
+    (tmp_path / "student.py").write_text("VALUE = 7\n")
+    to_server, to_client = os.pipe(), os.pipe()
+    server = RequestServer(to_server[0], to_client[1], str(tmp_path))
+    try:
+        riding = {"op": "name", "module": "student", "name": "VALUE"}
+        for header, error in (({"op": "explode", "values": {}}, "unknown request 'explode'"),
+                              ({"op": "name", "module": "student", "name": 7}, "field 'name'"),
+                              (dict(riding, before=[{"op": "import", "module": "x"}]), "'import' request cannot ride"),
+                              (dict(riding, before=[{"op": "reset", "before": [{"op": "reset"}]}]), "cannot ride"),
+                              (dict(riding, before=[{"op": "reset", "bad": 1}]), "field 'bad'")):
+            server.serve(header, [])
+            answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
+            assert answer.error["type"] == "WireError" and error in answer.error["message"]
+        server.serve(dict(riding, before=[{"op": "reset"}, {"op": "restore"}]), [])
+        answer = protocol.parse(protocol.receive(to_client[0])[0], to_worker=False)
+        assert answer.error is None and answer.values == {"value": 7}
+    finally:
+        for fd in (*to_server, *to_client):
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
 # the worker, on a small submission
 
 class Scaled(nn.Module):
@@ -219,6 +338,15 @@ def crash():
 
 def fail():
     raise ValueError("bad shape (2, 3)")
+
+def forge(header):
+    """Send the grader a message of one's own, as hostile code in the worker could."""
+    import gc
+    from autograder.sandbox import protocol
+    from autograder.sandbox.server import RequestServer
+    server = next(o for o in gc.get_objects() if isinstance(o, RequestServer))
+    protocol.send(server.out_fd, header)
+    time.sleep(5)
 
 def spawn_daemon(path):
     if os.fork() == 0:
@@ -377,6 +505,33 @@ class Outer(nn.Module):
 
     def forward(self, x):
         return self.scaled(x, scale=2.0) + 1
+
+def answer():
+    return 1
+
+def rebind_answer(value):
+    global answer
+    answer = lambda: value
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3, bias=False)
+        self.b = nn.Linear(3, 3, bias=False)
+        self.b.weight = self.a.weight
+        self.register_buffer("shift", torch.zeros(3))
+
+    def forward(self, x):
+        return self.a(x) + self.b(x) + self.shift
+
+class Drifting(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        self.w.data.add_(1)
+        return x * self.w
 '''
 
 
@@ -475,6 +630,105 @@ def test_gradients_flow_through_the_worker(remote):
     (local(x2) * 2).pow(2).sum().backward()
     assert torch.allclose(x.grad, x2.grad, atol=1e-5)
     assert torch.allclose(net.proj.weight.grad, local[0].weight.grad, atol=1e-5)
+
+
+# ---- what each forward runs on: the mirror's weights, however the test changed them --------
+
+def _tied_expected(net, x):
+    return x @ net.a.weight.T + x @ net.b.weight.T + net.shift
+
+
+def _optimizer_step(net):
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(torch.randn(2, 3)).pow(2).sum().backward()
+    optimizer.step()
+
+
+WEIGHT_CHANGES = {
+    "in place through .data": lambda net: net.a.weight.data.mul_(2),
+    "copy_ under no_grad": lambda net: torch.no_grad()(net.b.weight.copy_)(torch.full((3, 3), 0.25)),
+    "a buffer in place": lambda net: net.shift.add_(1),
+    "an optimizer step": _optimizer_step,
+    "load_state_dict": lambda net: net.load_state_dict({"a.weight": torch.eye(3), "b.weight": torch.eye(3),
+                                                        "shift": torch.ones(3)}),
+    "a new parameter (untied)": lambda net: setattr(net.a, "weight", nn.Parameter(torch.eye(3))),
+    ".data replaced": lambda net: setattr(net.b.weight, "data", torch.full((3, 3), -1.0)),
+}
+
+
+@pytest.mark.parametrize("change", list(WEIGHT_CHANGES))
+def test_weights_changed_between_calls_are_the_ones_used(remote, change):
+    net, x = remote.student.Tied(), torch.randn(4, 3)
+    assert net.a.weight is net.b.weight  # tied in the mirror as in the worker
+    first = net(x)
+    assert torch.allclose(first, _tied_expected(net, x), atol=1e-6)
+    WEIGHT_CHANGES[change](net)
+    second = net(x)
+    assert not torch.allclose(first, second) and torch.allclose(second, _tied_expected(net, x), atol=1e-6)
+    assert torch.allclose(net(x), second)  # and again, unchanged
+
+
+def test_each_forward_runs_on_the_mirrors_weights(remote):
+    """Student code that changes its own weights in the worker does not change the mirror's: each
+    forward starts from what the grader holds."""
+    net, x = remote.student.Drifting(), torch.ones(3)
+    assert net(x).tolist() == [2.0] * 3 and net(x).tolist() == [2.0] * 3
+    with torch.no_grad():
+        net.w.fill_(5.0)
+    assert net(x).tolist() == [6.0] * 3 and net.w.tolist() == [5.0] * 3
+
+
+# ---- round trips the protocol saves -----------------------------------------------------------
+
+def times_ten(x):
+    return x * 10
+
+
+def test_reset_substitute_and_restore_ride_along_with_the_next_request(remote):
+    sandbox, x = remote.sandbox, torch.ones(2)
+    assert torch.equal(remote.student.double(x), 2 * x)
+    before = sandbox.messages()
+    sandbox.reset()
+    with remote.substituted("student", {"shout": times_ten}):
+        pass
+    assert sandbox.messages() == before  # nothing sent yet
+    assert torch.equal(remote.student.double(x), 2 * x)
+    assert sandbox.messages() == before + 2  # the call and its answer, the others riding along
+    with remote.substituted("student", {"double": times_ten}):
+        assert torch.equal(remote.student.double(x), 10 * x)  # the grader's function, called here
+    assert torch.equal(remote.student.double(x), 2 * x)  # restored
+
+
+def test_a_function_or_class_is_asked_for_once_until_its_name_changes(remote):
+    sandbox = remote.sandbox
+    assert remote.student.answer() == 1 and isinstance(remote.student.Net(2), nn.Module)
+    before = sandbox.messages()
+    _ = remote.student.answer, remote.student.Net
+    assert sandbox.messages() == before  # known: no message
+    sandbox.reset()
+    assert remote.student.answer() == 1  # still known after the test's objects are forgotten
+    assert sandbox.messages() == before + 2
+    remote.student.rebind_answer(2)  # student code rebinds the name: the worker says so
+    assert remote.student.answer() == 2
+    remote.student.rebind_answer(3)
+    assert remote.student.answer() == 3
+
+
+def test_a_grader_module_is_described_to_the_worker_once_per_test(remote):
+    class Model(nn.Module):
+        seq_len = 3
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x % 5, 5).float()
+    model, traffic = Model(), remote.sandbox.traffic
+    before = traffic["modules described"]
+    for _ in range(3):
+        ids, seq_len = remote.student.decode(model, torch.tensor([[1, 7]]))
+        assert ids.tolist() == [[1, 2]] and seq_len == 3
+    assert traffic["modules described"] == before + 1
+    remote.sandbox.reset()  # the next test's worker objects are new: described again
+    assert remote.student.decode(model, torch.tensor([[1, 7]]))[1] == 3
+    assert traffic["modules described"] == before + 2
 
 
 def test_grader_objects_are_called_back(remote):
@@ -604,6 +858,15 @@ def test_a_crash_costs_the_call_and_a_new_worker_follows(remote):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="killing by user needs the worker to have its own user")
+@pytest.mark.parametrize("header, why", [({"op": "explode"}, "unknown request 'explode'"),
+                                          ({"op": "call", "id": "7"}, "field 'id'"),
+                                          ({"re": True, "ok": True, "values": {}, "dropped": "all"}, "field 'dropped'")])
+def test_a_malformed_message_from_the_worker_costs_the_call(remote, header, why):
+    with pytest.raises(WorkerCrash, match=re.escape("malformed message") + ".*" + re.escape(why)):
+        remote.student.forge(header)
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+
+
 def test_a_setsid_daemon_does_not_survive_the_worker(remote):
     assert remote.student.spawn_daemon("x")
     uid = remote.sandbox.worker.user[0]

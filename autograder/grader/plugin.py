@@ -256,6 +256,9 @@ def pytest_sessionfinish(session):
     remote = getattr(session.config, "_autograder_remote", None)
     if remote is not None:
         remote.sandbox.stop()
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:  # seen with `grade --verbose`
+            reporter.write_line(remote.sandbox.traffic_report())
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -2,7 +2,10 @@
 
 - `client.py`: the test process's side: `RemoteSubmission`, what the `student` fixture is when sandboxed;
 - `process.py`: starting the worker: unprivileged user, rlimits, a folder (chroot) of its own;
-- `protocol.py`: the wire format both sides speak (JSON + raw tensor bytes, never pickle);
-- `server.py`: the worker's side: imports the student's files and answers requests. Imports only
-  `protocol` and `autograder.kit`.
+- `protocol.py`: the wire format both sides speak (JSON + raw tensor bytes, never pickle), and the
+  typed schema of every request and answer;
+- `common.py`: what both sides do alike: hook replay, the backward bridge, module-tree encoding
+  (imports only `protocol`);
+- `server.py`: the worker's side (`RequestServer`): imports the student's files and answers
+  requests. Imports only `protocol`, `common` and `autograder.kit`.
 """

@@ -1,4 +1,4 @@
-"""Student code in another process: the grader's side of the sandbox (the worker is worker.py).
+"""Student code in another process: the grader's side of the sandbox (the worker's is server.py).
 
 With `--sandbox`, the `student` fixture is a `RemoteSubmission`: tests use it exactly as
 the in-process `Submission` (`student.model.Block(...)`, `call(block, x)`), but student
@@ -7,7 +7,7 @@ code runs in a worker process that
 - runs as an unprivileged user when the grader is root (its own user, else `nobody`),
   with limits on memory, CPU time, processes, open files and file size;
 - sees a copy of the submission and of the worker's own code, the system and the Python
-  packages, and, where the kernel lets root make a mount namespace, nothing else (jail.py);
+  packages, and, where the kernel lets root make a mount namespace, nothing else (process.py);
   on Gradescope, folder permissions keep it out of /autograder/source as well;
 - answers in protocol.py's plain format only: tensors, numbers, strings, lists, dicts and
   descriptions of modules. Every comparison happens here, on plain tensors.
@@ -23,9 +23,16 @@ back here. Random state, forbidden calls and the strict device check travel with
 
 If the worker dies (segfault, os._exit, a kill, a timeout), the call raises WorkerCrash,
 and the next test starts a new worker.
+
+Messages are protocol.py's typed requests and answers; what both sides do alike (hook replay,
+the backward bridge, module-tree encoding) is common.py. Round trips saved: Reset, Substitute
+and Restore ride along with the next request; a function or class looked up by name is asked
+for once, until the worker says its name changed. `SandboxClient.traffic` counts what crossed
+(`grade --verbose` prints it).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import pathlib
 import sys
@@ -38,7 +45,8 @@ from ..kit import adapter, inplace, messages
 from . import protocol
 from .process import SandboxUnavailable, Worker
 from ..kit.checks import GradingFailure
-from .server import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
+from .common import (HOOK_FIELDS, RemoteCall, backward_kept, decode_tensors, encode_tensors, hook_kinds,
+                     outputs_of, plain_attributes, register_relays, relay_request, serve_hooks)
 
 from .process import DEFAULT_LIMITS  # noqa: E402
 
@@ -124,33 +132,6 @@ class RemoteObject:
         return f"<submitted {self._name}>"
 
 
-class _RemoteForward(torch.autograd.Function):
-    """Autograd through the worker: forward runs there; backward asks it for the gradients."""
-
-    @staticmethod
-    def forward(ctx, sandbox, holder, *leaves):
-        outputs = holder["run"]()
-        ctx.sandbox, ctx.holder = sandbox, holder
-        ctx.mark_non_differentiable(*[o for o, rg in zip(outputs, holder["rg"]) if not rg])
-        return tuple(outputs)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        holder = ctx.holder
-        if holder["epoch"] != ctx.sandbox.epoch:
-            raise WorkerCrash(messages.WORKER_LOST)
-        result = ctx.sandbox.transact({"op": "backward", "graph": holder["graph"], "epoch": holder["epoch"]},
-                                      {"grads": list(grads)})
-        found = result.get("grads") or {}
-        out = []
-        for key, leaf in enumerate(holder["leaves"]):
-            grad = found.get(key)
-            if grad is not None and (not isinstance(grad, torch.Tensor) or grad.shape != leaf.shape):
-                raise WorkerCrash("the worker sent a malformed gradient")
-            out.append(None if grad is None else grad.to(device=leaf.device, dtype=leaf.dtype))
-        return (None, None, *out)
-
-
 class _Shared:
     """A list given to student code: changes made there are copied back into it."""
 
@@ -187,8 +168,9 @@ def by_value(obj, encoder: protocol.Encoder) -> dict | None:
     return None
 
 
-class Sandbox:
-    """The test process's connection to one worker at a time (restarted after a crash)."""
+class SandboxClient:
+    """The test process's side of the conversation with one worker at a time (restarted after a
+    crash): sends requests (protocol.TO_WORKER), serves the worker's callbacks (protocol.FROM_WORKER)."""
 
     def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None,
                  stand_ins=None):
@@ -216,6 +198,11 @@ class Sandbox:
         self.stood_in: set[tuple[int, str]] = set()  # (epoch, module) replaced by a stand-in in that worker
         self.preparing: set[str] = set()
         self.kept: dict[int, object] = {}        # grader objects of the stand-ins, by id (never forgotten)
+        self.queued: list[tuple[int, protocol.Request]] = []  # (epoch, request) to ride along with the next
+        self.named: dict[tuple[str, str], tuple[int, object]] = {}  # (module, name) -> (epoch, function or class)
+        self.unbound: set[tuple[str, str]] = set()  # names the worker said were rebound
+        self.described: set[int] = set()        # grader modules the worker has a stub of, by id
+        self.traffic = collections.Counter()     # messages sent and received, by op (`--verbose` prints it)
 
     # ---- process -----------------------------------------------------------------------------
 
@@ -249,19 +236,34 @@ class Sandbox:
             self.rng_synced = None
         self._forget()
 
+    def messages(self) -> int:
+        """How many messages went either way so far."""
+        return sum(n for k, n in self.traffic.items() if k.startswith(("sent ", "received ")))
+
+    def traffic_report(self) -> str:
+        """What crossed, for instructors (`grade --verbose`): messages by op, requests that rode along
+        with another, names asked for no more, tensor bytes sent by op."""
+        def part(prefix: str) -> str:
+            found = {k.removeprefix(prefix): n for k, n in self.traffic.most_common() if k.startswith(prefix)}
+            return f"{sum(found.values())} ({', '.join(f'{k} {n}' for k, n in found.items())})"
+        return (f"sandbox messages: {self.messages()} (sent {part('sent ')}, received {part('received ')}); "
+                f"requests that rode along: {part('rode along ')}; names known: {self.traffic['names known']}; "
+                f"grader modules described: {self.traffic['modules described']}; "
+                f"tensor bytes sent: {part('bytes ')}")
+
     def _forget(self) -> None:
         for _, handles in self.relays.values():
             for handle in handles:
                 handle.remove()
         self.objects.clear(), self.gids.clear(), self.graphs.clear(), self.mirrors.clear()
-        self.shared.clear(), self.relays.clear(), self.in_callback.clear()
+        self.shared.clear(), self.relays.clear(), self.in_callback.clear(), self.described.clear()
 
     def reset(self) -> None:
         """Between tests: forget this test's objects (the worker keeps its imported modules)."""
         self.violations = []
         if self.dirty and self.worker is not None:
             self.dirty = False
-            self.transact({"op": "reset"})
+            self._queue(protocol.Reset())
         self._forget()
 
     # ---- messages ----------------------------------------------------------------------------
@@ -274,9 +276,13 @@ class Sandbox:
         except protocol.WireError as exc:
             raise WorkerCrash(f"it sent a malformed message ({exc})") from None
 
-    def _encoder(self) -> protocol.Encoder:
-        self._current_encoder = protocol.Encoder(on_object=self._export)
+    def _encoder(self) -> _Encoder:
+        self._current_encoder = _Encoder(on_object=self._export)
         return self._current_encoder
+
+    def _sent(self, encoder: _Encoder) -> None:
+        """A message went: the worker now has stubs for the grader modules it described."""
+        self.described.update(getattr(encoder, "described", ()))
 
     def _decoder(self, blobs, grad: bool = True) -> protocol.Decoder:
         self._current_decoder = protocol.Decoder(blobs, on_ref=self._import, on_device=_to_device, grad=grad)
@@ -288,29 +294,38 @@ class Sandbox:
     def __copy__(self):
         return self
 
-    def transact(self, request: dict, values: dict | None = None, encoder: protocol.Encoder | None = None,
-                 grad: bool = True) -> dict:
-        """Send a request; serve the worker's callbacks until its answer comes; return the answer's values."""
+    def transact(self, request: protocol.Request, encoder: protocol.Encoder | None = None, grad: bool = True) -> dict:
+        """Send a request (its values still to encode); serve the worker's callbacks until its answer
+        comes; return the answer's values."""
         encoder = encoder or self._encoder()
-        body = {k: encoder.value(v) for k, v in (values or {}).items()}
-        return self._send_encoded(request, body, encoder, grad)
+        request.values = {k: encoder.value(v) for k, v in request.values.items()}
+        return self._send_encoded(request, encoder, grad)
 
-    def _answer(self, message: dict, blobs, grad: bool) -> dict:
-        dropped = message.get("dropped")
-        self._print_output(dropped if type(dropped) is int and dropped > 0 else 0)
-        decoder = self._decoder(blobs, grad)
-        for gid, items in (message.get("shared") or {}).items():
+    def _absorb(self, message: protocol.FromWorker, decoder: protocol.Decoder) -> None:
+        """What rides along with each of the worker's messages: changed lists, the kinds of hooks on
+        its stubs, the forbidden calls it saw."""
+        for gid, items in message.shared.items():
             target = self.shared.get(int(gid)) if str(gid).isdigit() else None
             if target is not None:
                 target[:] = decoder.value(items)
-        self._update_relays(message.get("stub_hooks") or {})
-        violations = message.get("violations") or []
-        for text in violations[:5]:
+        self._update_relays(message.stub_hooks)
+        for pair in message.unbound:
+            if isinstance(pair, list) and len(pair) == 2:
+                self.named.pop((str(pair[0]), str(pair[1])), None)
+                self.unbound.add((str(pair[0]), str(pair[1])))
+        for text in message.violations[:5]:
             if isinstance(text, str) and text not in self.violations:
                 self.violations.append(text[:500])
-        if "error" in message:
-            raise self._error(message["error"])
-        return {k: decoder.value(v) for k, v in (message.get("values") or {}).items()}
+
+    def _answer(self, message: protocol.WorkerAnswer, blobs, grad: bool) -> dict:
+        dropped = message.dropped
+        self._print_output(dropped if type(dropped) is int and dropped > 0 else 0)
+        decoder = self._decoder(blobs, grad)
+        self._absorb(message, decoder)
+        if message.error is not None:
+            self.described.clear()  # the request may have failed before the worker read them all
+            raise self._error(message.error)
+        return {k: decoder.value(v) for k, v in message.values.items()}
 
     def _error(self, error) -> Exception:
         if not isinstance(error, dict):
@@ -364,22 +379,21 @@ class Sandbox:
         if copied is not None:
             return dict(copied, T="ref", home="grader", id=self._gid(obj))
         if isinstance(obj, nn.Module):
-            return {"T": "ref", "home": "grader", "type": "module", "id": self._gid(obj), "desc": self._stub_desc(obj)}
+            gid = self._gid(obj)
+            if gid in self.described:  # the worker has its stub (the description would go unread)
+                return {"T": "ref", "home": "grader", "type": "module", "id": gid}
+            self._current_encoder.described.append(gid)
+            self.traffic["modules described"] += 1
+            return {"T": "ref", "home": "grader", "type": "module", "id": gid, "desc": self._stub_desc(obj)}
         if callable(obj):
             return {"T": "ref", "home": "grader", "type": "function", "id": self._gid(obj),
                     "name": str(getattr(obj, "__name__", type(obj).__name__))}
         raise protocol.WireError(f"a {type(obj).__name__} cannot be given to student code")
 
     def _stub_desc(self, module: nn.Module) -> dict:
-        attrs = {}
-        names = [n for n in vars(module)] + [n for n in dir(type(module)) if not hasattr(nn.Module, n)]
-        for name in names:
-            if name.startswith("_") or name == "training" or name in attrs:
-                continue
-            value = getattr(module, name, None)
-            with contextlib.suppress(protocol.WireError):
-                protocol.Encoder().value(value)
-                attrs[name] = self._current_encoder.value(value)
+        names = dict.fromkeys([*vars(module), *(n for n in dir(type(module)) if not hasattr(nn.Module, n))])
+        names = [n for n in names if not n.startswith("_") and n != "training"]
+        attrs = plain_attributes(self._current_encoder, ((n, getattr(module, n, None)) for n in names))
         desc = {"training": module.training, "attrs": attrs,
                 "children": {name: self._export(child) for name, child in module._modules.items() if child is not None}}
         if isinstance(module, CONTAINERS):
@@ -432,18 +446,8 @@ class Sandbox:
             if not torch_class and (attr.startswith("_") or hasattr(nn.Module, attr)):
                 continue
             object.__setattr__(module, attr, decode(value))
-        for kind, table in (("params", module._parameters), ("buffers", module._buffers)):
-            for pname, value in (desc.get(kind) or {}).items():
-                if isinstance(value, dict) and value.get("T") == "tie":
-                    table[pname] = tensors.get(value.get("path"))
-                    continue
-                value = None if value is None else decode(value)
-                if value is not None and not isinstance(value, torch.Tensor):
-                    raise protocol.WireError("malformed module description")
-                if kind == "params" and value is not None:
-                    value = nn.Parameter(value.detach(), requires_grad=value.requires_grad)
-                table[pname] = value
-                tensors[f"{path}{pname}"] = value
+        for kind, table in decode_tensors(desc, self._current_decoder, tensors, path).items():
+            (module._parameters if kind == "params" else module._buffers).update(table)
         module._non_persistent_buffers_set = {n for n in desc.get("nonpersistent") or [] if n in module._buffers}
         module.training = bool(desc.get("training"))
         object.__setattr__(module, "_sandbox_ref", (self, wid, self.epoch))
@@ -457,24 +461,10 @@ class Sandbox:
         ref = module._sandbox_ref
         if ref[2] != self.epoch:
             raise WorkerCrash(messages.WORKER_LOST)
-        state = {"id": ref[1], "training": module.training, "params": {}, "buffers": {}, "children": {}}
-        for kind, table in (("params", module._parameters), ("buffers", module._buffers)):
-            for name, tensor in table.items():
-                if tensor is not None and id(tensor) in seen:
-                    state[kind][name] = {"T": "tie", "path": seen[id(tensor)]}
-                    continue
-                if tensor is not None:
-                    seen[id(tensor)] = f"{path}{name}"
-                state[kind][name] = encoder.value(tensor)
+        state = {"id": ref[1], "training": module.training, **encode_tensors(module, encoder, seen, path), "children": {}}
         if type(module).__module__.startswith("torch.nn."):
-            attrs = {}
-            for name, value in vars(module).items():
-                if name in ("training", "_sandbox_ref") or name.startswith("_"):
-                    continue
-                with contextlib.suppress(protocol.WireError):
-                    protocol.Encoder().value(value)
-                    attrs[name] = encoder.value(value)
-            state["attrs"] = attrs
+            state["attrs"] = plain_attributes(encoder, ((name, value) for name, value in vars(module).items()
+                                                        if not name.startswith("_") and name != "training"))
         if not root and any(hook_kinds(module)):  # the grader's hooks on a part of a student's module
             state["hooks"] = {"id": self._gid(module), "kinds": hook_kinds(module)}
         for name, child in module._modules.items():
@@ -489,43 +479,34 @@ class Sandbox:
     # ---- calls -------------------------------------------------------------------------------
 
     def _context(self) -> dict:
+        """The test's context for a call in the worker (protocol.CallContext's fields)."""
         from ..kit import torchkit
 
-        context = {"grad": torch.is_grad_enabled()}
-        if self.forbidden:
-            context["forbidden"] = self.forbidden
         device = torchkit.active_strict_device()
-        if device is not None:
-            context["device"] = str(device)
-        return context
+        return {"grad_mode": torch.is_grad_enabled(), "forbidden": self.forbidden or None,
+                "device": None if device is None else str(device)}
 
-    def _run(self, request: dict, values: dict, state_of: nn.Module | None = None):
+    def _run(self, request: protocol.CallContext, values: dict, state_of: nn.Module | None = None):
+        """Run a call in the worker, in the test's context, with autograd through it when the test
+        records gradients and some input (a weight of `state_of`, say) requires grad."""
         encoder = self._encoder()
         self._current_encoder = encoder
         state = torch.get_rng_state()
         if self.rng_synced is None or not torch.equal(state, self.rng_synced):
             values = dict(values, rng=state)  # the worker's random state is behind the grader's
         values["args"] = tuple(_Shared(a) if type(a) is list else a for a in values.get("args", ()))
-        request = dict(request, **self._context())
+        for name, value in self._context().items():
+            setattr(request, name, value)
         if state_of is not None:
-            request["state"] = self._state(state_of, encoder, {}, "", True)
-        body = {k: encoder.value(v) for k, v in values.items()}  # encodes leaves in order
+            request.state = self._state(state_of, encoder, {}, "", True)
+        request.values = {k: encoder.value(v) for k, v in values.items()}  # encodes leaves in order
         leaves = list(encoder.leaves)
-        grad = bool(request["grad"]) and bool(leaves)
-        request["grad_mode"] = bool(request["grad"])  # student code runs in the test's grad mode, as in one process
-        request["grad"] = grad                         # and its graph is kept when autograd must go through
+        request.grad = request.grad_mode and bool(leaves)  # the graph is kept when autograd must go through
+        epoch = self.epoch
 
-        def send():
-            answer = self._send_encoded(request, body, encoder, grad=not grad)
-            args = values.get("args", ())
-            for index, value in (answer.get("changed") or {}).items():
-                original = args[index] if isinstance(index, int) and 0 <= index < len(args) else None
-                if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor) \
-                        and value.shape == original.shape and original.device.type != "meta":
-                    with torch.no_grad():
-                        original.copy_(value.to(original.dtype))
-                elif inplace.tracked(original):
-                    inplace.apply(original, value)
+        def send() -> dict:
+            answer = self._send_encoded(request, encoder, grad=not request.grad)
+            self._copy_back(values.get("args", ()), answer.get("changed"))
             rng = answer.get("rng")
             if isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == state.shape:
                 torch.set_rng_state(rng)
@@ -534,32 +515,61 @@ class Sandbox:
                 self.rng_synced = state
             return answer
 
-        if not grad:
+        if not request.grad:
             return send()["result"]
-        holder = {"leaves": leaves, "epoch": self.epoch}
 
-        def run():
-            answer = send()
-            outputs, spec = tree_flatten(answer["result"])
-            tensors = [o for o in outputs if isinstance(o, torch.Tensor)]
-            flags = answer.get("rg") if isinstance(answer.get("rg"), list) else []
-            holder.update(graph=answer.get("graph"), outputs=outputs, spec=spec,
-                          rg=[bool(f) and t.dtype.is_floating_point for f, t in zip(flags, tensors)] + [False] * len(tensors))
-            return tensors
+        def send_backward(graph, grads: list) -> dict:
+            if epoch != self.epoch:
+                raise WorkerCrash(messages.WORKER_LOST)
+            return self.transact(protocol.Backward(graph=graph, epoch=epoch, values={"grads": grads})).get("grads")
 
-        holder["run"] = run
-        results = iter(_RemoteForward.apply(self, holder, *leaves))
-        outputs = [next(results) if isinstance(o, torch.Tensor) else o for o in holder["outputs"]]
-        return tree_unflatten(outputs, holder["spec"])
+        return RemoteCall(leaves, send, send_backward, malformed=WorkerCrash)()
 
-    def _send_encoded(self, request: dict, body: dict, encoder: protocol.Encoder, grad: bool) -> dict:
+    @staticmethod
+    def _copy_back(args: tuple, changed) -> None:
+        """Inputs student code changed in place change here too, as they would in one process."""
+        for index, value in (changed if isinstance(changed, dict) else {}).items():
+            original = args[index] if isinstance(index, int) and 0 <= index < len(args) else None
+            if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor) \
+                    and value.shape == original.shape and original.device.type != "meta":
+                with torch.no_grad():
+                    original.copy_(value.to(original.dtype))
+            elif inplace.tracked(original):
+                inplace.apply(original, value)
+
+    def _queue(self, request: protocol.Request) -> None:
+        """Send a request that needs no answer (protocol.RIDES_ALONG) with the next one, to this worker."""
+        self.queued.append((self.epoch, request))
+
+    def _ride_along(self, request: protocol.Request, encoder: protocol.Encoder) -> None:
+        """Put the queued requests for this worker in `request.before`, their values encoded by `encoder`."""
+        queued = [r for epoch, r in self.queued if epoch == self.epoch]  # another worker's died with it
+        self.queued.clear()
+        self._current_encoder = encoder
+        for ridden in queued:
+            ridden.values = {k: encoder.value(v) for k, v in ridden.values.items()}
+            self.traffic["rode along " + ridden.op] += 1
+        request.before = [r.header() for r in queued] or None
+
+    def _send_encoded(self, request: protocol.Request, encoder: protocol.Encoder, grad: bool) -> dict:
+        """Send a request whose values are encoded (by `encoder`), with the queued requests riding
+        along; serve the worker's callbacks until its answer comes (decoded with autograd leaves
+        when `grad`)."""
         self._ensure_ready()
         self.dirty = True
         try:
-            protocol.send(self.worker.to_worker, dict(request, values=body), encoder.blobs)
+            self._ride_along(request, encoder)
+            protocol.send_message(self.worker.to_worker, request, encoder.blobs)
+            self._sent(encoder)
+            self.traffic["sent " + request.op] += 1
+            sent = sum(map(len, encoder.blobs))
+            if sent:
+                self.traffic["bytes " + request.op + (" with state" if getattr(request, "state", None) else "")] += sent
             while True:
-                message, blobs = self._receive()
-                if message.get("re"):
+                header, blobs = self._receive()
+                message = protocol.parse(header, to_worker=False)
+                self.traffic["received " + (message.op or "answer")] += 1
+                if isinstance(message, protocol.WorkerAnswer):
                     return self._answer(message, blobs, grad)
                 self._serve(message, blobs)
         except BaseException as exc:
@@ -567,6 +577,8 @@ class Sandbox:
                 raise
             self._print_output()
             how = self.worker.exit_description() if isinstance(exc, OSError) and self.worker else "it stopped answering"
+            if isinstance(exc, protocol.WireError):
+                how = f"it sent a malformed message ({exc})"
             self.stop()
             if isinstance(exc, (OSError, protocol.WireError)):
                 raise WorkerCrash(how) from None
@@ -575,15 +587,15 @@ class Sandbox:
     def call_remote(self, wid: int, epoch: int, args: tuple, kwargs: dict):
         if epoch != self.epoch:
             raise WorkerCrash(messages.WORKER_LOST)
-        return self._run({"op": "call"}, {"target": _WorkerRef(wid), "args": args, "kwargs": kwargs})
+        return self._run(protocol.Call(), {"target": _WorkerRef(wid), "args": args, "kwargs": kwargs})
 
     def call_method(self, obj: RemoteObject, name: str, args: tuple, kwargs: dict):
         if obj._epoch != self.epoch:
             raise WorkerCrash(messages.WORKER_LOST)
-        return self._run({"op": "method", "name": name}, {"target": obj, "args": args, "kwargs": kwargs})
+        return self._run(protocol.Method(name=name), {"target": obj, "args": args, "kwargs": kwargs})
 
     def forward(self, module: RemoteModule, args: tuple, kwargs: dict):
-        return self._run({"op": "call"}, {"target": module, "args": args, "kwargs": kwargs}, state_of=module)
+        return self._run(protocol.Call(), {"target": module, "args": args, "kwargs": kwargs}, state_of=module)
 
     def import_module(self, module: str) -> None:
         """Import `module` of the submission in the worker, once per worker.
@@ -599,7 +611,7 @@ class Sandbox:
         if self.stand_ins is not None:
             self._prepare_siblings(module)
         try:
-            self.transact({"op": "import", "module": module})
+            self.transact(protocol.Import(module=module))
         except adapter.StudentImportError as exc:
             raise adapter.StudentImportError(self._noted(module, str(exc))) from None
         except WorkerCrash as exc:
@@ -642,7 +654,7 @@ class Sandbox:
         names = self.stand_ins(module)
         if names is None:
             return
-        self.transact({"op": "stand_in", "module": module}, {"names": names})
+        self.transact(protocol.StandIn(module=module, values={"names": names}))
         for obj in names.values():  # kept past the end of this test, unlike other objects handed over
             gid = self.gids.get(id(obj))
             if gid is not None:
@@ -650,85 +662,86 @@ class Sandbox:
         self.stood_in.add((self.epoch, module))
 
     def name(self, module: str, name: str):
-        """`module.name` of the submission."""
+        """`module.name` of the submission. A function or class is asked for once: the worker says
+        when the name comes to name something else (protocol.Name)."""
         self.import_module(module)
+        epoch, known = self.named.get((module, name), (None, None))
+        substituted = any(e == self.epoch and isinstance(r, protocol.Substitute) and r.module == module
+                          and name in r.values.get("names", ()) for e, r in self.queued)
+        if epoch == self.epoch and not substituted:  # (a Substitute waiting to ride along changes the name)
+            self.traffic["names known"] += 1
+            return known
+        self.named.pop((module, name), None)
+        self.unbound.discard((module, name))
         self._current_encoder = self._encoder()
-        return self.transact({"op": "name", "module": module, "name": name})["value"]
+        value = self.transact(protocol.Name(module=module, name=name))["value"]
+        if isinstance(value, (RemoteFunction, _RemoteClassMeta)) and (module, name) not in self.unbound:
+            self.named[module, name] = (self.epoch, value)  # until the worker says the name is unbound
+        return value
 
     # ---- the worker's requests ---------------------------------------------------------------
 
-    def _serve(self, message: dict, blobs) -> None:
-        op = message.get("op")
+    def _serve(self, message: protocol.Request, blobs) -> None:
+        """Serve one of the worker's requests (a callback); what the grader's object raises goes back."""
         try:
             decoder = self._decoder(blobs)
-            values = {k: decoder.value(v) for k, v in (message.get("values") or {}).items()}
-            if op == "call":
+            self._absorb(message, decoder)
+            values = {k: decoder.value(v) for k, v in message.values.items()}
+            if isinstance(message, protocol.Callback):
                 answer = self._serve_call(message, values, decoder.leaves)
-            elif op == "backward":
+            elif isinstance(message, protocol.CallbackBackward):
                 answer = self._serve_backward(message, values)
-            elif op == "hook":
+            elif isinstance(message, protocol.Hook):
                 answer = self._serve_hook(message, values)
             else:
-                raise protocol.WireError(f"unknown request {op!r}")
+                raise protocol.WireError(f"unknown request {message.op!r}")
         except (protocol.WireError, WorkerCrash):
             raise
         except Exception as exc:  # noqa: BLE001 - the grader's object raised on the student's input
             text = "".join(__import__("traceback").format_exception_only(type(exc), exc)).strip()
-            protocol.send(self.worker.to_worker, {"re": True, "error": f"the grader's object raised {text[:1000]}"})
+            self._reply(protocol.Answer(error=f"the grader's object raised {text[:1000]}"))
             return
-        encoder = self._encoder()
-        self._current_encoder = encoder
-        body = {k: encoder.value(v) for k, v in answer.items()}
-        protocol.send(self.worker.to_worker, {"re": True, "ok": True, "values": body}, encoder.blobs)
+        self._reply(protocol.Answer(ok=True, values=answer))
 
-    def _serve_call(self, message: dict, values: dict, leaves: dict) -> dict:
-        gid = message.get("id")
-        target = self.objects.get(gid, self.kept.get(gid))
+    def _reply(self, answer: protocol.Answer) -> None:
+        encoder = self._encoder()
+        answer.values = {k: encoder.value(v) for k, v in answer.values.items()}
+        protocol.send_message(self.worker.to_worker, answer, encoder.blobs)
+        self._sent(encoder)
+        self.traffic["sent answer"] += 1
+
+    def _serve_call(self, message: protocol.Callback, values: dict, leaves: dict) -> dict:
+        target = self.objects.get(message.id, self.kept.get(message.id))
         if target is None:
             raise protocol.WireError("unknown grader object")
-        grad = bool(message.get("grad"))
-        self.in_callback.add(gid)
+        self.in_callback.add(message.id)
         try:  # in student code's grad mode ("records no gradients" is graded by what a spy model sees)
-            with torch.set_grad_enabled(grad or bool(message.get("grad_mode"))):
+            with torch.set_grad_enabled(message.grad or bool(message.grad_mode)):
                 result = target(*values.get("args", ()), **values.get("kwargs", {}))
         finally:
-            self.in_callback.discard(gid)
-        if not grad:  # no graph goes back: the answer is plain values, as before
+            self.in_callback.discard(message.id)
+        if not message.grad:  # no graph goes back: the answer is plain values, as before
             flat, spec = tree_flatten(result)
-            result = tree_unflatten([t.detach() if isinstance(t, torch.Tensor) else t for t in flat], spec)
-        answer = {"result": result}
-        if grad:
-            outputs = [o for o in tree_flatten(result)[0] if isinstance(o, torch.Tensor)]
-            token = self.next_gid
-            self.next_gid += 1
-            self.graphs[token] = (outputs, leaves, gid)
-            answer.update(graph=token, rg=[o.requires_grad for o in outputs])
-        return answer
+            return {"result": tree_unflatten([t.detach() if isinstance(t, torch.Tensor) else t for t in flat], spec)}
+        outputs = outputs_of(result)
+        token = self.next_gid
+        self.next_gid += 1
+        self.graphs[token] = (outputs, leaves, message.id)
+        return {"result": result, "graph": token, "rg": [o.requires_grad for o in outputs]}
 
-    def _serve_backward(self, message: dict, values: dict) -> dict:
-        outputs, leaves, gid = self.graphs.get(message.get("graph"), (None, None, None))
+    def _serve_backward(self, message: protocol.CallbackBackward, values: dict) -> dict:
+        outputs, leaves, gid = self.graphs.get(message.graph, (None, None, None))
         if outputs is None:
             raise protocol.WireError("unknown graph")
-        grads = values.get("grads") or []
-        pairs = [(o, g) for o, g in zip(outputs, grads)
-                 if isinstance(g, torch.Tensor) and o.requires_grad and g.shape == o.shape]
-        if pairs:
-            self.in_callback.add(gid)  # the stub's backward hooks run in the worker, around this call
-            try:
-                torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs])
-            finally:
-                self.in_callback.discard(gid)
-        return {"grads": {key: leaf.grad for key, leaf in leaves.items()}}
+        self.in_callback.add(gid)  # the stub's backward hooks run in the worker, around this call
+        try:
+            return {"grads": backward_kept(outputs, leaves, values.get("grads"))}
+        finally:
+            self.in_callback.discard(gid)
 
-    def _serve_hook(self, message: dict, values: dict) -> dict:
+    def _serve_hook(self, message: protocol.Hook, values: dict) -> dict:
         """Run the grader's hooks on its mirror of a worker module, for a forward (or backward) run there."""
-        node, kind = self.objects.get(message.get("id")), message.get("kind")
-        if not isinstance(node, nn.Module) or kind not in HOOK_FIELDS:
-            raise protocol.WireError("unknown module")
-        given = message.get("given") if isinstance(message.get("given"), list) else []
-        tensors = protocol.tensors_in(hooked_inputs(kind, values))
-        known = {id(t): _WorkerRef(wid) for t, wid in zip(tensors, given) if type(wid) is int}
-        return {"result": same_objects(run_hooks(node, kind, values), known)}
+        return serve_hooks(self.objects.get(message.id), message.kind, values, message.given, _WorkerRef)
 
     def _update_relays(self, kinds_by_id: dict) -> None:
         """Hooks student code put on a stub also run when the test calls the grader's module itself."""
@@ -756,32 +769,37 @@ class Sandbox:
         def relay(module, *hook_args):
             if gid in self.in_callback:
                 return None
-            return self._run_stub_hooks(module, kind, hook_values(kind, hook_args))
+            return self._run_stub_hooks(module, kind, hook_args)
         return relay
 
-    def _run_stub_hooks(self, module, kind: str, values: dict):
+    def _run_stub_hooks(self, module, kind: str, hook_args: tuple):
         encoder = self._encoder()
         self._current_encoder = encoder
-        given = [self._gid(t) for t in protocol.tensors_in(hooked_inputs(kind, values))]
+        values, given = relay_request(kind, hook_args, self._gid)
         with torch.no_grad():
-            body = {k: encoder.value(v) for k, v in dict(values, target=module).items()}
-        return self._send_encoded({"op": "run_hooks", "kind": kind, "given": given}, body, encoder,
-                                  grad=True)["result"]
+            request = protocol.RunHooks(kind=kind, given=given, values=dict(values, target=module))
+            request.values = {k: encoder.value(v) for k, v in request.values.items()}
+        return self._send_encoded(request, encoder, grad=True)["result"]
 
     def substituted(self, module: str, replacements: dict):
         @contextlib.contextmanager
         def context():
             self.import_module(module)
             self._current_encoder = self._encoder()
-            self.transact({"op": "substitute", "module": module}, {"names": replacements},
-                          encoder=self._current_encoder)
+            self._queue(protocol.Substitute(module=module, values={"names": replacements}))
             try:
                 yield
             finally:
-                if self.worker is not None:
-                    with contextlib.suppress(Exception):
-                        self.transact({"op": "restore"})
+                self._queue(protocol.Restore())
         return context()
+
+
+class _Encoder(protocol.Encoder):
+    """An encoder that notes the grader modules it described to the worker."""
+
+    def __init__(self, on_object=None):
+        super().__init__(on_object)
+        self.described: list[int] = []
 
 
 class _WorkerRef:
@@ -801,7 +819,7 @@ def _to_device(t: torch.Tensor, device: str) -> torch.Tensor:
 class RemoteModuleView:
     """`student.model`: names are looked up in the worker; callables come back wrapped for messages."""
 
-    def __init__(self, sandbox: Sandbox, name: str, record: bool):
+    def __init__(self, sandbox: SandboxClient, name: str, record: bool):
         self._sandbox, self._name, self._record = sandbox, name, record
 
     def __getattr__(self, name: str):
@@ -818,7 +836,7 @@ class RemoteSubmission:
 
     def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None, stand_ins=None):
         self.directory = pathlib.Path(directory).resolve()
-        self.sandbox = Sandbox(self.directory, limits, worker, stand_ins)
+        self.sandbox = SandboxClient(self.directory, limits, worker, stand_ins)
 
     def __repr__(self) -> str:
         return f"RemoteSubmission({str(self.directory)!r})"

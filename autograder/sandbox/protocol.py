@@ -21,10 +21,15 @@ sends, the grader gets plain tensors and Python values or a WireError.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import functools
 import json
 import math
 import os
 import struct
+import types
+import typing
+from typing import ClassVar
 
 import torch
 
@@ -104,6 +109,19 @@ class Encoder:
         self.blobs: list[bytes] = []
         self.on_object = on_object
         self.leaves: list[torch.Tensor] = []   # tensors sent with requires_grad, by their key "k"
+
+    def plain(self, v):
+        """`v` encoded if it is plain data (nothing to name by reference), else WireError, with
+        nothing added to the message."""
+        blobs, leaves, on_object = len(self.blobs), len(self.leaves), self.on_object
+        self.on_object = None
+        try:
+            return self.value(v)
+        except WireError:
+            del self.blobs[blobs:], self.leaves[leaves:]
+            raise
+        finally:
+            self.on_object = on_object
 
     def tensor(self, t: torch.Tensor) -> dict:
         t = t.as_subclass(torch.Tensor) if type(t) not in (torch.Tensor, torch.nn.Parameter) else t
@@ -411,3 +429,268 @@ def receive(fd: int) -> tuple[dict, list[bytes]]:
         blobs.append(data[offset:offset + n])
         offset += n
     return header, blobs
+
+
+# ---------------------------------------------------------------------------------------------
+# the messages: one typed schema per request and answer, checked on arrival
+#
+# A message's header is its fields plus `values` (data encoded by Encoder, decoded by the
+# receiver's Decoder, whose references only the receiver can resolve). `parse` turns a header
+# into its message class, or raises WireError: an unknown op, a missing, extra or ill-typed
+# field, or a value name the message does not carry.
+
+@dataclasses.dataclass
+class Message:
+    """Fields common to every message."""
+
+    op: ClassVar[str] = ""
+    VALUES: ClassVar[frozenset | None] = frozenset()   # the names `values` may hold (None: any)
+    values: dict = dataclasses.field(default_factory=dict)
+
+    def header(self) -> dict:
+        """The message as JSON-able data (what `send` writes), without fields left at None."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        header = {k: v for k, v in fields.items() if v is not None}
+        if self.op:
+            header["op"] = self.op
+        return header
+
+
+@dataclasses.dataclass
+class Request(Message):
+    """A request (to either side); the answer follows before any other request of the asker's."""
+
+
+@dataclasses.dataclass
+class GraderRequest(Request):
+    """A request of the grader's. `before`: requests that need no answer of their own (Reset,
+    Restore, Substitute: `RIDES_ALONG`) ride along with the next request, as headers whose values
+    are in this message; the worker serves them first, in order."""
+
+    before: list | None = None
+
+
+@dataclasses.dataclass
+class CallContext(GraderRequest):
+    """The grader's context for a call in the worker: grad mode, forbidden calls, the strict device."""
+
+    VALUES: ClassVar[frozenset] = frozenset({"target", "args", "kwargs", "rng"})
+    grad: bool = False                 # autograd goes through: the worker keeps the graph
+    grad_mode: bool = False            # torch.is_grad_enabled() in the test
+    forbidden: dict | None = None      # {problem: [qualified names]} the call may not use
+    device: str | None = None          # the strict device check's device
+    state: dict | None = None          # a module's state (common.encode_state) for a forward
+
+
+# ---- the grader's requests, served by the worker (server.RequestServer) ----
+# (each may carry `before`: see GraderRequest)
+
+@dataclasses.dataclass
+class Reset(GraderRequest):
+    """Forget the objects of the last test (the imported modules stay)."""
+    op: ClassVar[str] = "reset"
+
+
+@dataclasses.dataclass
+class Import(GraderRequest):
+    """Import the submission's `module`."""
+    op: ClassVar[str] = "import"
+    module: str = ""
+
+
+@dataclasses.dataclass
+class StandIn(GraderRequest):
+    """Make `module` a module of stubs of the grader's `names` for the other files' imports."""
+    op: ClassVar[str] = "stand_in"
+    VALUES: ClassVar[frozenset] = frozenset({"names"})
+    module: str = ""
+
+
+@dataclasses.dataclass
+class Name(GraderRequest):
+    """`module.name` of the submission (answer: `value`). A function or class stays known to the
+    worker past Reset, and the worker says when `module.name` no longer names it (FromWorker's
+    `unbound`): until then the grader may use it again without asking."""
+    op: ClassVar[str] = "name"
+    module: str = ""
+    name: str = ""
+
+
+@dataclasses.dataclass
+class Substitute(GraderRequest):
+    """Put the grader's `names` in place of the student's in `module` until the next Restore."""
+    op: ClassVar[str] = "substitute"
+    VALUES: ClassVar[frozenset] = frozenset({"names"})
+    module: str = ""
+
+
+@dataclasses.dataclass
+class Restore(GraderRequest):
+    """Undo every Substitute."""
+    op: ClassVar[str] = "restore"
+
+
+@dataclasses.dataclass
+class Call(CallContext):
+    """Call `target` (a module's forward after applying `state`) on `args`, `kwargs`; answer:
+    `result`, and `rng` (random state drawn from), `changed` (inputs changed in place), and with
+    `grad`, the kept graph's `graph` token and which outputs require grad (`rg`)."""
+    op: ClassVar[str] = "call"
+
+
+@dataclasses.dataclass
+class Method(CallContext):
+    """Call the public method `name` of `target` (an object of the worker's)."""
+    op: ClassVar[str] = "method"
+    name: str = ""
+
+
+@dataclasses.dataclass
+class Backward(GraderRequest):
+    """Backward through a kept graph with the outputs' `grads`; answer: `grads` of the leaves, by key."""
+    op: ClassVar[str] = "backward"
+    VALUES: ClassVar[frozenset] = frozenset({"grads"})
+    graph: int = 0
+    epoch: int | None = None
+
+
+HOOK_VALUES = frozenset({"args", "kwargs", "output", "failed", "grad_input", "grad_output"})
+
+
+@dataclasses.dataclass
+class RunHooks(GraderRequest):
+    """Run the hooks student code put on the stub `target` for a call the grader ran; `given`: the
+    grader's ids of the hooked tensors (one handed back unchanged goes back as the grader's)."""
+    op: ClassVar[str] = "run_hooks"
+    VALUES: ClassVar[frozenset] = HOOK_VALUES | {"target"}
+    kind: str = ""
+    given: list = dataclasses.field(default_factory=list)
+
+
+# ---- the worker's requests, served by the grader (client.SandboxClient) ----
+
+@dataclasses.dataclass
+class Callback(Request):
+    """Call the grader's object `id` (a stub's forward, a stand-in) on `args`, `kwargs`."""
+    op: ClassVar[str] = "call"
+    VALUES: ClassVar[frozenset] = frozenset({"args", "kwargs"})
+    id: int = 0
+    grad: bool = False
+    grad_mode: bool | None = None
+
+
+@dataclasses.dataclass
+class CallbackBackward(Request):
+    """Backward through a graph the grader kept for a Callback."""
+    op: ClassVar[str] = "backward"
+    VALUES: ClassVar[frozenset] = frozenset({"grads"})
+    graph: int = 0
+
+
+@dataclasses.dataclass
+class Hook(Request):
+    """Run the grader's hooks on its mirror `id` of a worker module, for a call run in the worker."""
+    op: ClassVar[str] = "hook"
+    VALUES: ClassVar[frozenset] = HOOK_VALUES
+    id: int = 0
+    kind: str = ""
+    given: list = dataclasses.field(default_factory=list)
+
+
+# ---- answers ----
+
+@dataclasses.dataclass
+class Answer(Message):
+    """The grader's answer to a worker's request: values, or the error its object raised."""
+    VALUES: ClassVar[None] = None
+    re: bool = True
+    ok: bool | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class FromWorker(Message):
+    """What rides along with every message of the worker's: the lists it changed (`shared`: id ->
+    items), which kinds of hooks are on its stubs (`stub_hooks`), forbidden calls it saw, and the
+    names looked up (Name) that now name another object (`unbound`: [module, name] pairs)."""
+    shared: dict = dataclasses.field(default_factory=dict)
+    stub_hooks: dict = dataclasses.field(default_factory=dict)
+    violations: list = dataclasses.field(default_factory=list)
+    unbound: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class WorkerAnswer(FromWorker):
+    """The worker's answer: values, or what went wrong (`error`: kind, type, message, traceback),
+    and how many characters of output were cut (`dropped`)."""
+    VALUES: ClassVar[None] = None
+    re: bool = True
+    ok: bool | None = None
+    error: dict | None = None
+    dropped: int | None = None
+
+
+@dataclasses.dataclass
+class WorkerCallback(Callback, FromWorker):
+    pass
+
+
+@dataclasses.dataclass
+class WorkerCallbackBackward(CallbackBackward, FromWorker):
+    pass
+
+
+@dataclasses.dataclass
+class WorkerHook(Hook, FromWorker):
+    pass
+
+
+RIDES_ALONG = (Reset, Restore, Substitute)
+TO_WORKER = {cls.op: cls for cls in (Reset, Import, StandIn, Name, Substitute, Restore, Call, Method, Backward, RunHooks)}
+FROM_WORKER = {cls.op: cls for cls in (WorkerCallback, WorkerCallbackBackward, WorkerHook)}
+
+
+def _matches(value, annotation) -> bool:
+    """Whether a JSON value has the type a schema field names (bool is not an int here)."""
+    if isinstance(annotation, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is int:
+        return type(value) is int
+    return isinstance(value, annotation)
+
+
+@functools.cache
+def _schema(cls: type) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def parse(header: dict, to_worker: bool) -> Message:
+    """The typed message for a received header (from the grader when `to_worker`, else from the
+    worker). Raises WireError for an unknown op or a malformed message."""
+    if not isinstance(header, dict):
+        raise WireError("malformed message")
+    fields = {k: v for k, v in header.items() if k not in ("blobs", "op")}
+    if header.get("re") is True:
+        cls = Answer if to_worker else WorkerAnswer
+        if "op" in header:
+            raise WireError("malformed answer")
+    else:
+        cls = (TO_WORKER if to_worker else FROM_WORKER).get(header.get("op"))
+        if cls is None:
+            raise WireError(f"unknown request {str(header.get('op'))[:50]!r}")
+    schema = _schema(cls)
+    for name, value in fields.items():
+        if name not in schema or not _matches(value, schema[name]):
+            raise WireError(f"malformed {cls.op or 'answer'} message: field {name[:50]!r}")
+    values = fields.get("values", {})
+    if cls.VALUES is not None and not set(values) <= cls.VALUES:
+        raise WireError(f"malformed {cls.op or 'answer'} message: values {sorted(set(values) - cls.VALUES)[:5]}")
+    return cls(**fields)
+
+
+def send_message(fd: int, message: Message, blobs: list[bytes] = ()) -> None:
+    """Send a typed message (its header) and its tensor bytes."""
+    send(fd, message.header(), blobs)
