@@ -15,8 +15,9 @@ and the rules are:
 - kit/ imports only kit/ (besides the standard library and third-party packages): the student zip
   ships it whole, with nothing else of ours; so do the student zip's templates
   (templates/student/: conftest.py, run_tests.py);
-- sandbox/server.py and sandbox/protocol.py (what the worker runs) import only kit/ and
-  sandbox/protocol.py: the worker holds no grader code and no grader state;
+- sandbox/server.py, sandbox/common.py and sandbox/protocol.py (what the worker runs) import only
+  kit/ and each other (server -> common -> protocol): the worker holds no grader code and no
+  grader state;
 - no import cycle between autograder's modules.
 
 Every import counts, absolute (`autograder.x`) or relative, at module level or inside a function
@@ -47,7 +48,8 @@ LEVELS = {
 }
 KIT_ONLY = ("autograder.kit", "autograder.templates.student")  # what ships to students
 KIT = ("autograder.kit",)
-WORKER = {"autograder.sandbox.server": ("autograder.kit", "autograder.sandbox.protocol"),
+WORKER = {"autograder.sandbox.server": ("autograder.kit", "autograder.sandbox.protocol", "autograder.sandbox.common"),
+          "autograder.sandbox.common": ("autograder.kit", "autograder.sandbox.protocol"),
           "autograder.sandbox.protocol": ("autograder.kit", "autograder.sandbox.protocol")}
 
 
@@ -232,7 +234,7 @@ def test_a_new_module_in_a_package_with_a_level_needs_nothing_more(tmp_path):
      "autograder.templates.student.conftest ships to students, so it imports only kit/, not autograder.grade.run"),
     ("sandbox/server.py", "from . import client\n",
      "sandbox/server.py:1: autograder.sandbox.server runs in the sandbox's worker, so it imports only "
-     "autograder.kit and autograder.sandbox.protocol, not autograder.sandbox.client"),
+     "autograder.kit and autograder.sandbox.protocol and autograder.sandbox.common, not autograder.sandbox.client"),
     ("sandbox/protocol.py", "from ..manifest import Manifest\n",
      "autograder.sandbox.protocol runs in the sandbox's worker, so it imports only autograder.kit and "
      "autograder.sandbox.protocol, not autograder.manifest"),
