@@ -104,7 +104,8 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
     if diagnoses is not None:
         command += ["--diagnoses", str(diagnoses)]
     if sandbox:
-        command += ["--sandbox", json.dumps({"limits": {"cpu": int(manifest.total_timeout_s) + 30}})]
+        command += ["--sandbox", json.dumps({"limits": {"cpu": int(manifest.total_timeout_s) + 30},
+                                             "preload": list(manifest.preload)})]
     return command
 
 

@@ -40,7 +40,8 @@ def pytest_addoption(parser):
                     help="before the first test, pay the one-time cost of the meta device (grader runs)")
     group.addoption("--sandbox", default=None,
                     help='run student code in a sandboxed worker process (grader runs): JSON '
-                         '{"limits": {rlimit name: value}} (see autograder/sandbox/process.py)')
+                         '{"limits": {rlimit name: value}, "preload": [modules the zygote imports]} '
+                         '(see autograder/sandbox/process.py)')
     group.addoption("--max-timeout", type=float, default=0,
                     help="the most seconds any test may run: longer @pytest.mark.timeout are cut to it (grader runs)")
     group.addoption("--timeouts-per-problem", type=int, default=0,
@@ -50,13 +51,14 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config._autograder_worker = None
+    config._autograder_zygote = None
     if config.getoption("--sandbox"):  # start it now: it imports torch while this process does too
-        from ..sandbox.process import DEFAULT_LIMITS, SandboxUnavailable, Worker
+        from ..sandbox.process import DEFAULT_LIMITS, SandboxUnavailable, Zygote
 
-        limits = dict(DEFAULT_LIMITS, **json.loads(config.getoption("--sandbox")).get("limits", {}))
+        options = json.loads(config.getoption("--sandbox"))
+        limits = dict(DEFAULT_LIMITS, **options.get("limits", {}))
         try:
-            config._autograder_worker = Worker(submission_dir(config), limits)
+            config._autograder_zygote = Zygote(submission_dir(config), limits, options.get("preload", ()))
         except SandboxUnavailable:
             pass  # RemoteSubmission tries again and reports why
     config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
@@ -101,8 +103,8 @@ def _remote(config):
         from ..sandbox.client import RemoteSubmission
 
         options = json.loads(config.getoption("--sandbox"))
-        remote = RemoteSubmission(submission_dir(config), options.get("limits"), worker=config._autograder_worker,
-                                  stand_ins=_stand_ins(config))
+        remote = RemoteSubmission(submission_dir(config), options.get("limits"), zygote=config._autograder_zygote,
+                                  stand_ins=_stand_ins(config), preload=options.get("preload", ()))
         config._autograder_remote = remote
     return remote
 
@@ -228,9 +230,7 @@ def pytest_sessionstart(session):
 
         session.config._autograder_variants = tempfile.TemporaryDirectory(prefix="variants-")
         diagnosis.configure(diagnoses, reference, pathlib.Path(session.config._autograder_variants.name))
-    remote = _remote(session.config)
-    if remote is not None:
-        remote.sandbox.start()
+    _remote(session.config)  # its zygote, started in pytest_configure, imports meanwhile; the first test forks
     if session.config.getoption("--warm-up"):
         from ..kit.torchkit import warm_up
 

@@ -36,7 +36,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..kit import adapter, inplace, messages
 from . import protocol
-from .process import SandboxUnavailable, Worker
+from .process import SandboxUnavailable, WorkerProcess, Zygote
 from ..kit.checks import GradingFailure
 from .server import HOOK_FIELDS, hook_kinds, hook_values, hooked_inputs, register_relays, run_hooks, same_objects
 
@@ -190,11 +190,13 @@ def by_value(obj, encoder: protocol.Encoder) -> dict | None:
 class Sandbox:
     """The test process's connection to one worker at a time (restarted after a crash)."""
 
-    def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None,
-                 stand_ins=None):
+    def __init__(self, submission: pathlib.Path, limits: dict | None = None, zygote: Zygote | None = None,
+                 stand_ins=None, preload: list[str] | tuple[str, ...] = ()):
         self.submission = pathlib.Path(submission)
         self.limits = dict(DEFAULT_LIMITS, **(limits or {}))
-        self.worker: Worker | None = worker  # already started, perhaps
+        self.preload = tuple(preload)
+        self.zygote: Zygote | None = zygote    # already started, perhaps: workers are forked from it
+        self.worker: WorkerProcess | None = None
         self.epoch = 0
         self.objects: dict[int, object] = {}     # grader objects student code holds, by id
         self.gids: dict[int, int] = {}
@@ -220,8 +222,11 @@ class Sandbox:
     # ---- process -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Fork a worker from the zygote (started first if none runs)."""
         if self.worker is None:
-            self.worker = Worker(self.submission, self.limits)
+            if self.zygote is None:
+                self.zygote = Zygote(self.submission, self.limits, self.preload)
+            self.worker = self.zygote.fork()
 
     def ready(self) -> None:
         """Start the worker if none runs, and wait until it has imported torch."""
@@ -816,9 +821,10 @@ class RemoteModuleView:
 class RemoteSubmission:
     """The student's submission, run in a sandboxed worker; used like adapter.Submission."""
 
-    def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None, stand_ins=None):
+    def __init__(self, directory, limits: dict | None = None, zygote: Zygote | None = None, stand_ins=None,
+                 preload: list[str] | tuple[str, ...] = ()):
         self.directory = pathlib.Path(directory).resolve()
-        self.sandbox = Sandbox(self.directory, limits, worker, stand_ins)
+        self.sandbox = Sandbox(self.directory, limits, zygote, stand_ins, preload)
 
     def __repr__(self) -> str:
         return f"RemoteSubmission({str(self.directory)!r})"
