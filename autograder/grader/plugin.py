@@ -222,6 +222,19 @@ def _fresh_worker(request):
     yield
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """For instructors (the grader's log): how many workers were forked, and how long a restart took."""
+    zygote = getattr(config, "_autograder_remote", None) and config._autograder_remote.sandbox.zygote
+    if zygote is None or not zygote.count:
+        return
+    restarts = sorted(zygote.restarts)
+    line = f"sandbox: {zygote.count} workers forked from the zygote"
+    if restarts:
+        line += (f"; {len(restarts)} restarts after a crash or timeout: median {restarts[len(restarts) // 2]:.3f} s,"
+                 f" max {restarts[-1]:.3f} s")
+    terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     diagnoses, reference = session.config.getoption("--diagnoses"), session.config.getoption("--reference")

@@ -243,7 +243,7 @@ class Sandbox:
                 raise SandboxUnavailable(f"the worker did not start: {exc}\n{log[-2000:]}") from None
             if not message.get("ok"):
                 raise SandboxUnavailable("the worker did not start")
-            self.worker.started = True
+            self.worker.mark_started()
 
     def stop(self) -> None:
         if self.worker is not None:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 
 from ..kit import messages
@@ -236,6 +237,8 @@ class Zygote:
         os.chmod(self.root, 0o755)
         self.lib, self.submission, self.work = self._lay_out(submission)
         self.count = 0
+        self.restarts: list[float] = []  # seconds from a worker's kill to its successor's first answer
+        self.killed_at: float | None = None
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.started = False
@@ -399,15 +402,18 @@ def live_zygotes() -> tuple[int, ...]:
 
 
 def _close_zygote(process: subprocess.Popen | None, control: socket.socket | None, root: pathlib.Path | None) -> None:
+    """Hang up (the zygote then kills and reaps its workers, and ends), then make sure it has."""
+    if control is not None:
+        control.close()
     if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
-    if control is not None:
-        control.close()
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -421,6 +427,13 @@ class WorkerProcess:
         self.to_worker, self.from_worker = to_worker, from_worker
         self.output_path, self.workdir = output_path, workdir
         self.started = False
+
+    def mark_started(self) -> None:
+        """The worker answered its first message (ready to serve); a restart's time is noted."""
+        self.started = True
+        if self.zygote.killed_at is not None:
+            self.zygote.restarts.append(time.monotonic() - self.zygote.killed_at)
+            self.zygote.killed_at = None
 
     def output(self, dropped: int = 0) -> str:
         """What student code printed since the last call: its head, then how much more there was
@@ -449,6 +462,7 @@ class WorkerProcess:
         return self.user is None or _real_uid(self.pid) == self.user[0]
 
     def kill(self) -> None:
+        self.zygote.killed_at = time.monotonic()
         if self._ours():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
