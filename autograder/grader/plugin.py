@@ -51,18 +51,28 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config._autograder_zygote = None
-    if config.getoption("--sandbox"):  # start it now: it imports torch while this process does too
-        from ..sandbox.process import DEFAULT_LIMITS, SandboxUnavailable, Zygote
-
-        options = json.loads(config.getoption("--sandbox"))
-        limits = dict(DEFAULT_LIMITS, **options.get("limits", {}))
-        try:
-            config._autograder_zygote = Zygote(submission_dir(config), limits, options.get("preload", ()))
-        except SandboxUnavailable:
-            pass  # RemoteSubmission tries again and reports why
+    config._autograder_zygote = _zygote(config) if config.getoption("--sandbox") else None
     config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
     config._autograder_timeouts = collections.Counter(json.loads(config.getoption("--timed-out")))
+
+
+def _zygote(config):
+    """The sandbox's zygote: the one sandbox/launch.py forked before this process began (it shares our
+    imports), else a new process, started now so that it imports torch while this process collects."""
+    from ..sandbox import process
+
+    options = json.loads(config.getoption("--sandbox"))
+    limits = dict(process.DEFAULT_LIMITS, **options.get("limits", {}))
+    preload = [str(name) for name in options.get("preload", ())]
+    launched, process.LAUNCHED = process.LAUNCHED, None
+    if launched is not None:
+        if (launched.source, launched.limits, launched.preload) == (submission_dir(config).resolve(), limits, preload):
+            return launched
+        launched.close()
+    try:
+        return process.Zygote(submission_dir(config), limits, preload)
+    except process.SandboxUnavailable:
+        return None  # RemoteSubmission tries again and reports why
 
 
 @pytest.hookimpl(trylast=True)

@@ -229,7 +229,12 @@ class Zygote:
     START_TIMEOUT = 300  # seconds the zygote may take to import (Gradescope's 0.5 vCPU is slow)
     REPLY_TIMEOUT = 30
 
-    def __init__(self, submission: pathlib.Path, limits: dict, preload: list[str] | tuple[str, ...] = ()):
+    def __init__(self, submission: pathlib.Path, limits: dict, preload: list[str] | tuple[str, ...] = (), *,
+                 fork_here: bool = False):
+        """Start the zygote: a new process (`python -s -E -c ZYGOTE_BOOT`), or with `fork_here` a fork
+        of this process, which must have imported nothing but torch, the preload and
+        autograder.kit/sandbox, and must have one thread (see launch.py)."""
+        self.source = pathlib.Path(submission).resolve()
         self.user = worker_user()
         self.python = worker_python(self.user is not None)
         self.limits, self.preload = dict(limits), [str(name) for name in preload]
@@ -242,7 +247,10 @@ class Zygote:
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.started = False
-        self._spawn()
+        if fork_here:
+            self._fork_here()
+        else:
+            self._spawn()
         self._finalizer = weakref.finalize(self, _close_zygote, self.process, self.control, self.root)
         _LIVE.add(self)
 
@@ -266,18 +274,7 @@ class Zygote:
 
     def _spawn(self) -> None:
         """Start the zygote process (it imports in the background; `fork` waits for it)."""
-        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
-        config = {"path": [str(self.lib), *site], "submission": str(self.submission), "work_root": str(self.work),
-                  "limits": self.limits, "output_limit": OUTPUT_LIMIT, "preload": self.preload}
-        confinement = None
-        if self.user is not None:
-            (self.root / "fs").mkdir(exist_ok=True)
-            python = self.python
-            runtime = [os.path.dirname(os.path.realpath(python)), sys.base_prefix if python == sys.executable else None]
-            confinement = {"new_root": str(self.root / "fs"), "workdir": str(self.work),
-                           "read_only": [*SYSTEM_PATHS, *[p for p in runtime if p], *site, str(self.lib),
-                                         str(self.submission)],
-                           "writable": [str(self.work)]}
+        config, confinement = self._config(), self._confinement(self.python)
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with open(self.root / "zygote.txt", "ab") as log:
             self.process = subprocess.Popen(
@@ -286,6 +283,58 @@ class Zygote:
                 cwd=str(self.work), env=worker_env(str(self.work)), start_new_session=True,
                 preexec_fn=_preexec(self.user, confinement))
         theirs.close()
+        self.started = False
+
+    def _config(self) -> dict:
+        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+        return {"path": [str(self.lib), *site], "submission": str(self.submission), "work_root": str(self.work),
+                "limits": self.limits, "output_limit": OUTPUT_LIMIT, "preload": self.preload}
+
+    def _confinement(self, python: str) -> dict | None:
+        """What the jail holds: the system, the Python runtime of `python` and the packages, the lib and
+        the submission read-only, the work folder writable."""
+        if self.user is None:
+            return None
+        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+        (self.root / "fs").mkdir(exist_ok=True)
+        runtime = [os.path.dirname(os.path.realpath(python)), sys.base_prefix if python == sys.executable else None]
+        return {"new_root": str(self.root / "fs"), "workdir": str(self.work),
+                "read_only": [*SYSTEM_PATHS, *[p for p in runtime if p], *site, str(self.lib), str(self.submission)],
+                "writable": [str(self.work)]}
+
+    def _fork_here(self) -> None:
+        """Fork the zygote from this process: it shares the imports already paid for (see launch.py)."""
+        from . import zygote
+
+        config, confinement = self._config(), self._confinement(sys.executable)  # this interpreter, already running
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = os.open(self.root / "zygote.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        sys.stdout.flush(), sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.dup2(log, 1), os.dup2(log, 2)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.closerange(3, theirs.fileno())
+                os.closerange(theirs.fileno() + 1, 1 << 16)
+                os.setsid()
+                os.chdir(self.work)
+                _preexec(self.user, confinement)()
+                os.environ.clear()
+                os.environ.update(worker_env(str(self.work)))
+                zygote.become_zygote(theirs, config)
+                code = 0
+            except BaseException:  # noqa: BLE001 - its last words go to its log
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(log)
+        theirs.close()
+        self.process = ForkedProcess(pid)
         self.started = False
 
     @property
@@ -392,6 +441,35 @@ class Zygote:
         """Stop the zygote (its workers die with it: PR_SET_PDEATHSIG) and remove its folder."""
         self._finalizer()
 
+
+class ForkedProcess:
+    """A child of this process made by os.fork, with the part of Popen's interface Zygote uses."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+LAUNCHED: "Zygote | None" = None  # the zygote launch.py forked before this test process began, if any
 
 _LIVE: "weakref.WeakSet[Zygote]" = weakref.WeakSet()
 

@@ -214,14 +214,39 @@ def main(argv: list[str]) -> None:
     """python -c BOOT CONTROL_FD CONFIG: preload, then serve fork requests."""
     control = socket.socket(fileno=int(argv[0]))
     config = json.loads(argv[1])
+    serve(control, config, prepare(config))
+
+
+def prepare(config: dict) -> list[str]:
+    """Import what every worker needs (no tensor op: no thread pool); return the preloads that imported."""
     loaded = preload(["torch", *config.get("preload", [])])
     from . import server  # noqa: F401 - what every worker runs, imported once here
 
     import_meta_kernels()
+    return loaded
 
+
+def serve(control: socket.socket, config: dict, loaded: list[str]) -> None:
+    """Wait for fork requests (the imports are done)."""
     _prctl(PR_SET_DUMPABLE, 0)  # workers run as this user: none may read or write the zygote's memory
     gc.collect()
     gc.freeze()  # what is imported now stays out of the collector's way: fewer pages copied on write
     zygote = Zygote(control, config)
     zygote.reply({"ready": True, "preloaded": loaded, "threads": threads()})
     zygote.run()
+
+
+def become_zygote(control: socket.socket, config: dict) -> None:
+    """In a child forked by launch.py's process (already unprivileged and confined): the imports were
+    made before the fork, from the grader's copy of autograder; later ones come from the jail's copy."""
+    import autograder
+
+    lib = os.path.join(config["path"][0], "autograder")
+    sys.path[:] = [*config["path"], *[p for p in sys.path if p not in config["path"]]]
+    autograder.__path__[:] = [lib]
+    for name in ("kit", "sandbox"):
+        package = sys.modules.get(f"autograder.{name}")
+        if package is not None:
+            package.__path__[:] = [os.path.join(lib, name)]
+    sys.argv[:] = ["zygote"]
+    serve(control, config, prepare(config))
