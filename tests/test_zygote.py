@@ -164,3 +164,71 @@ def test_the_zygote_and_its_workers_die_with_the_test_process(tmp_path):
     finally:
         parent.kill()
         parent.wait()
+
+
+PROBE = '''
+import os
+
+import pytest
+
+MARK = os.environ["ZYGOTE_TEST_MARK"].encode()
+
+
+def parent(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+
+def copies_in_memory(pid):
+    """How many times MARK is in the writable memory of process `pid` (read as root)."""
+    found = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                found += mem.read(end - start).count(MARK)
+            except (OSError, OverflowError, ValueError):
+                continue
+    return found
+
+
+@pytest.mark.problem("probe")
+def test_probe(student):
+    worker = student.probe.pid()
+    zygote = student.sandbox.zygote.pid
+    assert parent(zygote) == os.getpid() and parent(worker) == zygote
+    assert b"autograder.sandbox.launch" in open(f"/proc/{zygote}/cmdline", "rb").read()  # forked, not run anew
+    assert copies_in_memory(os.getpid()) > 0   # the test process holds the grader's options and environment
+    assert copies_in_memory(zygote) == 0       # the zygote was forked before it read them
+    assert copies_in_memory(worker) == 0
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another user's memory needs root")
+def test_in_grading_the_zygote_is_forked_from_the_test_process_before_it_reads_grader_state(tmp_path):
+    """sandbox/launch.py: the zygote shares the test process's imports, and no byte of the test
+    process's arguments or environment (a marker in --reference and in an environment variable)
+    is in the zygote's or a worker's memory."""
+    import json
+
+    from autograder.sandbox import launch
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    submission, tests = tmp_path / "submission", tmp_path / "tests"
+    submission.mkdir(), tests.mkdir()
+    (submission / "probe.py").write_text("import os\n\ndef pid():\n    return os.getpid()\n")
+    (tests / "test_probe.py").write_text(PROBE)
+    mark = "grader-secret-" + os.urandom(8).hex()
+    options = {"limits": {}, "preload": ["numpy"]}
+    command = [sys.executable, "-m", "pytest", str(tests / "test_probe.py"), "-p", "autograder.grader.plugin",
+               "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path), "-q",
+               "--submission", str(submission), "--sandbox", json.dumps(options), "--reference", str(tmp_path / mark)]
+    env = dict(os.environ, PYTHONPATH=root, ZYGOTE_TEST_MARK=mark, PYTHONDONTWRITEBYTECODE="1")
+    command, bare = launch.command(sys.executable, command, env, submission, options, tmp_path / "args.json")
+    assert mark not in " ".join(command) + json.dumps(bare)
+    done = subprocess.run(command, env=bare, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]

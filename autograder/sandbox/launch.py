@@ -37,6 +37,7 @@ def command(python: str, pytest_command: list[str], env: dict[str, str], submiss
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
         json.dump({"argv": ["pytest", *pytest_command[3:]], "env": env}, stream)
     bare = {key: value for key, value in env.items() if key in KEPT}
+    bare.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # no thread pool before the fork
     launch = {"submission": str(submission), "sandbox": sandbox}
     return [python, "-s", "-c", BOOT, json.dumps(launch), str(args_file)], bare
 
@@ -49,6 +50,8 @@ def fork_zygote(launch: dict) -> None:
     preload = [str(name) for name in options.get("preload", ())]
     zygote.prepare({"preload": preload})
     if zygote.threads() != 1:  # a thread pool already: forking is not safe; the plugin spawns a zygote
+        print(f"sandbox: {zygote.threads()} threads after the imports: the zygote is a process of its own",
+              file=sys.stderr)
         return
     limits = dict(process.DEFAULT_LIMITS, **options.get("limits", {}))
     try:

@@ -310,6 +310,7 @@ class Zygote:
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         log = os.open(self.root / "zygote.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         sys.stdout.flush(), sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -322,6 +323,8 @@ class Zygote:
                 os.setsid()
                 os.chdir(self.work)
                 _preexec(self.user, confinement)()
+                if os.getppid() != parent:  # the test process died before PR_SET_PDEATHSIG: so do we
+                    os._exit(1)
                 os.environ.clear()
                 os.environ.update(worker_env(str(self.work)))
                 zygote.become_zygote(theirs, config)
