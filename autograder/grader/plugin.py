@@ -237,8 +237,14 @@ def pytest_terminal_summary(terminalreporter, config):
     zygote = getattr(config, "_autograder_remote", None) and config._autograder_remote.sandbox.zygote
     if zygote is None or not zygote.count:
         return
+    from ..sandbox.process import cpu_seconds
+
+    own, reaped = cpu_seconds(zygote.pid)
+    remote = config._autograder_remote.sandbox
+    current = cpu_seconds(remote.worker.pid)[0] if remote.worker is not None else 0.0
     restarts = sorted(zygote.restarts)
-    line = f"sandbox: {zygote.count} workers forked from the zygote"
+    line = (f"sandbox: {zygote.count} workers forked from the zygote; CPU seconds: zygote {own:.2f}, "
+            f"workers {reaped + current:.2f}, this process {sum(os.times()[:2]):.2f}")
     if restarts:
         line += (f"; {len(restarts)} restarts after a crash or timeout: median {restarts[len(restarts) // 2]:.3f} s,"
                  f" max {restarts[-1]:.3f} s")

@@ -189,6 +189,17 @@ def _real_uid(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system CPU seconds of process `pid`, of its children it has reaped), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
 def _parent(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as status:
