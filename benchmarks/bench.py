@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -123,6 +124,14 @@ def run(command: list[str], cwd=None, memory: bool = False) -> Measure:
     return Measure(wall, usage.ru_utime + usage.ru_stime, peak / 1024, text)
 
 
+def full_marks(path: pathlib.Path) -> None:
+    """A reference's grading run must give full marks, or its figures measure something broken."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+    most = sum(test.get("max_score", 0) for test in results.get("tests", []))
+    if not most or abs(results.get("score", 0) - most) > 1e-6:
+        raise SystemExit(f"{path}: the reference scored {results.get('score')} of {most}")
+
+
 def best(command: list[str], repeat: int, cwd=None) -> Measure:
     runs = [run(command, cwd) for _ in range(repeat)]
     return min(runs, key=lambda m: m.wall)
@@ -165,6 +174,7 @@ def bench_transformer(table: Table, tmp: pathlib.Path, repeat: int) -> None:
     reference = manifest.path(manifest.reference)
     floor = best([PY, "-c", FLOORS["transformer"]], max(repeat, 2))
     zipped = run(grade_command("transformer", reference, tmp / "a.json", "--via-zip"), ROOT, memory=True)
+    full_marks(tmp / "a.json")
     table.row("transformer: grade --via-zip (reference) / floor, wall", zipped.wall / floor.wall,
               GRADE_TARGET["transformer"], detail=f"{zipped.wall:.2f} s against {floor.wall:.2f} s "
               f"(python -c \"{FLOORS['transformer']}\"); CPU {zipped.cpu:.2f} s against {floor.cpu:.2f} s")
@@ -174,6 +184,7 @@ def bench_transformer(table: Table, tmp: pathlib.Path, repeat: int) -> None:
     one_cpu = ["taskset", "-c", "0"]
     floor_1 = best([*one_cpu, PY, "-c", FLOORS["transformer"]], max(repeat, 2))
     graded_1 = run([*one_cpu, *grade_command("transformer", reference, tmp / "t.json", "--via-zip")], ROOT)
+    full_marks(tmp / "t.json")
     table.row("transformer on one CPU (taskset -c 0): grade --via-zip / floor, wall", graded_1.wall / floor_1.wall,
               ONE_CPU_TARGET, detail=f"{graded_1.wall:.2f} s against {floor_1.wall:.2f} s")
     _restarts(table, manifest, tmp)
@@ -185,6 +196,7 @@ def _overhead(table: Table, name: str, reference, tmp: pathlib.Path, repeat: int
     for i in range(repeat):
         sandboxed = run(grade_command(name, reference, tmp / f"s{i}.json"), ROOT)
         trusted = run(grade_command(name, reference, tmp / f"n{i}.json", "--no-sandbox"), ROOT)
+        full_marks(tmp / f"s{i}.json"), full_marks(tmp / f"n{i}.json")
         walls.append(sandboxed.wall / trusted.wall)
         cpus.append(sandboxed.cpu / trusted.cpu)
         last = f"last pair: {sandboxed.wall:.2f} s / {trusted.wall:.2f} s wall, {sandboxed.cpu:.2f} s / {trusted.cpu:.2f} s CPU"
@@ -197,6 +209,8 @@ def _overhead(table: Table, name: str, reference, tmp: pathlib.Path, repeat: int
 def _restarts(table: Table, manifest, tmp: pathlib.Path) -> None:
     crashing = crashing_submission(manifest, tmp)
     graded = run(grade_command(manifest.name, crashing, tmp / "c.json", "--verbose"), ROOT)
+    if json.loads((tmp / "c.json").read_text(encoding="utf-8")).get("score"):
+        raise SystemExit("the crashing submission scored points: it does not crash")
     found = re.findall(r"(\d+) restarts after a crash or timeout: median ([\d.]+) s, max ([\d.]+) s", graded.output)
     if not found:
         table.row(f"{manifest.name}: worker restart after a crash (no restart logged)", float("inf"),
@@ -215,6 +229,7 @@ def bench_foundations(table: Table, tmp: pathlib.Path, repeat: int) -> None:
     manifest = manifest_module.load("foundations")
     floor = best([PY, "-c", FLOORS["foundations"]], max(repeat, 2))
     graded = run(grade_command("foundations", manifest.path(manifest.reference), tmp / "f.json"), ROOT, memory=True)
+    full_marks(tmp / "f.json")
     table.row("foundations: grade (reference) / floor, wall", graded.wall / floor.wall, GRADE_TARGET["foundations"],
               detail=f"{graded.wall:.2f} s against {floor.wall:.2f} s (python -c \"{FLOORS['foundations']}\"); "
               f"CPU {graded.cpu:.2f} s against {floor.cpu:.2f} s")
