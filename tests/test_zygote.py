@@ -232,3 +232,15 @@ def test_in_grading_the_zygote_is_forked_from_the_test_process_before_it_reads_g
     assert mark not in " ".join(command) + json.dumps(bare)
     done = subprocess.run(command, env=bare, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_preload_comes_from_the_manifest():
+    from autograder import manifest
+    from autograder.grade.runner import sandbox_options
+
+    assert manifest._default_preload(["pandas==3.1.1", "scikit-learn>=1.4", "tokenizers"]) == [
+        "torch", "numpy", "pandas", "scikit_learn", "tokenizers"]
+    foundations = manifest.load("foundations")
+    assert "transformers:DistilBertModel" in foundations.preload
+    assert sandbox_options(foundations)["preload"] == list(foundations.preload)
+    assert manifest.load("transformer").preload == ("torch", "numpy")
