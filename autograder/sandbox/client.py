@@ -229,7 +229,7 @@ class Sandbox:
             self.worker = self.zygote.fork()
 
     def ready(self) -> None:
-        """Start the worker if none runs, and wait until it has imported torch."""
+        """Start the worker if none runs, and wait until it answers (it is ready to serve)."""
         self._ensure_ready()
 
     def _ensure_ready(self) -> None:
