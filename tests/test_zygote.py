@@ -50,6 +50,10 @@ def crash():
 
 def loaded(name):
     return name in sys.modules
+
+def spin():
+    while True:
+        pass
 '''
 
 
@@ -60,7 +64,8 @@ def remote(tmp_path_factory):
     submission = RemoteSubmission(folder, preload=["no_such_module_at_all"])
     yield submission
     submission.sandbox.stop()
-    submission.sandbox.zygote.close()
+    if submission.sandbox.zygote is not None:
+        submission.sandbox.zygote.close()
 
 
 def _parent(pid: int) -> int:
@@ -126,6 +131,30 @@ def test_the_zygote_has_no_thread_pool_when_it_forks(remote):
     assert remote.student.work(torch.ones(64, 64)).item() == 64.0 ** 3
     assert remote.student.threads() == 1
     assert len(os.listdir(f"/proc/{remote.sandbox.zygote.pid}/task")) == 1
+
+
+def test_a_busy_worker_dies_with_its_zygote_and_a_new_zygote_follows(remote):
+    """A worker in an endless loop reads nothing: only PR_SET_PDEATHSIG (set after the fork) ends it
+    when its zygote is killed. The next call starts a new zygote."""
+    import threading
+
+    worker = remote.student.pid()
+    zygote = remote.sandbox.zygote.pid
+    failures = []
+
+    def call():
+        try:
+            remote.student.spin()
+        except WorkerCrash as exc:
+            failures.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.5)  # the worker is spinning
+    os.kill(zygote, signal.SIGKILL)
+    caller.join(timeout=10)
+    assert not caller.is_alive() and failures and not _alive(worker)
+    assert _parent(remote.student.pid()) == remote.sandbox.zygote.pid != zygote
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the worker's own user needs root")
@@ -205,14 +234,21 @@ def test_probe(student):
     assert copies_in_memory(os.getpid()) > 0   # the test process holds the grader's options and environment
     assert copies_in_memory(zygote) == 0       # the zygote was forked before it read them
     assert copies_in_memory(worker) == 0
+    with open(os.environ["ZYGOTE_TEST_OUT"], "w") as out:
+        out.write(f"{worker} {zygote}")
+
+
+@pytest.mark.problem("probe")
+def test_then_the_test_process_dies():
+    os.kill(os.getpid(), 9)  # no clean-up runs: the zygote and its worker must die all the same
 '''
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading another user's memory needs root")
 def test_in_grading_the_zygote_is_forked_from_the_test_process_before_it_reads_grader_state(tmp_path):
-    """sandbox/launch.py: the zygote shares the test process's imports, and no byte of the test
+    """sandbox/launch.py: the zygote shares the test process's imports, no byte of the test
     process's arguments or environment (a marker in --reference and in an environment variable)
-    is in the zygote's or a worker's memory."""
+    is in the zygote's or a worker's memory, and both die with the test process."""
     import json
 
     from autograder.sandbox import launch
@@ -227,11 +263,17 @@ def test_in_grading_the_zygote_is_forked_from_the_test_process_before_it_reads_g
     command = [sys.executable, "-m", "pytest", str(tests / "test_probe.py"), "-p", "autograder.grader.plugin",
                "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path), "-q",
                "--submission", str(submission), "--sandbox", json.dumps(options), "--reference", str(tmp_path / mark)]
-    env = dict(os.environ, PYTHONPATH=root, ZYGOTE_TEST_MARK=mark, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=root, ZYGOTE_TEST_MARK=mark, PYTHONDONTWRITEBYTECODE="1",
+               ZYGOTE_TEST_OUT=str(tmp_path / "pids.txt"))
     command, bare = launch.command(sys.executable, command, env, submission, options, tmp_path / "args.json")
     assert mark not in " ".join(command) + json.dumps(bare)
     done = subprocess.run(command, env=bare, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == -signal.SIGKILL and (tmp_path / "pids.txt").exists(), done.stdout[-3000:]
+    worker, zygote = map(int, (tmp_path / "pids.txt").read_text().split())
+    deadline = time.monotonic() + 10
+    while (_alive(worker) or _alive(zygote)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(zygote) and not _alive(worker)  # PR_SET_PDEATHSIG, set after the fork
 
 
 def test_the_preload_comes_from_the_manifest():
