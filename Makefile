@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASSIGNMENTS := transformer foundations
 
-.PHONY: setup test demo build starter bench public mutants clean
+.PHONY: setup lint test demo build starter bench public mutants clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,10 @@ $(VENV)/.installed: requirements.txt
 # make test spreads the tests over the cores (pytest-xdist); JOBS=0 runs them in one process.
 JOBS ?= auto
 
-test: setup  ## the harness's own tests: reference, starter, zips, crashes, hangs, every catalogued mutant
+lint: setup  ## ruff on the harness's code (its rules: pyproject.toml)
+	$(PY) -m ruff check autograder tests benchmarks
+
+test: setup lint  ## ruff, then the harness's own tests: reference, starter, zips, crashes, hangs, every catalogued mutant
 	$(PY) -m pytest tests -n $(JOBS) --maxprocesses 4 --durations 10
 
 demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip

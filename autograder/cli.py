@@ -60,7 +60,7 @@ def _starter(args) -> int:
 def _mutants(args) -> int:
     from . import manifest, mutants
 
-    verdicts = mutants.check_all(manifest.load(args.assignment), args.only or None)
+    verdicts = mutants.check_all(manifest.load(args.assignment), args.only or None, every_test=args.every_test)
     return 0 if mutants.report(verdicts) else 1
 
 
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("mutants", help="grade every catalogued buggy/correct variant; fail on surprises")
     p.add_argument("assignment")
     p.add_argument("only", nargs="*", help="mutant names [all]")
+    p.add_argument("--every-test", action="store_true",
+                   help="run every test on every mutant [only the test files its changed files reach: grade/impact.py]")
     p.set_defaults(func=_mutants)
 
     p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")

@@ -9,7 +9,7 @@ import sys
 import tempfile
 
 from . import manifest as manifest_module
-from . import mutants as mutants_module
+from . import catalogue
 from .build import build
 from .grade import grade_via_zip
 from .grade.results import per_problem
@@ -34,12 +34,12 @@ def demo(name: str) -> int:
     manifest = manifest_module.load(name)
     autograder_zip, student_zip = build(name)
     print(f"built {autograder_zip.relative_to(manifest.root)} and {student_zip.relative_to(manifest.root)}")
-    mutants, demo_names = mutants_module.load(manifest)
+    mutants, demo_names = catalogue.load(manifest)
     with tempfile.TemporaryDirectory(prefix="demo-") as tmp:
         submissions = {"reference": manifest.path(manifest.reference), "starter": manifest.path(manifest.starter)}
         if demo_names:
             chosen = [m for m in mutants if m.name in demo_names]
-            submissions["buggy"] = mutants_module.materialise(manifest, chosen, pathlib.Path(tmp) / "buggy")
+            submissions["buggy"] = catalogue.materialise(manifest, chosen, pathlib.Path(tmp) / "buggy")
             print("buggy = reference with: " + ", ".join(m.name for m in chosen))
         columns, boards = {}, {}
         for label, folder in submissions.items():

@@ -62,9 +62,13 @@ class ManifestError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TestFolder:
+    """A [[tests]] folder: public tests ship to students; `visibility` is Gradescope's."""
     path: str
     public: bool
     visibility: str
+
+
+NO_FOLDER = TestFolder(path="", public=False, visibility="hidden")  # a test file in no [[tests]] folder
 
 
 @dataclasses.dataclass(frozen=True)

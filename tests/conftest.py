@@ -29,7 +29,8 @@ def _copy_root(destination: pathlib.Path, assignment: str = "transformer", **lim
     text = toml.read_text()
     for key, value in limits.items():
         text = text.replace("[limits]\n", f"[limits]\n{key} = {value}\n", 1)
-        lines = [line for line in text.splitlines() if not (line.startswith(f"{key} =") and not line.endswith(f"= {value}"))]
+        lines = [line for line in text.splitlines()
+                 if not (line.startswith(f"{key} =") and not line.endswith(f"= {value}"))]
         text = "\n".join(lines) + "\n"
     toml.write_text(text)
     return destination

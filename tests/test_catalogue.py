@@ -7,6 +7,7 @@ that pytest-xdist (`make test` runs `-n`) spreads over the cores.
 import pytest
 
 from autograder import manifest as manifest_module
+from autograder import catalogue as catalogue_module
 from autograder import mutants as mutants_module
 
 ASSIGNMENTS = ["transformer", "foundations"]
@@ -15,7 +16,7 @@ CHUNKS = 4
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_catalogue_has_wrong_and_correct_variants(assignment):
-    catalogue, _ = mutants_module.load(manifest_module.load(assignment))
+    catalogue, _ = catalogue_module.load(manifest_module.load(assignment))
     assert len(catalogue) >= 40
     assert any(m.correct for m in catalogue) and any(not m.correct for m in catalogue)
 
@@ -24,7 +25,7 @@ def test_catalogue_has_wrong_and_correct_variants(assignment):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_catalogued_mutants_lose_points_only_where_their_bug_is(assignment, chunk):
     manifest = manifest_module.load(assignment)
-    names = [m.name for m in mutants_module.load(manifest)[0]][chunk::CHUNKS]
+    names = [m.name for m in catalogue_module.load(manifest)[0]][chunk::CHUNKS]
     verdicts = mutants_module.check_all(manifest, names)
     assert len(verdicts) == len(names)
     assert [f"{v.mutant.name}: {v.problems}" for v in verdicts if not v.ok] == []

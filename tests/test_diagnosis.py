@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.grade.runner import write_diagnoses
 from autograder.grader import diagnosis
 from autograder.kit import adapter
@@ -15,7 +15,7 @@ from autograder.kit.torchkit import copy_parameters, randint, randn, randomize_
 
 @pytest.fixture
 def catalogue(transformer):
-    return {m.name: m for m in mutants_module.load(transformer)[0]}
+    return {m.name: m for m in catalogue_module.load(transformer)[0]}
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def diagnosed(tmp_path, transformer):
 
 
 def submission_with(tmp_path, transformer, *mutants):
-    folder = mutants_module.materialise(transformer, list(mutants), tmp_path / "student")
+    folder = catalogue_module.materialise(transformer, list(mutants), tmp_path / "student")
     return adapter.Submission(folder)
 
 
@@ -200,7 +200,8 @@ def test_a_wrong_default_is_replayed_with_the_students_own_arguments(tmp_path, t
     """The test passes num_heads=4 to the reference and leaves it out for the student: only the
     student's own call shows the variant's default."""
     student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
-    S, W = randn(2, 6, 8, seed=20, dtype=torch.float64), [randn(8, 8, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    S = randn(2, 6, 8, seed=20, dtype=torch.float64)
+    W = [randn(8, 8, seed=21 + i, dtype=torch.float64) for i in range(4)]
     expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
     got = student.attention.multi_head_attention(S, *W)
     assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis
@@ -211,7 +212,8 @@ def test_the_students_own_arguments_explain_nothing_when_the_result_is_right_on_
     """A test that gives the student other inputs than the reference (then compares something else)
     names no variant that is right on the student's inputs."""
     student = submission_with(tmp_path, transformer, catalogue["default-heads-8"])
-    S, W = randn(2, 6, 16, seed=20, dtype=torch.float64), [randn(16, 16, seed=21 + i, dtype=torch.float64) for i in range(4)]
+    S = randn(2, 6, 16, seed=20, dtype=torch.float64)
+    W = [randn(16, 16, seed=21 + i, dtype=torch.float64) for i in range(4)]
     expected = diagnosed.attention.multi_head_attention(S, *W, num_heads=4)
     got = student.attention.multi_head_attention(S, *W, num_heads=8)  # right for 8 heads, as the reference is
     assert diagnosis.diagnose(got, expected) is None

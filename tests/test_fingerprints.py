@@ -19,7 +19,7 @@ import torch
 
 from autograder import build as build_module
 from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.build import fingerprints as build_fingerprints
 from autograder.kit import fingerprints, messages
 
@@ -153,7 +153,8 @@ def test_tests_whose_inputs_change_between_runs_get_no_fingerprint():
     anew: a tokenizer trained with ties broken at random) is left out: a student would not get
     the inputs the variants got."""
     first = [value_record("t.py::t", "f(x)", RIGHT, kind="seen"), value_record("t.py::u", "f(x)", RIGHT, kind="seen")]
-    second = [value_record("t.py::t", "f(x)", RIGHT, kind="seen"), value_record("t.py::u", "f(x)", RIGHT * 2, kind="seen"),
+    second = [value_record("t.py::t", "f(x)", RIGHT, kind="seen"),
+              value_record("t.py::u", "f(x)", RIGHT * 2, kind="seen"),
               value_record("t.py::v", "f(x)", RIGHT, kind="seen")]
     unstable = build_fingerprints.unstable_tests(first, second)
     assert unstable == {"t.py::u", "t.py::v"}
@@ -193,7 +194,7 @@ def unpacked(tmp_path_factory):
 
 
 def catalogue(manifest) -> dict:
-    return {m.name: m for m in mutants_module.load(manifest)[0]}
+    return {m.name: m for m in catalogue_module.load(manifest)[0]}
 
 
 def with_mistakes(manifest, folder: pathlib.Path, names: list[str], destination: pathlib.Path) -> pathlib.Path:
@@ -201,7 +202,7 @@ def with_mistakes(manifest, folder: pathlib.Path, names: list[str], destination:
     import shutil
 
     shutil.copytree(folder, destination)
-    mutants_module.materialise(manifest, [catalogue(manifest)[n] for n in names], destination)
+    catalogue_module.materialise(manifest, [catalogue(manifest)[n] for n in names], destination)
     return destination
 
 
@@ -275,7 +276,7 @@ def test_student_zips_hold_no_reference_line_and_no_hidden_test_line(unpacked):
     given = _lines(ROOT / "starter") | _lines(ROOT / "tests_public") | _lines(ROOT / "autograder")
     secret = {line for line in (_lines(ROOT / "tests_hidden") | _lines(ROOT / "reference")) - given if len(line) >= 30}
     assert secret
-    for name, (manifest, _, path) in unpacked.items():
+    for name, (_, _, path) in unpacked.items():
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             assert f"{name}/fingerprints.json" in names

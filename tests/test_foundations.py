@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder import starter as starter_module
 from autograder.build import build_student_zip
 from autograder.grade import grade, grade_via_zip
@@ -64,7 +64,7 @@ def test_starter_scores_zero(tmp_path, foundations):
 
 
 def test_via_zip_gives_the_same_scores(tmp_path, foundations):
-    buggy = make_submission(tmp_path / "buggy", foundations, *mutants_module.load(foundations)[1])
+    buggy = make_submission(tmp_path / "buggy", foundations, *catalogue_module.load(foundations)[1])
     plain = grade("foundations", buggy, tmp_path / "plain.json")
     zipped = grade_via_zip("foundations", buggy, tmp_path / "zip.json")
     assert [(t["name"], t["score"]) for t in zipped["tests"]] == [(t["name"], t["score"]) for t in plain["tests"]]

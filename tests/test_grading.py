@@ -7,8 +7,7 @@ import zipfile
 
 import pytest
 
-from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.grade import grade, grade_via_zip
 from autograder.grade.results import per_problem
 from autograder.kit import messages
@@ -20,7 +19,8 @@ VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 def check_schema(results: dict, manifest) -> None:
     """Gradescope's documented fields, and our own promises about them."""
     json.dumps(results)
-    assert {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"} <= set(results)
+    top_level = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"}
+    assert top_level <= set(results)
     assert results["stdout_visibility"] == "hidden"
     numbers = set()
     for test in results["tests"]:
@@ -80,9 +80,9 @@ def test_via_zip_gives_the_same_scores(tmp_path, transformer, reference_results)
 
 
 def make_submission(folder: pathlib.Path, manifest, *names: str, extra: list | None = None) -> pathlib.Path:
-    catalogue, _ = mutants_module.load(manifest)
+    catalogue, _ = catalogue_module.load(manifest)
     chosen = [m for m in catalogue if m.name in names] + list(extra or [])
-    return mutants_module.materialise(manifest, chosen, folder)
+    return catalogue_module.materialise(manifest, chosen, folder)
 
 
 def lost(results: dict) -> set[str]:
@@ -90,7 +90,7 @@ def lost(results: dict) -> set[str]:
 
 
 def Mutant(file, find, replace, name="case"):
-    return mutants_module.Mutant(name, (), (mutants_module.Edit(file, find, replace),))
+    return catalogue_module.Mutant(name, (), (catalogue_module.Edit(file, find, replace),))
 
 
 def test_hidden_outputs_show_no_expected_values(tmp_path, transformer):
@@ -122,6 +122,7 @@ def test_missing_file_is_reported(tmp_path, transformer):
     assert "debugging.py" in results["output"]
 
 
+SCORES = "    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)"  # a line of attention.py
 CRASHES = [  # (problem, edit): each crashes the worker, or raises what a test process must survive
     ("greedy_decode", Mutant("model.py", "    for _ in range(max_new_tokens):\n",
                              "    if max_new_tokens == 3:\n        import os\n        os._exit(3)\n"
@@ -134,9 +135,9 @@ CRASHES = [  # (problem, edit): each crashes the worker, or raises what a test p
                            "    return torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))")),
     ("lm_loss", Mutant("model.py", "    B, T, V = logits.size()\n",
                        "    B, T, V = logits.size()\n    if T == 6:\n        raise KeyboardInterrupt\n")),
-    ("self_attention", Mutant("attention.py", "    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)",
-                              "    d_k = Q.size(-1)\n    if d_k == 4:\n        hog = [bytearray(1 << 30) for _ in range(64)]\n"
-                              "    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)")),
+    ("self_attention", Mutant("attention.py", "    d_k = Q.size(-1)\n" + SCORES,
+                              "    d_k = Q.size(-1)\n    if d_k == 4:\n"
+                              "        hog = [bytearray(1 << 30) for _ in range(64)]\n" + SCORES)),
 ]
 
 
@@ -156,15 +157,17 @@ def test_crashes_cost_only_the_test_that_hit_them(tmp_path, transformer):
 
 
 ENDLESS_LOOPS = [
-    Mutant("model.py", "    B, T, V = logits.size()\n", "    B, T, V = logits.size()\n    while pad_token_id == 5:\n        pass\n"),
+    Mutant("model.py", "    B, T, V = logits.size()\n",
+           "    B, T, V = logits.size()\n    while pad_token_id == 5:\n        pass\n"),
     # signals cannot stop this one without the sandbox: the grader's watchdog must
     Mutant("model.py", "        return self.dropout(self.fc2(F.relu(self.fc1(x))))",
-           "        if x.dim() == 2:\n            import signal\n            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+           "        if x.dim() == 2:\n            import signal\n"
+           "            signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
            "            while True:\n                pass\n"
            "        return self.dropout(self.fc2(F.relu(self.fc1(x))))"),
     # every call hangs: every test of the problem would
-    Mutant("attention.py", "    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)",
-           "    while True:\n        pass\n    d_k = Q.size(-1)\n    scores = Q @ K.transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)"),
+    Mutant("attention.py", "    d_k = Q.size(-1)\n" + SCORES,
+           "    while True:\n        pass\n    d_k = Q.size(-1)\n" + SCORES),
 ]
 
 
@@ -178,8 +181,10 @@ def test_endless_loop_costs_at_most_two_timeouts_per_problem(tmp_path, transform
     check_schema(results, transformer)
     failed = [t for t in results["tests"] if t["status"] == "failed"]
     assert lost(results) == {"lm_loss", "FeedForward", "self_attention"}
-    timed_out = collections.Counter(t["tags"][0] for t in failed if t["output"].startswith(messages.TIMEOUT.format(seconds=2)))
-    not_run = collections.Counter(t["tags"][0] for t in failed if t["output"].startswith(messages.NOT_RUN_TIMEOUTS.split("{")[0]))
+    timed_out = collections.Counter(t["tags"][0] for t in failed
+                                    if t["output"].startswith(messages.TIMEOUT.format(seconds=2)))
+    not_run = collections.Counter(t["tags"][0] for t in failed
+                                  if t["output"].startswith(messages.NOT_RUN_TIMEOUTS.split("{")[0]))
     assert sum(timed_out.values()) + sum(not_run.values()) == len(failed), [t["output"] for t in failed]
     assert timed_out["self_attention"] == 2 and not_run["self_attention"] > 5
     assert all(count <= transformer.timeouts_per_problem for count in timed_out.values())
@@ -234,7 +239,8 @@ import attention as _attention
 _names, _found = [], 0
 for _name in sorted(vars(_attention)):
     _names.append(_name)
-    for _look in (_inspect.getsource, _inspect.getsourcefile, _inspect.getfile, lambda o: o.__code__, lambda o: o.__wrapped__):
+    for _look in (_inspect.getsource, _inspect.getsourcefile, _inspect.getfile,
+                  lambda o: o.__code__, lambda o: o.__wrapped__):
         try:
             _text = str(_look(getattr(_attention, _name)))
             _found += 1
@@ -256,7 +262,8 @@ def test_no_reference_line_reaches_a_stand_in(tmp_path, transformer):
     from test_hostile import secret_lines
 
     submission = make_submission(tmp_path / "s", transformer, extra=[
-        Mutant("attention.py", "import torch.nn.functional as F\n", "import torch.nn.functional as F\nraise ImportError('no')\n"),
+        Mutant("attention.py", "import torch.nn.functional as F\n",
+               "import torch.nn.functional as F\nraise ImportError('no')\n"),
         Mutant("debugging.py", "from attention import MultiHeadAttention\n",
                "from attention import MultiHeadAttention\n" + STAND_IN_PROBE)])
     results = grade("transformer", submission)
@@ -309,10 +316,16 @@ def test_run_autograder_falls_back_when_python_cannot_start(tmp_path, transforme
 
 def test_grading_is_deterministic(tmp_path, transformer):
     """20 runs of a submission whose bug shows only through dropout statistics give the same results."""
+    from autograder.grade import impact
     from autograder.grade.batch import run_batch
 
     submission = make_submission(tmp_path / "s", transformer, "csa-no-attn-dropout")
-    runs = run_batch(transformer, {f"run{i}": submission for i in range(20)}, tmp_path)
+    test_files = sorted(p for t in transformer.tests for p in transformer.path(t.path).rglob("test_*.py"))
+    reached = impact.affected_test_files(test_files, transformer.path(transformer.reference), submission,
+                                         transformer.submission_files)  # the files that can show the bug
+    labels = [f"run{i}" for i in range(20)]
+    runs = run_batch(transformer, {label: submission for label in labels}, tmp_path,
+                     test_files={label: reached for label in labels})
     outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in run.outcomes.items()} for run in runs.values()]
     assert outcomes[0] and all(o == outcomes[0] for o in outcomes)
     assert any(not passed for passed, _ in outcomes[0].values())
@@ -329,8 +342,8 @@ def test_a_grader_stopped_by_sigterm_writes_results_and_stops_its_tests(tmp_path
     root = copy_root(tmp_path / "root", test_timeout_s=100)
     submission = stand_in_case(transformer, tmp_path / "s", "while True:\n    pass\n")
     out = tmp_path / "r.json"
-    process = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "transformer", str(submission), "-o", str(out)],
-                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "autograder", "grade", "transformer", str(submission), "-o", str(out)]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(8)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

@@ -1,10 +1,10 @@
-"""The mutant catalogue itself (autograder/mutants.py): whole-file variants, validation, coverage."""
+"""The mutant catalogue itself (autograder/catalogue.py): whole-file variants, validation, coverage."""
 from collections import Counter
 
 import pytest
 
 from autograder import manifest as manifest_module
-from autograder import mutants as mutants_module
+from autograder import catalogue as catalogue_module
 from autograder.manifest import ManifestError
 
 MODULE_PROBLEMS = {"MultiHeadAttention", "CausalSelfAttention", "FeedForward", "Block", "Transformer",
@@ -12,40 +12,40 @@ MODULE_PROBLEMS = {"MultiHeadAttention", "CausalSelfAttention", "FeedForward", "
 
 
 def test_every_problem_has_three_wrong_variants(transformer):
-    catalogue, _ = mutants_module.load(transformer)
+    catalogue, _ = catalogue_module.load(transformer)
     counts = Counter(p for m in catalogue for p in m.problems)
     assert {p: counts[p] for p in transformer.problems if counts[p] < 3} == {}
 
 
 def test_module_problems_have_diagnosed_variants(transformer):
     """Module-level mistakes (post-norm, missing residuals, misplaced dropout, ...) are named too."""
-    catalogue, _ = mutants_module.load(transformer)
+    catalogue, _ = catalogue_module.load(transformer)
     diagnosed = Counter(p for m in catalogue if m.diagnosis for p in m.problems)
     assert {p for p in MODULE_PROBLEMS if diagnosed[p] == 0} == set()
 
 
 def test_whole_file_variants_replace_their_files(tmp_path, transformer):
-    catalogue = {m.name: m for m in mutants_module.load(transformer)[0]}
+    catalogue = {m.name: m for m in catalogue_module.load(transformer)[0]}
     whole = [m for m in catalogue.values() if m.files]
     assert len(whole) >= 3 and all(m.correct for m in whole)
-    folder = mutants_module.materialise(transformer, [catalogue["ok-file-einsum"]], tmp_path / "s")
+    folder = catalogue_module.materialise(transformer, [catalogue["ok-file-einsum"]], tmp_path / "s")
     assert "torch.einsum" in (folder / "attention.py").read_text()
     reference = transformer.path(transformer.reference)
     assert (folder / "model.py").read_text() == (reference / "model.py").read_text()
 
 
 def test_whole_files_then_edits(tmp_path, transformer):
-    mutant = mutants_module.Mutant(
-        "case", (), (mutants_module.Edit("attention.py", "def causal_mask(", "def causal_mask_renamed("),),
+    mutant = catalogue_module.Mutant(
+        "case", (), (catalogue_module.Edit("attention.py", "def causal_mask(", "def causal_mask_renamed("),),
         files=(("attention.py", "variants/head-loop/attention.py"),))
-    text = (mutants_module.materialise(transformer, [mutant], tmp_path / "s") / "attention.py").read_text()
+    text = (catalogue_module.materialise(transformer, [mutant], tmp_path / "s") / "attention.py").read_text()
     assert "def causal_mask_renamed(" in text and "for h in range(num_heads)" in text
 
 
 def test_a_missing_whole_file_is_reported(tmp_path, transformer):
-    mutant = mutants_module.Mutant("case", (), (), files=(("model.py", "variants/nowhere/model.py"),))
+    mutant = catalogue_module.Mutant("case", (), (), files=(("model.py", "variants/nowhere/model.py"),))
     with pytest.raises(ManifestError, match="variants/nowhere/model.py"):
-        mutants_module.materialise(transformer, [mutant], tmp_path / "s")
+        catalogue_module.materialise(transformer, [mutant], tmp_path / "s")
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -58,7 +58,7 @@ def test_catalogue_errors(tmp_path, copy_root, entry, message):
     toml = root / "assignments" / "transformer" / "mutants.toml"
     toml.write_text(toml.read_text() + f'\n[[mutant]]\nname = "bad"\nproblems = []\n{entry}\n')
     with pytest.raises(ManifestError, match=message):
-        mutants_module.load(manifest_module.load("transformer", root))
+        catalogue_module.load(manifest_module.load("transformer", root))
 
 
 # The classic single bugs of issue 10 §6: each has a catalogued variant that names it, in every
@@ -75,8 +75,10 @@ NAMED_CLASSES = {
         "positions reversed": ["transformer-positions-reversed"],
         "sampling in place of argmax": ["decode-samples"],
         "only batch row 0 used": ["lm-loss-row-0-only", "decode-row-0-for-all"],
-        "an additive mask in place of masked_fill": ["mask-additive-sdpa", "mask-additive-causal-mh", "csa-mask-additive"],
-        "merged heads without a transpose": ["merge-no-transpose-mh", "merge-no-transpose-module", "csa-merge-no-transpose"],
+        "an additive mask in place of masked_fill": ["mask-additive-sdpa", "mask-additive-causal-mh",
+                                                     "csa-mask-additive"],
+        "merged heads without a transpose": ["merge-no-transpose-mh", "merge-no-transpose-module",
+                                             "csa-merge-no-transpose"],
     },
     "foundations": {
         "masked_fill with 0 instead of -inf": ["bh-mask-zero-fill"],
@@ -99,7 +101,8 @@ NO_DIAGNOSIS = {
         "dtype": ["mask-float", "float32-out-sdpa", "scale-float32-tensor-self"],
         "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
                       "transformer-blocks-python-list", "transformer-one-block-repeated",
-                      "transformer-extra-unused-parameter", "block-extra-unused-parameter", "block-one-layernorm-shared",
+                      "transformer-extra-unused-parameter", "block-extra-unused-parameter",
+                      "block-one-layernorm-shared",
                       "csa-shared-q-k-projection", "csa-shared-k-v-weight", "ffn-extra-unused-parameter"],
         "a crash (the failure shows the exception)": ["ffn-init-system-exit", "ffn-forward-system-exit",
                                                       "csa-init-huge-allocation", "block-forward-huge-allocation",
@@ -135,7 +138,7 @@ DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.45}  # of the wrong var
 
 
 def _catalogue(name):
-    return {m.name: m for m in mutants_module.load(manifest_module.load(name))[0]}
+    return {m.name: m for m in catalogue_module.load(manifest_module.load(name))[0]}
 
 
 @pytest.mark.parametrize("assignment", sorted(NAMED_CLASSES))

@@ -297,17 +297,17 @@ def public_failures(assignment: str, names: list[str]) -> dict[str, dict[str, bo
     """{mutant: {problem: some public test of it failed}} for the catalogued mutants `names`,
     each run on the public tests of `problems_run` only."""
     from autograder import manifest as manifest_module
-    from autograder import mutants as mutants_module
+    from autograder import catalogue as catalogue_module
 
     manifest = manifest_module.load(assignment)
-    catalogue = {m.name: m for m in mutants_module.load(manifest)[0]}
+    catalogue = {m.name: m for m in catalogue_module.load(manifest)[0]}
     with tempfile.TemporaryDirectory(prefix="public-audit-") as tmp:
         tmp = pathlib.Path(tmp)
-        pairs = [f"{name}={mutants_module.materialise(manifest, [catalogue[name]], tmp / f'm{i}')}"
+        pairs = [f"{name}={catalogue_module.materialise(manifest, [catalogue[name]], tmp / f'm{i}')}"
                  for i, name in enumerate(names)]
         tests = _child("public", assignment, tmp, pairs)
         result = {}
-        for i, name in enumerate(names):
+        for name in names:
             outcomes = _outcomes(tmp / f"{name}.jsonl")
             result[name] = {problem: any(not outcomes.get(t["nodeid"], True) for t in tests
                                          if problem in t["problems"])
@@ -345,7 +345,7 @@ def main(argv: list[str]) -> int:
     mode, assignment, workdir, *pairs = argv
     workdir = pathlib.Path(workdir)
     from autograder import manifest as manifest_module
-    from autograder import mutants as mutants_module
+    from autograder import catalogue as catalogue_module
     from autograder.kit import adapter
 
     manifest = manifest_module.load(assignment)
@@ -363,7 +363,7 @@ def main(argv: list[str]) -> int:
             {nodeid: {"features": sorted(found), "calls": recorder.calls[nodeid]}
              for nodeid, found in recorder.features.items()}), encoding="utf-8")
         return 0
-    catalogue = {m.name: m for m in mutants_module.load(manifest)[0]}
+    catalogue = {m.name: m for m in catalogue_module.load(manifest)[0]}
     for pair in pairs:
         name, folder = pair.split("=", 1)
         only = workdir / f"{name}.only"
@@ -430,9 +430,9 @@ def test_claims_table_reads_each_feature():
 @pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if PITFALL_MUTANTS[a]])
 def test_public_tests_catch_the_handouts_pitfalls(assignment):
     from autograder import manifest as manifest_module
-    from autograder import mutants as mutants_module
+    from autograder import catalogue as catalogue_module
 
-    catalogue = {m.name: m for m in mutants_module.load(manifest_module.load(assignment))[0]}
+    catalogue = {m.name: m for m in catalogue_module.load(manifest_module.load(assignment))[0]}
     names = list(PITFALL_MUTANTS[assignment])
     assert set(names) <= set(catalogue) and not any(catalogue[n].correct for n in names)
     caught = public_failures(assignment, names)
@@ -446,9 +446,9 @@ def test_correct_variants_pass_the_public_tests(assignment):
     """Every catalogued correct variant (another style) passes the public tests of the files it changes,
     run as a student runs them (no reference parts substituted)."""
     from autograder import manifest as manifest_module
-    from autograder import mutants as mutants_module
+    from autograder import catalogue as catalogue_module
 
-    names = [m.name for m in mutants_module.load(manifest_module.load(assignment))[0] if m.correct]
+    names = [m.name for m in catalogue_module.load(manifest_module.load(assignment))[0] if m.correct]
     ran = public_failures(assignment, names)
     assert names and all(ran.values()), "a correct variant ran no public test"
     failed = {name: sorted(p for p, bad in problems.items() if bad) for name, problems in ran.items()}

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from autograder.grade import results
-from autograder.grade.intake import Intake
-from autograder.grade.runner import Outcome, Run
+from autograder.grade.intake import IntakeReport
+from autograder.grade.events import Outcome, Run
 from autograder.kit import messages
 
 PUBLIC = {"nodeid": "tests_public/transformer/test_a.py::test_x", "file": "tests_public/transformer/test_a.py",
@@ -14,12 +14,15 @@ HIDDEN = {"nodeid": "tests_hidden/transformer/test_b.py::test_y[T3]", "file": "t
           "name": "test_y[T3]", "doc": "", "problems": ["causal_mask"]}
 
 
+DIAGNOSIS = "mask leaves out the diagonal"
+
+
 def build(manifest, **outcomes):
     run = Run(collected=[PUBLIC, HIDDEN], outcomes={
-        PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], False, "wrong", "expected 1, got 2", "", 0.0, "mask leaves out the diagonal"),
-        HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", "expected 3, got 4", "", 0.0, "mask leaves out the diagonal"),
+        PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], False, "wrong", "expected 1, got 2", "", 0.0, DIAGNOSIS),
+        HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", "expected 3, got 4", "", 0.0, DIAGNOSIS),
     })
-    return results.build(manifest, run, Intake({}, [], []))
+    return results.results_json(manifest, run, IntakeReport({}, [], []))
 
 
 def test_points_split_exactly_and_problems_without_tests_still_count(transformer):
@@ -47,7 +50,7 @@ def test_partial_credit_and_leaderboard(transformer):
         PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True, fraction=0.25, note="accuracy 0.86: 25%", leaderboard=board),
         HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], False, "wrong", fraction=0.5, leaderboard=[]),
     })
-    out = results.build(transformer, run, Intake({}, [], []))
+    out = results.results_json(transformer, run, IntakeReport({}, [], []))
     public, hidden = [t for t in out["tests"] if t["tags"] == ["causal_mask"]]
     assert (public["score"], public["status"], public["output"]) == (0.5, "passed", "accuracy 0.86: 25%")
     assert hidden["score"] == 0.0    # a failing test earns nothing, whatever fraction it set
@@ -122,7 +125,8 @@ def test_table_shows_no_grader_noise_unless_verbose(tmp_path, transformer):
 
     command = [sys.executable, "-m", "autograder", "grade", "transformer", str(transformer.path(transformer.starter)),
                "-o", str(tmp_path / "r.json"), "--table", "--no-sandbox"]
-    quiet = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    quiet = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "total" in quiet.stderr and "self_attention" in quiet.stderr
     assert "child 0" not in quiet.stderr and "stop None" not in quiet.stderr and "FAILED" not in quiet.stderr
@@ -136,12 +140,13 @@ def test_the_always_visible_summary_tells_the_visible_tests_points_only(transfor
     the text gives the visible tests' points; the total `score` is Gradescope's to hide."""
     run = Run(collected=[PUBLIC, HIDDEN], outcomes={
         PUBLIC["nodeid"]: Outcome(PUBLIC["nodeid"], True), HIDDEN["nodeid"]: Outcome(HIDDEN["nodeid"], True)})
-    out = results.build(transformer, run, Intake({}, [], []))
+    out = results.results_json(transformer, run, IntakeReport({}, [], []))
     assert out["score"] == 4.0    # causal_mask's two tests; every other problem has none here (0, visible)
     visible_total = transformer.total_points - 2
     assert out["output"].startswith(f"**{transformer.title}**: " + messages.VISIBLE_PART.format(
         score="2", total=f"{visible_total:g}", rest="2"))
     assert "4 /" not in out["output"]
-    shown = dataclasses.replace(transformer, tests=[dataclasses.replace(t, visibility="visible") for t in transformer.tests])
-    out = results.build(shown, run, Intake({}, [], []))
+    visible = [dataclasses.replace(t, visibility="visible") for t in transformer.tests]
+    shown = dataclasses.replace(transformer, tests=visible)
+    out = results.results_json(shown, run, IntakeReport({}, [], []))
     assert f"4 / {transformer.total_points:g} points." in out["output"]

@@ -38,6 +38,6 @@ def test_unbalanced_markers(source):
 
 
 def test_no_solution_left_in_the_starter(transformer):
-    for name, text in starter.generate(transformer).items():
+    for text in starter.generate(transformer).values():
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
         assert "NotImplementedError" in text

@@ -123,21 +123,24 @@ def test_a_file_or_a_test_id_runs_only_that(unpacked, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     ran = ran_tests(result.stdout)
     assert ran and all(t.startswith("tests/test_numpy_attention.py::") for t in ran)
-    assert set(table_rows(result.stdout)) == {"softmax", "scaled_dot_product_attention", "multi_head_attention", "total"}
+    assert set(table_rows(result.stdout)) == {"softmax", "scaled_dot_product_attention", "multi_head_attention",
+                                              "total"}
     one = run(folder, "tests/test_numpy_attention.py::test_softmax_rows", "-v", cwd=tmp_path)  # from elsewhere
     assert "test_softmax_rows PASSED" in one.stdout and "1 passed" in one.stdout, one.stdout[-2000:]
     short = run(folder, "test_tokenization.py", "-v")  # a file of tests/ by its name
-    assert ran_tests(short.stdout) and all(t.startswith("tests/test_tokenization.py::") for t in ran_tests(short.stdout))
+    ran = ran_tests(short.stdout)
+    assert ran and all(t.startswith("tests/test_tokenization.py::") for t in ran)
 
 
 def test_tests_run_in_the_handout_order(unpacked):
-    for name, folder in unpacked.items():
+    for folder in unpacked.values():
         order = [p["name"] for p in problems_json(folder)]
         script = ("import sys, pytest; sys.path.insert(0, '.'); "
                   "from conftest import _problems_of\n"
                   "class P:\n"
                   "    def pytest_collection_finish(self, session):\n"
-                  "        print('ORDER', [min(_problems_of(i), key=" + repr(order) + ".index) for i in session.items])\n"
+                  "        print('ORDER', [min(_problems_of(i), key=" + repr(order) + ".index)\n"
+                  "                        for i in session.items])\n"
                   "pytest.main(['tests', '--collect-only', '-q', '-p', 'no:cacheprovider'], plugins=[P()])")
         out = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True).stdout
         firsts = json.loads(out.split("ORDER", 1)[1].splitlines()[0].replace("'", '"'))

@@ -33,7 +33,7 @@ import zipfile
 
 from .. import manifest as manifest_module
 from .. import starter as starter_module
-from ..grade import results as results_module
+from ..gradescope import failed_run
 from .fingerprints import fingerprints_json
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def autograder_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
             text = text.replace(key, value)
         files[template] = text.encode()
     files["requirements.txt"] = requirements.encode()
-    fallback = results_module.failed_run(manifest, "the grader could not start")
+    fallback = failed_run(manifest, "the grader could not start")
     files["fallback_results.json"] = (json.dumps(fallback, indent=2) + "\n").encode()
     files.update({k: v for k, v in _package_files().items() if "/templates/" not in k})
     files[f"assignments/{manifest.name}/assignment.toml"] = manifest.manifest_path.read_bytes()
@@ -149,17 +149,10 @@ def problem_table(manifest: manifest_module.Manifest) -> dict:
     table = []
     for name, spec in manifest.problems.items():
         mine = [t for t in tests if name in t["problems"]]
-        public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or _HIDDEN).public)
+        public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or manifest_module.NO_FOLDER).public)
         table.append({"name": name, "points": spec.points, "file": spec.file,
                       "public_tests": public, "hidden_tests": len(mine) - public})
     return {"assignment": manifest.name, "title": manifest.title, "problems": table}
-
-
-class _Hidden:
-    public = False
-
-
-_HIDDEN = _Hidden()
 
 
 def build_autograder_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:

@@ -36,7 +36,7 @@ import tempfile
 import numpy as np
 
 from .. import manifest as manifest_module
-from .. import mutants as mutants_module
+from .. import catalogue
 from ..kit import fingerprints
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -135,11 +135,11 @@ def public_tests(manifest: manifest_module.Manifest) -> list[tuple[str, list[str
 
     found: list[tuple[str, list[str]]] = []
 
-    class Collector:
+    class PublicTestCollector:
         def pytest_collection_finish(self, session):
             found.extend((item.nodeid, problems_of(item)) for item in session.items)
 
-    code = pytest.main([*_pytest_args(manifest), "--collect-only"], plugins=[Collector()])
+    code = pytest.main([*_pytest_args(manifest), "--collect-only"], plugins=[PublicTestCollector()])
     if code != 0 or not found:
         raise SystemExit(f"the public tests of {manifest.name} could not be collected (pytest exit {code})")
     return found
@@ -162,9 +162,9 @@ def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: l
     return records
 
 
-def diagnosed_mutants(manifest: manifest_module.Manifest) -> list[mutants_module.Mutant]:
+def diagnosed_mutants(manifest: manifest_module.Manifest) -> list[catalogue.Mutant]:
     """The wrong variants that name a mistake (those the grader replays)."""
-    return [m for m in mutants_module.load(manifest)[0] if m.diagnosis and m.problems]
+    return [m for m in catalogue.load(manifest)[0] if m.diagnosis and m.problems]
 
 
 def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
@@ -174,14 +174,15 @@ def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
         return tabulate([], [])
     tests = public_tests(manifest)
     concerned = set().union(*(m.problems for m in wrong))
-    runs = [observe(manifest, manifest.path(manifest.reference), [n for n, problems in tests if concerned & set(problems)],
+    checked = [n for n, problems in tests if concerned & set(problems)]
+    runs = [observe(manifest, manifest.path(manifest.reference), checked,
                     workdir, every_check=True) for _ in range(2)]
     reference, unstable = runs[0], unstable_tests(*runs)
     observed = []
     for mutant in wrong:
         mine = [n for n, problems in tests if set(mutant.problems) & set(problems)]
         if mine:
-            folder = mutants_module.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
+            folder = catalogue.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
             observed.append((mutant.diagnosis, observe(manifest, folder, mine, workdir)))
     return tabulate(observed, reference, unstable)
 

@@ -19,6 +19,7 @@ import time
 import traceback
 import zipfile
 
+from .. import gradescope
 from .. import manifest as manifest_module
 from . import intake as intake_module
 from . import results as results_module
@@ -76,16 +77,17 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
             for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
                 print(entry, file=sys.stderr)
             if run.collected is None:
-                results = results_module.failed_run(manifest, "the tests could not be collected", taken)
+                results = gradescope.failed_run(manifest, "the tests could not be collected",
+                                               results_module.intake_notes(taken))
             else:
-                results = results_module.build(manifest, run, taken)
+                results = results_module.results_json(manifest, run, taken)
     except GraderStopped:
         if manifest is not None:
-            results = results_module.failed_run(manifest, "the grader was stopped at the time limit")
+            results = gradescope.failed_run(manifest, "the grader was stopped at the time limit")
     except Exception:  # noqa: BLE001 - results.json must be written whatever went wrong
         traceback.print_exc()
         if manifest is not None:
-            results = results_module.failed_run(manifest, "the grader failed")
+            results = gradescope.failed_run(manifest, "the grader failed")
     finally:
         stopped()
         if results is None:

@@ -1,4 +1,4 @@
-"""Intake: copy exactly the files the manifest names out of a submission folder or zip.
+"""IntakeReport: copy exactly the files the manifest names out of a submission folder or zip.
 
 Students upload the files, a folder of them, or a zip of either, at any depth. Each named
 file is taken from the shallowest place it appears (ties: the first in sorted order);
@@ -30,7 +30,8 @@ SHADOWED = {"torch", "numpy", "pytest", "_pytest", "pluggy", "autograder", "tran
 
 
 @dataclasses.dataclass
-class Intake:
+class IntakeReport:
+    """What intake found in a submission: the files taken, those missing, notes for the student."""
     found: dict[str, str]          # submitted file name -> where it was found (relative path)
     missing: list[str]
     notes: list[str]
@@ -103,7 +104,8 @@ def _changes_loading(path: pathlib.PurePosixPath) -> bool:
             or (path.suffix == ".py" and path.stem in SHADOWED) or path.parts[0] in SHADOWED)
 
 
-def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...], destination: pathlib.Path) -> Intake:
+def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...],
+         destination: pathlib.Path) -> IntakeReport:
     """Copy the `wanted` files from `submission` into the clean folder `destination`."""
     submission = pathlib.Path(submission)
     destination.mkdir(parents=True, exist_ok=True)
@@ -142,4 +144,4 @@ def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...], de
     if shown_skipped:
         more = f" and {len(shown_skipped) - 10} more" if len(shown_skipped) > 10 else ""
         notes.append(SKIPPED_FOLDERS.format(folders=", ".join(shown_skipped[:10]) + more))
-    return Intake(found=found, missing=missing, notes=notes)
+    return IntakeReport(found=found, missing=missing, notes=notes)

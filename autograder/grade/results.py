@@ -1,8 +1,5 @@
-"""Turn a test run into Gradescope's results.json.
+"""Turn a test run into Gradescope's results.json (its format: autograder/gradescope.py).
 
-Format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ (top level:
-score, execution_time, output, output_format, visibility, stdout_visibility, tests;
-per test: name, number, score, max_score, status, output, visibility, tags).
 Every test entry's `tags` lists the contract problems it grades. Points of a problem
 are split equally over its tests; a test marked with several problems gets a share of each.
 """
@@ -10,12 +7,12 @@ from __future__ import annotations
 
 import collections
 
-from ..manifest import Manifest
+from .. import gradescope
+from ..gradescope import PRECISION
 from ..kit import messages
-from .intake import Intake
-from .runner import Run
-
-PRECISION = 4
+from ..manifest import NO_FOLDER, Manifest
+from .events import Run
+from .intake import IntakeReport
 
 
 def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, float]:
@@ -63,18 +60,19 @@ def test_name(test: dict) -> str:
     return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
-def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
+def results_json(manifest: Manifest, run: Run, intake: IntakeReport) -> dict:
     """results.json for a run whose tests were collected (run.collected is not None)."""
     problem_order = list(manifest.problems)
     unknown = sorted({p for t in run.collected for p in t["problems"] if p not in manifest.problems})
     tests = sorted(run.collected, key=lambda t: (
-        min(problem_order.index(p) for p in t["problems"] if p in manifest.problems) if set(t["problems"]) - set(unknown) else len(problem_order),
-        not (manifest.folder_of(t["file"]) or _NO_FOLDER).public))
+        min(problem_order.index(p) for p in t["problems"] if p in manifest.problems)
+        if set(t["problems"]) - set(unknown) else len(problem_order),
+        not (manifest.folder_of(t["file"]) or NO_FOLDER).public))
     shares = points_per_test(manifest, tests)
     entries, numbering = [], collections.Counter()
     for test in tests:
         outcome = run.outcomes.get(test["nodeid"])
-        folder = manifest.folder_of(test["file"]) or _NO_FOLDER
+        folder = manifest.folder_of(test["file"]) or NO_FOLDER
         first = next((p for p in test["problems"] if p in manifest.problems), None)
         index = problem_order.index(first) + 1 if first else 0
         numbering[index] += 1
@@ -92,7 +90,8 @@ def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
         else:
             output = outcome.note
         if outcome is not None and outcome.stdout.strip():
-            output += ("\n\n" if output else "") + messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
+            printed = messages.PRINTED.format(limit=len(outcome.stdout), text=outcome.stdout)
+            output += ("\n\n" if output else "") + printed
         entries.append({
             "name": test_name(test),
             "number": f"{index}.{numbering[index]}",
@@ -106,72 +105,24 @@ def build(manifest: Manifest, run: Run, intake: Intake) -> dict:
         })
     missing_problems = [p for p in manifest.problems if not any(p in t["problems"] for t in tests)]
     for name in missing_problems:  # a problem with no test at all still shows, failed, so points add up
-        entries.append(_problem_failed(manifest, name, messages.GRADER_ERROR))
-    notes = _intake_notes(intake)
+        entries.append(gradescope.problem_failed(manifest, name, messages.GRADER_ERROR))
+    notes = intake_notes(intake)
     if unknown:
         notes.append(f"(instructor) tests name unknown problems: {', '.join(unknown)}")
-    results = _top(manifest, entries, notes)
+    results = gradescope.top(manifest, entries, notes)
     board = [entry for test in tests for entry in getattr(run.outcomes.get(test["nodeid"]), "leaderboard", [])]
     if board:
         results["leaderboard"] = board
     return results
 
 
-class _NoFolder:
-    public = False
-    visibility = "hidden"
-
-
-_NO_FOLDER = _NoFolder()
-
-
-def _problem_failed(manifest: Manifest, name: str, output: str) -> dict:
-    index = list(manifest.problems).index(name) + 1
-    return {"name": f"{name}: not graded", "number": f"{index}.0", "score": 0.0,
-            "max_score": manifest.problems[name].points, "status": "failed", "output": output,
-            "output_format": "text", "visibility": "visible", "tags": [name]}
-
-
-def failed_run(manifest: Manifest, why: str, intake: Intake | None = None) -> dict:
-    """results.json when the tests could not run at all: every problem failed, with the reason."""
-    entries = [_problem_failed(manifest, name, messages.COLLECTION_FAILED.format(why=why, problem=name))
-               for name in manifest.problems]
-    return _top(manifest, entries, _intake_notes(intake) if intake else [])
-
-
-def _intake_notes(intake: Intake) -> list[str]:
+def intake_notes(intake: IntakeReport) -> list[str]:
+    """What the top-level output tells the student about their files (missing ones, intake's notes)."""
     notes = []
     if intake.missing:
         notes.append("Missing from your submission: " + ", ".join(intake.missing)
                      + ". The problems in these files score 0.")
     return notes + intake.notes
-
-
-def _top(manifest: Manifest, entries: list[dict], notes: list[str]) -> dict:
-    """The top level. Its `output` is always visible to the student, so while some tests are not
-    `visible` it tells the visible tests' points only: Gradescope hides the total `score` from
-    students as long as any test is hidden, and the text must not give it away either."""
-    score = round(sum(e["score"] for e in entries), PRECISION)
-    total = round(sum(e["max_score"] for e in entries), PRECISION)
-    shown = [e for e in entries if e["visibility"] == "visible"]
-    if len(shown) == len(entries):
-        lines = [f"**{manifest.title}**: {score:g} / {total:g} points.", ""]
-    else:
-        shown_score = round(sum(e["score"] for e in shown), PRECISION)
-        shown_total = round(sum(e["max_score"] for e in shown), PRECISION)
-        lines = [f"**{manifest.title}**: " + messages.VISIBLE_PART.format(
-            score=f"{shown_score:g}", total=f"{shown_total:g}", rest=f"{round(total - shown_total, PRECISION):g}"), ""]
-    lines += [f"- {note}" for note in notes]
-    return {
-        "score": score,
-        "execution_time": 0,
-        "output": "\n".join(lines).strip(),
-        "output_format": "md",
-        "test_output_format": "text",
-        "visibility": "visible",
-        "stdout_visibility": "hidden",
-        "tests": entries,
-    }
 
 
 def per_problem(results: dict) -> dict[str, tuple[float, float]]:

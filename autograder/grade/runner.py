@@ -13,7 +13,6 @@ total_timeout_s, which leaves a margin under the platform's limit.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import pathlib
@@ -22,41 +21,15 @@ import subprocess
 import sys
 import time
 
-from ..manifest import Manifest
+from ..catalogue import load as load_catalogue
 from ..kit import messages
+from ..manifest import Manifest
 from ..sandbox import launch
 from ..sandbox.process import describe_exit as _describe_exit
+from .events import Outcome, Run, outcome_of, read_events
 
 MAX_RESTARTS = 5          # child processes started after a crash, at most
 POLL_S = 0.02
-
-
-@dataclasses.dataclass
-class Outcome:
-    nodeid: str
-    passed: bool
-    summary: str = ""
-    details: str = ""
-    stdout: str = ""
-    duration: float = 0.0
-    diagnosis: str = ""
-    fraction: float = 1.0          # of the test's points, when it passed (the `score` fixture)
-    note: str = ""
-    leaderboard: list = dataclasses.field(default_factory=list)
-
-
-def outcome_of(event: dict) -> Outcome:
-    return Outcome(event["nodeid"], event["outcome"] == "passed", event["summary"], event["details"],
-                   event["stdout"], event["duration"], event.get("diagnosis", ""),
-                   min(1.0, max(0.0, float(event.get("fraction", 1.0)))), str(event.get("note", "")),
-                   list(event.get("leaderboard") or []))
-
-
-@dataclasses.dataclass
-class Run:
-    collected: list[dict] | None = None            # [{"nodeid", "file", "name", "doc", "problems"}]
-    outcomes: dict[str, Outcome] = dataclasses.field(default_factory=dict)
-    log: list[str] = dataclasses.field(default_factory=list)   # for instructors (stdout), never students
 
 
 def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
@@ -76,11 +49,9 @@ def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
 
 def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path | None:
     """The known wrong variants that name a mistake, for the plugin (see grader/diagnosis.py)."""
-    from ..mutants import load
-
     variants = [{"name": m.name, "diagnosis": m.diagnosis, "problems": list(m.problems),
                  "edits": [{"file": e.file, "find": e.find, "replace": e.replace} for e in m.edits]}
-                for m in load(manifest)[0] if m.diagnosis]
+                for m in load_catalogue(manifest)[0] if m.diagnosis]
     if not variants:
         return None
     path = workdir / "diagnoses.json"
@@ -90,11 +61,15 @@ def write_diagnoses(manifest: Manifest, workdir: pathlib.Path) -> pathlib.Path |
 
 def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: pathlib.Path | None,
                    diagnoses: pathlib.Path | None = None, sandbox: bool = True,
-                   timed_out: dict[str, int] | None = None) -> list[str]:
+                   timed_out: dict[str, int] | None = None, paths: list[str] | None = None) -> list[str]:
     """The child's command line; with `sandbox`, student code runs in a worker (autograder/sandbox/).
-    `timed_out`: the timeouts each problem already cost in this run (earlier children)."""
-    command = [python, "-m", "pytest", *[str(manifest.path(t.path)) for t in manifest.tests],
-               "-p", "autograder.grader.plugin", "-p", "no:cacheprovider", "-p", "no:logging",
+    `timed_out`: the timeouts each problem already cost in this run (earlier children).
+    `paths`: the test files to run (default: every test folder of the manifest)."""
+    if paths is None:
+        paths = [str(manifest.path(t.path)) for t in manifest.tests]
+    command = [python, "-m", "pytest", *paths,
+               "-p", "autograder.kit.plugin", "-p", "autograder.grader.plugin",
+               "-p", "no:cacheprovider", "-p", "no:logging",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
                "--max-timeout", f"{manifest.test_timeout_s:g}",
@@ -112,17 +87,6 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
 def sandbox_options(manifest: Manifest) -> dict:
     """The --sandbox option: the worker's limits, and what its zygote imports once."""
     return {"limits": {"cpu": int(manifest.total_timeout_s) + 30}, "preload": list(manifest.preload)}
-
-
-def _read_events(path: pathlib.Path, offset: int) -> tuple[list[dict], int]:
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as stream:
-        stream.seek(offset)
-        data = stream.read()
-    complete = data.rfind(b"\n") + 1
-    events = [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
-    return events, offset + complete
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -156,7 +120,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
         stop_reason, progressed = None, False
         try:  # stopped from outside (run_autograder's guard: SIGTERM), the child goes too
             while True:
-                events, offset = _read_events(report, offset)
+                events, offset = read_events(report, offset)
                 for event in events:
                     if event["event"] == "collected" and run.collected is None:
                         run.collected = event["tests"]
@@ -176,7 +140,7 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
                     stop_reason = "test"
                 if stop_reason:
                     _kill(process)
-                    events, offset = _read_events(report, offset)  # nothing new can matter now
+                    events, offset = read_events(report, offset)  # nothing new can matter now
                     break
                 time.sleep(POLL_S)
         except BaseException:

@@ -70,7 +70,8 @@ def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, w
             shutil.copy(source, folder / name)
         for edit in entry["edits"]:
             path = folder / edit["file"]
-            path.write_text(path.read_text(encoding="utf-8").replace(edit["find"], edit["replace"], 1), encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
+            path.write_text(text.replace(edit["find"], edit["replace"], 1), encoding="utf-8")
         _variants.append((entry["diagnosis"], set(entry["problems"]),
                           adapter.Submission(folder, record_calls=None)))
         _grader_folders.add(folder)
@@ -194,7 +195,7 @@ def _detached(output):
     return output
 
 
-class Recorder:
+class ModuleCallRecorder:
     """Keeps the outermost module calls made since the test's last call into student code.
 
     Calls are grouped by `adapter.last_call()` (the object, not its text), so what a test did
@@ -281,7 +282,7 @@ class Recorder:
             self.paused = paused
 
 
-_recorder = Recorder()
+_recorder = ModuleCallRecorder()
 
 
 def _graders(cls: type) -> bool:

@@ -87,7 +87,8 @@ def _cap_timeouts(config, items) -> None:
         return
     for item in items:
         marker = item.get_closest_marker("timeout")
-        wanted = marker.args[0] if marker is not None and marker.args else marker.kwargs.get("timeout") if marker else None
+        wanted = (marker.args[0] if marker is not None and marker.args
+                  else marker.kwargs.get("timeout") if marker else None)
         if isinstance(wanted, (int, float)) and wanted > cap:
             item.add_marker(pytest.mark.timeout(cap), append=False)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import fingerprints
-from .adapter import GradingFailure, describe  # noqa: F401 - GradingFailure is part of this module's API
+from .adapter import GradingFailure, describe  # GradingFailure is part of this module's API too
 
 # (rtol, atol) per dtype for comparisons on the CPU; see the contract's "Tolerances".
 TOLERANCES = {
@@ -190,7 +190,8 @@ def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float =
     fingerprints.seen(torch.tensor(float(got), dtype=torch.float64))
     if not abs(got - expected) <= atol + rtol * abs(expected):
         fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.",
-             got=torch.tensor(float(got), dtype=torch.float64), expected=torch.tensor(float(expected), dtype=torch.float64))
+             got=torch.tensor(float(got), dtype=torch.float64),
+             expected=torch.tensor(float(expected), dtype=torch.float64))
 
 
 INPUT_CHANGED = ("{name} was changed by {call}: your code must not write into its inputs (no in-place operation "

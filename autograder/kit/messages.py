@@ -14,7 +14,8 @@ LAST_CALL = "Last call into your code: {call}"
 SKIPPED = "This test was skipped ({reason}); a skipped test earns no points."
 REFERENCE_UNAVAILABLE = "The reference solution is only available to the grader."
 PRINTED = "Your code printed (cut to {limit} characters):\n{text}"
-GRADER_ERROR = "The grader could not run this test (a problem on our side, not in your code): please tell your instructor."
+GRADER_ERROR = ("The grader could not run this test (a problem on our side, not in your code): "
+                "please tell your instructor.")
 DIAGNOSIS = "Likely mistake: {diagnosis}"
 INPUT_CHANGED = ("Your code changed {what} in place; the handout asks to leave inputs as they are "
                  "(work on a copy, or build a new value: x = x - m, not x -= m).")

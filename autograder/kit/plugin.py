@@ -21,7 +21,6 @@ imports the grader.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -225,7 +224,8 @@ def student_message(excinfo, submission: pathlib.Path, timeout: float = 0, hook=
     elif excinfo.typename == "Failed" and str(exc).startswith("Timeout"):  # from pytest-timeout
         summary = messages.TIMEOUT.format(seconds=timeout)
     elif adapter._is_student_exception(exc, submission):
-        summary = messages.RAISED.format(exc=type(exc).__name__) + ":\n" + adapter.format_student_traceback(exc, submission)
+        summary = (messages.RAISED.format(exc=type(exc).__name__) + ":\n"
+                   + adapter.format_student_traceback(exc, submission))
         if isinstance(exc, Exception) and hook is not None:
             diagnosis = hook.pytest_autograder_diagnose_exception(exc=exc) or ""
     else:
@@ -255,10 +255,12 @@ def pytest_runtest_makereport(item, call):
             summary, details, diagnosis = student_message(call.excinfo, submission_dir(item.config), timeout_of(item),
                                                           item.config.hook)
         except Exception as exc:  # noqa: BLE001 - a message must never break the run
-            summary, details, diagnosis = f"{call.excinfo.typename}: the grader could not describe this failure ({exc!r}).", "", ""
+            summary = f"{call.excinfo.typename}: the grader could not describe this failure ({exc!r})."
+            details = diagnosis = ""
         report.student_summary, report.student_details, report.student_diagnosis = summary, details, diagnosis
         if not item.config.getoption("--grader-internals"):
-            report.longrepr = "\n".join(filter(None, [summary, details, diagnosis and messages.DIAGNOSIS.format(diagnosis=diagnosis)]))
+            named = diagnosis and messages.DIAGNOSIS.format(diagnosis=diagnosis)
+            report.longrepr = "\n".join(filter(None, [summary, details, named]))
     elif report.skipped and call.excinfo is not None:
         reason = str(call.excinfo.value)
         report.student_summary = messages.SKIPPED.format(reason=reason)

@@ -273,7 +273,7 @@ class _DynamoStandIn(types.ModuleType):
         return getattr(importlib.import_module("torch._dynamo"), name)
 
 
-class _RealDynamoFirst:
+class _RealDynamoImportHook:
     """An import hook: before a library that needs the real torch._dynamo while it is half
     imported (transformers, torch.distributed), swap the stand-in for the real module, or the
     stand-in's own swap would happen mid-import, in a circle."""
@@ -294,8 +294,8 @@ def _stand_in_for_dynamo() -> None:
         stand_in = _DynamoStandIn()
         sys.modules["torch._dynamo"] = stand_in
         torch._dynamo = stand_in
-        if _RealDynamoFirst not in sys.meta_path:
-            sys.meta_path.insert(0, _RealDynamoFirst)
+        if _RealDynamoImportHook not in sys.meta_path:
+            sys.meta_path.insert(0, _RealDynamoImportHook)
 
 
 def warm_up() -> None:
@@ -328,7 +328,7 @@ FORBIDDEN_ALIAS = "{called} (the same computation as {name})"
 
 
 @dataclasses.dataclass(frozen=True)
-class Computation:
+class ForbiddenComputation:
     """Everything that computes one forbidden thing, however student code reaches it.
 
     `calls`: functions, methods and `nn.Module` classes (dotted names), seen at run time
@@ -352,7 +352,7 @@ _DISTILBERT = "transformers.models.distilbert.modeling_distilbert"
 # The one place that maps a forbidden name to all its aliases: a manifest that forbids any
 # name of a computation forbids every one of them.
 COMPUTATIONS = (
-    Computation("softmax", calls=(
+    ForbiddenComputation("softmax", calls=(
         "torch.softmax", "torch.nn.functional.softmax", "torch.Tensor.softmax", "torch.special.softmax",
         "torch._softmax", "torch._safe_softmax", "torch._masked_softmax",
         "torch.log_softmax", "torch.nn.functional.log_softmax", "torch.Tensor.log_softmax",
@@ -361,7 +361,7 @@ COMPUTATIONS = (
         "torch.nn.Softmax", "torch.nn.Softmin", "torch.nn.LogSoftmax", "torch.nn.Softmax2d"),
         ops=("aten::softmax", "aten::_softmax", "aten::_safe_softmax", "aten::_masked_softmax",
              "aten::log_softmax", "aten::_log_softmax", "aten::special_softmax", "aten::special_log_softmax")),
-    Computation("scaled dot-product attention", calls=(
+    ForbiddenComputation("scaled dot-product attention", calls=(
         "torch.nn.functional.scaled_dot_product_attention", "torch._scaled_dot_product_attention_math",
         "torch._scaled_dot_product_flash_attention_for_cpu", "torch._scaled_dot_product_flash_attention",
         "torch._scaled_dot_product_efficient_attention", "torch._scaled_dot_product_cudnn_attention",
@@ -371,19 +371,19 @@ COMPUTATIONS = (
              "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention",
              "aten::_scaled_dot_product_fused_attention_overrideable", "aten::_efficient_attention_forward",
              "aten::_flash_attention_forward", "aten::_triton_scaled_dot_attention")),
-    Computation("multi-head attention", calls=(
+    ForbiddenComputation("multi-head attention", calls=(
         "torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward",
         "torch._native_multi_head_attention", "torch._transformer_encoder_layer_fwd",
         "torch._triton_multi_head_attention", "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer",
         "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder", "torch.nn.Transformer"),
         ops=("aten::_native_multi_head_attention", "aten::_transformer_encoder_layer_fwd",
              "aten::_triton_multi_head_attention")),
-    Computation("DistilBERT's attention", calls=(f"{_DISTILBERT}.DistilBertSelfAttention",),
+    ForbiddenComputation("DistilBERT's attention", calls=(f"{_DISTILBERT}.DistilBertSelfAttention",),
                 code=(f"{_DISTILBERT}.DistilBertSelfAttention.forward", f"{_DISTILBERT}.eager_attention_forward")),
 )
 
 
-def computation_of(name: str) -> Computation | None:
+def computation_of(name: str) -> ForbiddenComputation | None:
     """The computation a forbidden name belongs to (None: a name of its own, no known alias)."""
     return next((c for c in COMPUTATIONS if name in c.names), None)
 
