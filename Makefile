@@ -39,7 +39,7 @@ public: setup  ## run the public tests on the reference, as a student runs them
 mutants: setup  ## grade every catalogued buggy/correct variant; fail if one is graded unexpectedly
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder mutants $$a || exit 1; done
 
-bench: setup  ## wall time and peak memory of grading, next to `python -c "import torch"`
+bench: setup  ## the cost of grading next to issue 12's targets (time, sandbox overhead, one CPU, memory, restarts)
 	$(PY) benchmarks/bench.py
 
 clean:

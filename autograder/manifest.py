@@ -9,6 +9,9 @@ Keys (default in brackets):
     starter            folder of the generated student stubs                  ["starter/<name>"]
     handout            the student handout (Markdown)                         ["assignments/<name>/README.md"]
     extra_requirements pip requirement lines the grader image also needs      [[]]
+    preload            modules the sandbox's zygote imports once, before it   [torch, numpy and
+                       forks workers ("module" or "module:Name" for a lazily  each extra
+                       loaded class, e.g. "transformers:DistilBertModel")     requirement's module]
     diagnoses_before_publish  name the likely mistake (mutants.toml) in public [true]
                        tests' output, visible at once; hidden tests show it
                        with the rest of their output, once grades are published
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 
 try:
     import tomllib
@@ -93,6 +97,7 @@ class Manifest:
     problems: dict[str, Problem]
     timeouts_per_problem: int = 2
     platform_timeout_s: float = 600
+    preload: tuple[str, ...] = ("torch", "numpy")
 
     def path(self, relative: str) -> pathlib.Path:
         return self.root / relative
@@ -127,6 +132,12 @@ def _require(table: dict, key: str, where: str):
     if key not in table:
         raise ManifestError(f"{where}: missing key {key!r}")
     return table[key]
+
+
+def _default_preload(requirements) -> list[str]:
+    """torch, numpy and the module of each extra requirement ("scikit-learn>=1" -> "scikit_learn")."""
+    names = [re.split(r"[\s\[<>=!~;@]", str(line).strip(), maxsplit=1)[0] for line in requirements]
+    return ["torch", "numpy", *[n.lower().replace("-", "_") for n in names if n]]
 
 
 def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
@@ -174,6 +185,7 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         problems=problems,
         timeouts_per_problem=int(limits.get("timeouts_per_problem", 2)),
         platform_timeout_s=float(limits.get("platform_timeout_s", 600)),
+        preload=tuple(str(n) for n in data.get("preload", _default_preload(data.get("extra_requirements", ())))),
     )
     _check_limits(manifest, where)
     return manifest

@@ -15,9 +15,9 @@ and the rules are:
 - kit/ imports only kit/ (besides the standard library and third-party packages): the student zip
   ships it whole, with nothing else of ours; so do the student zip's templates
   (templates/student/: conftest.py, run_tests.py);
-- sandbox/server.py, sandbox/common.py and sandbox/protocol.py (what the worker runs) import only
-  kit/ and each other (server -> common -> protocol): the worker holds no grader code and no
-  grader state;
+- sandbox/zygote.py, server.py, common.py and protocol.py (what the zygote and the worker run)
+  import only kit/ and each other (zygote -> server -> common -> protocol): the worker holds no
+  grader code and no grader state;
 - no import cycle between autograder's modules.
 
 Every import counts, absolute (`autograder.x`) or relative, at module level or inside a function
@@ -50,6 +50,7 @@ KIT_ONLY = ("autograder.kit", "autograder.templates.student")  # what ships to s
 KIT = ("autograder.kit",)
 WORKER = {"autograder.sandbox.server": ("autograder.kit", "autograder.sandbox.protocol", "autograder.sandbox.common"),
           "autograder.sandbox.common": ("autograder.kit", "autograder.sandbox.protocol"),
+          "autograder.sandbox.zygote": ("autograder.kit", "autograder.sandbox.server"),
           "autograder.sandbox.protocol": ("autograder.kit", "autograder.sandbox.protocol")}
 
 

@@ -41,7 +41,8 @@ def test_plain_values_survive_the_wire():
     back = roundtrip(value)
     assert torch.equal(back["t"], t) and back["t"].dtype == torch.float64
     assert back["b"].tolist() == [True, False] and back["h"].dtype == torch.bfloat16 and back["s"].item() == 3
-    assert back["x"][:2] == (1, 2.5) and back["x"][2] != back["x"][2] and back["x"][3:] == (float("-inf"), "text", None, [True])
+    assert back["x"][:2] == (1, 2.5) and back["x"][2] != back["x"][2]
+    assert back["x"][3:] == (float("-inf"), "text", None, [True])
     assert back["dtype"] is torch.float16 and back["meta"].device.type == "meta" and back["empty"].shape == (0, 3)
 
 
@@ -121,7 +122,8 @@ def test_subclasses_of_plain_containers_arrive_as_the_plain_type():
     value = {"counter": collections.Counter("abca"), "default": collections.defaultdict(int, {("a", "b"): 3}),
              "ordered": ordered, "pair": Pair("l", "o"), "merges": Merges([("l", "o")]), "lying": Lying(x=2),
              "max": torch.tensor([[1.0, 3.0]]).max(-1), "sets": ({1, (2, "b")}, frozenset({"x"})),
-             "ints": (2 ** 70, -(3 ** 9000)), "numpy_keys": {np.int64(3): np.bool_(True), np.str_("k"): np.float32(0.5)}}
+             "ints": (2 ** 70, -(3 ** 9000)),
+             "numpy_keys": {np.int64(3): np.bool_(True), np.str_("k"): np.float32(0.5)}}
     back = roundtrip(value)
     assert type(back["counter"]) is dict and back["counter"] == {"a": 2, "b": 1, "c": 1}
     assert type(back["default"]) is dict and back["default"] == {("a", "b"): 3}
@@ -215,7 +217,8 @@ def test_a_module_tree_travels_with_its_tied_weights():
     nodes = [encode_tensors(first, encoder, seen, "first."), encode_tensors(second, encoder, seen, "second.")]
     assert nodes[1]["params"]["weight"] == {"T": "tie", "path": "first.weight"}
     decoder, found = protocol.Decoder(encoder.blobs), {}
-    first_got, second_got = (decode_tensors(node, decoder, found, path) for node, path in zip(nodes, ("first.", "second.")))
+    first_got, second_got = (decode_tensors(node, decoder, found, path)
+                             for node, path in zip(nodes, ("first.", "second.")))
     weight = first_got["params"]["weight"]
     assert isinstance(weight, nn.Parameter) and second_got["params"]["weight"] is weight
     assert torch.equal(weight, first.weight) and torch.equal(second_got["params"]["bias"], second.bias)
@@ -830,13 +833,14 @@ def test_handles_remove_their_hooks_also_as_context_managers(remote):
 def test_grader_hooks_on_a_part_of_a_student_module(remote):
     outer = remote.student.Outer()
     seen = []
-    outer.scaled.register_forward_pre_hook(lambda m, args, kwargs: seen.append(sorted(kwargs)) or (args, {"scale": 5.0}),
-                                           with_kwargs=True)
+    outer.scaled.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(sorted(kwargs)) or (args, {"scale": 5.0}), with_kwargs=True)
     outer.scaled.register_forward_hook(lambda m, args, kwargs, out: seen.append(out.detach()), with_kwargs=True)
     outer.scaled.register_full_backward_hook(lambda m, gi, go: seen.append(("backward", go[0].detach())))
     x = torch.ones(2, requires_grad=True)
     out = outer(x)
-    assert torch.equal(out, torch.full((2,), 6.0)) and seen[0] == ["scale"] and torch.equal(seen[1], torch.full((2,), 5.0))
+    assert torch.equal(out, torch.full((2,), 6.0)) and seen[0] == ["scale"]
+    assert torch.equal(seen[1], torch.full((2,), 5.0))
     out.sum().backward()
     assert torch.equal(x.grad, torch.full((2,), 5.0)) and seen[2][0] == "backward"
     assert torch.equal(seen[2][1], torch.ones(2))
@@ -860,7 +864,8 @@ def test_a_crash_costs_the_call_and_a_new_worker_follows(remote):
 @pytest.mark.skipif(os.geteuid() != 0, reason="killing by user needs the worker to have its own user")
 @pytest.mark.parametrize("header, why", [({"op": "explode"}, "unknown request 'explode'"),
                                           ({"op": "call", "id": "7"}, "field 'id'"),
-                                          ({"re": True, "ok": True, "values": {}, "dropped": "all"}, "field 'dropped'")])
+                                          ({"re": True, "ok": True, "values": {}, "dropped": "all"},
+                                           "field 'dropped'")])
 def test_a_malformed_message_from_the_worker_costs_the_call(remote, header, why):
     with pytest.raises(WorkerCrash, match=re.escape("malformed message") + ".*" + re.escape(why)):
         remote.student.forge(header)
@@ -870,17 +875,19 @@ def test_a_malformed_message_from_the_worker_costs_the_call(remote, header, why)
 def test_a_setsid_daemon_does_not_survive_the_worker(remote):
     assert remote.student.spawn_daemon("x")
     uid = remote.sandbox.worker.user[0]
+    zygote = remote.sandbox.zygote.pid  # runs as the worker's user, and outlives its workers
     remote.sandbox.stop()
     deadline = time.monotonic() + 5
-    while _running(uid) and time.monotonic() < deadline:
+    while _running(uid, zygote) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(uid)
+    assert not _running(uid, zygote)
 
 
-def _running(uid: int) -> list[str]:
-    """Processes of `uid` that are not zombies (a zombie runs nothing; its new parent reaps it)."""
+def _running(uid: int, zygote: int | None = None) -> list[str]:
+    """Processes of `uid` that are not zombies (a zombie runs nothing; its new parent reaps it),
+    other than the `zygote`."""
     found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in filter(lambda p: p.isdigit() and p != str(zygote), os.listdir("/proc")):
         try:
             if os.stat(f"/proc/{pid}").st_uid == uid and "\nState:\tZ" not in open(f"/proc/{pid}/status").read():
                 found.append(pid)

@@ -24,6 +24,7 @@ import time
 from ..catalogue import load as load_catalogue
 from ..kit import messages
 from ..manifest import Manifest
+from ..sandbox import launch
 from ..sandbox.process import describe_exit as _describe_exit
 from .events import Outcome, Run, outcome_of, read_events
 
@@ -79,8 +80,13 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
     if diagnoses is not None:
         command += ["--diagnoses", str(diagnoses)]
     if sandbox:
-        command += ["--sandbox", json.dumps({"limits": {"cpu": int(manifest.total_timeout_s) + 30}})]
+        command += ["--sandbox", json.dumps(sandbox_options(manifest))]
     return command
+
+
+def sandbox_options(manifest: Manifest) -> dict:
+    """The --sandbox option: the worker's limits, and what its zygote imports once."""
+    return {"limits": {"cpu": int(manifest.total_timeout_s) + 30}, "preload": list(manifest.preload)}
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -103,8 +109,12 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
         report = workdir / f"events-{attempt}.jsonl"
         log = open(workdir / f"child-{attempt}.log", "wb")
         command = pytest_command(manifest, python, report, only, diagnoses, sandbox, dict(timeouts))
+        env = child_env(manifest, submission)
+        if sandbox:  # the zygote shares the test process's imports, forked before it reads anything of ours
+            command, env = launch.command(python, command, env, submission, sandbox_options(manifest),
+                                          workdir / f"child-{attempt}.json")
         process = subprocess.Popen(command, cwd=workdir,
-                                   env=child_env(manifest, submission), stdout=log, stderr=subprocess.STDOUT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
         stop_reason, progressed = None, False

@@ -40,7 +40,8 @@ def pytest_addoption(parser):
                     help="before the first test, pay the one-time cost of the meta device (grader runs)")
     group.addoption("--sandbox", default=None,
                     help='run student code in a sandboxed worker process (grader runs): JSON '
-                         '{"limits": {rlimit name: value}} (see autograder/sandbox/process.py)')
+                         '{"limits": {rlimit name: value}, "preload": [modules the zygote imports]} '
+                         '(see autograder/sandbox/process.py)')
     group.addoption("--max-timeout", type=float, default=0,
                     help="the most seconds any test may run: longer @pytest.mark.timeout are cut to it (grader runs)")
     group.addoption("--timeouts-per-problem", type=int, default=0,
@@ -50,17 +51,28 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config._autograder_worker = None
-    if config.getoption("--sandbox"):  # start it now: it imports torch while this process does too
-        from ..sandbox.process import DEFAULT_LIMITS, SandboxUnavailable, Worker
-
-        limits = dict(DEFAULT_LIMITS, **json.loads(config.getoption("--sandbox")).get("limits", {}))
-        try:
-            config._autograder_worker = Worker(submission_dir(config), limits)
-        except SandboxUnavailable:
-            pass  # RemoteSubmission tries again and reports why
+    config._autograder_zygote = _zygote(config) if config.getoption("--sandbox") else None
     config._autograder_forbidden = json.loads(config.getoption("--forbidden"))
     config._autograder_timeouts = collections.Counter(json.loads(config.getoption("--timed-out")))
+
+
+def _zygote(config):
+    """The sandbox's zygote: the one sandbox/launch.py forked before this process began (it shares our
+    imports), else a new process, started now so that it imports torch while this process collects."""
+    from ..sandbox import process
+
+    options = json.loads(config.getoption("--sandbox"))
+    limits = dict(process.DEFAULT_LIMITS, **options.get("limits", {}))
+    preload = [str(name) for name in options.get("preload", ())]
+    launched, process.LAUNCHED = process.LAUNCHED, None
+    if launched is not None:
+        if (launched.source, launched.limits, launched.preload) == (submission_dir(config).resolve(), limits, preload):
+            return launched
+        launched.close()
+    try:
+        return process.Zygote(submission_dir(config), limits, preload)
+    except process.SandboxUnavailable:
+        return None  # RemoteSubmission tries again and reports why
 
 
 @pytest.hookimpl(trylast=True)
@@ -102,8 +114,8 @@ def _remote(config):
         from ..sandbox.client import RemoteSubmission
 
         options = json.loads(config.getoption("--sandbox"))
-        remote = RemoteSubmission(submission_dir(config), options.get("limits"), worker=config._autograder_worker,
-                                  stand_ins=_stand_ins(config))
+        remote = RemoteSubmission(submission_dir(config), options.get("limits"), zygote=config._autograder_zygote,
+                                  stand_ins=_stand_ins(config), preload=options.get("preload", ()))
         config._autograder_remote = remote
     return remote
 
@@ -221,6 +233,25 @@ def _fresh_worker(request):
     yield
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """For instructors (the grader's log): how many workers were forked, and how long a restart took."""
+    zygote = getattr(config, "_autograder_remote", None) and config._autograder_remote.sandbox.zygote
+    if zygote is None or not zygote.count:
+        return
+    from ..sandbox.process import cpu_seconds
+
+    own, reaped = cpu_seconds(zygote.pid)
+    remote = config._autograder_remote.sandbox
+    current = cpu_seconds(remote.worker.pid)[0] if remote.worker is not None else 0.0
+    restarts = sorted(zygote.restarts)
+    line = (f"sandbox: {zygote.count} workers forked from the zygote; CPU seconds: zygote {own:.2f}, "
+            f"workers {reaped + current:.2f}, this process {sum(os.times()[:2]):.2f}")
+    if restarts:
+        line += (f"; {len(restarts)} restarts after a crash or timeout: median {restarts[len(restarts) // 2]:.3f} s,"
+                 f" max {restarts[-1]:.3f} s")
+    terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     diagnoses, reference = session.config.getoption("--diagnoses"), session.config.getoption("--reference")
@@ -229,9 +260,7 @@ def pytest_sessionstart(session):
 
         session.config._autograder_variants = tempfile.TemporaryDirectory(prefix="variants-")
         diagnosis.configure(diagnoses, reference, pathlib.Path(session.config._autograder_variants.name))
-    remote = _remote(session.config)
-    if remote is not None:
-        remote.sandbox.start()
+    _remote(session.config)  # its zygote, started in pytest_configure, imports meanwhile; the first test forks
     if session.config.getoption("--warm-up"):
         from ..kit.torchkit import warm_up
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import pathlib
 import sys
 
@@ -43,12 +44,12 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..kit import adapter, inplace, messages
 from . import protocol
-from .process import SandboxUnavailable, Worker
+from .process import SandboxUnavailable, WorkerProcess, Zygote
 from ..kit.checks import GradingFailure
 from .common import (HOOK_FIELDS, RemoteCall, backward_kept, decode_tensors, encode_tensors, hook_kinds,
                      outputs_of, plain_attributes, register_relays, relay_request, serve_hooks)
 
-from .process import DEFAULT_LIMITS  # noqa: E402
+from .process import DEFAULT_LIMITS
 
 
 class RemoteError(Exception):
@@ -172,11 +173,13 @@ class SandboxClient:
     """The test process's side of the conversation with one worker at a time (restarted after a
     crash): sends requests (protocol.TO_WORKER), serves the worker's callbacks (protocol.FROM_WORKER)."""
 
-    def __init__(self, submission: pathlib.Path, limits: dict | None = None, worker: Worker | None = None,
-                 stand_ins=None):
+    def __init__(self, submission: pathlib.Path, limits: dict | None = None, zygote: Zygote | None = None,
+                 stand_ins=None, preload: list[str] | tuple[str, ...] = ()):
         self.submission = pathlib.Path(submission)
         self.limits = dict(DEFAULT_LIMITS, **(limits or {}))
-        self.worker: Worker | None = worker  # already started, perhaps
+        self.preload = tuple(preload)
+        self.zygote: Zygote | None = zygote    # already started, perhaps: workers are forked from it
+        self.worker: WorkerProcess | None = None
         self.epoch = 0
         self.objects: dict[int, object] = {}     # grader objects student code holds, by id
         self.gids: dict[int, int] = {}
@@ -207,11 +210,14 @@ class SandboxClient:
     # ---- process -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Fork a worker from the zygote (started first if none runs)."""
         if self.worker is None:
-            self.worker = Worker(self.submission, self.limits)
+            if self.zygote is None:
+                self.zygote = Zygote(self.submission, self.limits, self.preload)
+            self.worker = self.zygote.fork()
 
     def ready(self) -> None:
-        """Start the worker if none runs, and wait until it has imported torch."""
+        """Start the worker if none runs, and wait until it answers (it is ready to serve)."""
         self._ensure_ready()
 
     def _ensure_ready(self) -> None:
@@ -225,7 +231,7 @@ class SandboxClient:
                 raise SandboxUnavailable(f"the worker did not start: {exc}\n{log[-2000:]}") from None
             if not message.get("ok"):
                 raise SandboxUnavailable("the worker did not start")
-            self.worker.started = True
+            self.worker.mark_started()
 
     def stop(self) -> None:
         if self.worker is not None:
@@ -461,7 +467,8 @@ class SandboxClient:
         ref = module._sandbox_ref
         if ref[2] != self.epoch:
             raise WorkerCrash(messages.WORKER_LOST)
-        state = {"id": ref[1], "training": module.training, **encode_tensors(module, encoder, seen, path), "children": {}}
+        state = {"id": ref[1], "training": module.training, **encode_tensors(module, encoder, seen, path),
+                 "children": {}}
         if type(module).__module__.startswith("torch.nn."):
             state["attrs"] = plain_attributes(encoder, ((name, value) for name, value in vars(module).items()
                                                         if not name.startswith("_") and name != "training"))
@@ -616,7 +623,8 @@ class SandboxClient:
             raise adapter.StudentImportError(self._noted(module, str(exc))) from None
         except WorkerCrash as exc:
             how = messages.WORKER_CRASH.format(how=str(exc)).split(" Grading went on")[0]
-            self.import_crashes[module] = self._noted(module, messages.IMPORT_FAILED.format(file=f"{module}.py", error=how))
+            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=how)
+            self.import_crashes[module] = self._noted(module, failed)
             raise adapter.StudentImportError(self.import_crashes[module]) from None
         except BaseException as exc:  # pytest-timeout's failure; the worker was stopped on the way
             seconds = adapter.timeout_seconds(exc)
@@ -761,7 +769,7 @@ class SandboxClient:
                     handle.remove()
                 del self.relays[gid]
             if any(wanted):
-                self.relays[gid] = (wanted, register_relays(module, wanted, lambda kind: self._relay(gid, kind)))
+                self.relays[gid] = (wanted, register_relays(module, wanted, functools.partial(self._relay, gid)))
 
     def _relay(self, gid: int, kind: str):
         """A hook on the grader's module `gid` that runs the stub's hooks of `kind` in the worker
@@ -834,9 +842,10 @@ class RemoteModuleView:
 class RemoteSubmission:
     """The student's submission, run in a sandboxed worker; used like adapter.Submission."""
 
-    def __init__(self, directory, limits: dict | None = None, worker: Worker | None = None, stand_ins=None):
+    def __init__(self, directory, limits: dict | None = None, zygote: Zygote | None = None, stand_ins=None,
+                 preload: list[str] | tuple[str, ...] = ()):
         self.directory = pathlib.Path(directory).resolve()
-        self.sandbox = SandboxClient(self.directory, limits, worker, stand_ins)
+        self.sandbox = SandboxClient(self.directory, limits, zygote, stand_ins, preload)
 
     def __repr__(self) -> str:
         return f"RemoteSubmission({str(self.directory)!r})"

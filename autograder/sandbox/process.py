@@ -1,7 +1,8 @@
 """The worker's process: an unprivileged user, resource limits, a folder of its own (no torch here).
 
-Used by sandbox.py (in the test process) to start workers, and by the grader's runner to
-kill whatever a worker's user left running (a `setsid` grandchild escapes a group kill).
+Used by client.py (in the test process) to start the zygote and fork workers from it
+(`Zygote`, `WorkerProcess`; the zygote's own side is zygote.py), and by the grader's runner
+to kill whatever a worker's user left running (a `setsid` grandchild escapes a group kill).
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import pathlib
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import weakref
 
 from ..kit import messages
 
@@ -27,8 +31,8 @@ NAMELESS_UID_BASE = 1_500_000_000    # elsewhere the worker's uid is this + the 
 DEFAULT_LIMITS = {"as": 3 << 30, "nproc": 256, "fsize": 16 << 20, "nofile": 256, "core": 0}
 OUTPUT_LIMIT = 1800       # characters of student output passed on per call (under plugin.STDOUT_LIMIT: the
                           # note of how much was cut survives the cut of a test's output)
-BOOT = ("import sys, json; c = json.loads(sys.argv[3]); sys.path[:0] = c['path']; "
-        "from autograder.sandbox.server import main; main(sys.argv[1:])")
+ZYGOTE_BOOT = ("import sys, json; c = json.loads(sys.argv[2]); sys.path[:0] = c['path']; "
+               "from autograder.sandbox.zygote import main; main(sys.argv[1:])")
 
 
 class SandboxUnavailable(Exception):
@@ -158,12 +162,13 @@ def describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def kill_user_processes(uid: int) -> None:
-    """Kill every process of `uid` (a setsid grandchild escapes a process-group kill)."""
+def kill_user_processes(uid: int, keep: tuple[int, ...] = ()) -> None:
+    """Kill every process of `uid` (a setsid grandchild escapes a process-group kill) but those
+    in `keep` (the zygote, which workers are forked from)."""
     if uid == os.geteuid() or uid == 0:
         return
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) in keep:
             continue
         try:
             if os.stat(entry.path).st_uid == uid:
@@ -172,14 +177,95 @@ def kill_user_processes(uid: int) -> None:
             continue
 
 
-class Worker:
-    """One worker process and its folder."""
+def _real_uid(pid: int) -> int | None:
+    """The real uid of process `pid` (its /proc folder is root's when it is not dumpable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
-    def __init__(self, submission: pathlib.Path, limits: dict):
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system CPU seconds of process `pid`, of its children it has reaped), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def worker_env(home: str) -> dict:
+    """The environment of the zygote and its workers: nothing of the grader's."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+class Zygote:
+    """The process workers are forked from: one per sandboxed submission (so one per test process
+    in grading), started as a worker used to be (the worker's user, the jail, its environment,
+    PR_SET_PDEATHSIG), that imports torch and the assignment's `preload` once and then only forks
+    (autograder/sandbox/zygote.py). A worker restart after a crash or a timeout is a fork, not an
+    import of torch.
+
+    The folder (`root`): `lib/` (autograder.kit and autograder.sandbox), `submission/` (a copy of
+    the student's files, read-only to workers), `work/` (one fresh folder per worker, removed with
+    it: a file one worker wrote is never seen by the next), and each worker's output file.
+
+    The test process makes each worker's pipes and output file and hands the worker's ends to the
+    zygote over the control socket (SCM_RIGHTS); the zygote forks, closes its copies, and reports
+    the pid and, when asked, the exit status (the worker is its child, not ours). The zygote is
+    as untrusted as a worker (same user): every pid it reports is checked, and a zygote that is
+    gone is started again.
+    """
+
+    START_TIMEOUT = 300  # seconds the zygote may take to import (Gradescope's 0.5 vCPU is slow)
+    REPLY_TIMEOUT = 30
+
+    def __init__(self, submission: pathlib.Path, limits: dict, preload: list[str] | tuple[str, ...] = (), *,
+                 fork_here: bool = False):
+        """Start the zygote: a new process (`python -s -E -c ZYGOTE_BOOT`), or with `fork_here` a fork
+        of this process, which must have imported nothing but torch, the preload and
+        autograder.kit/sandbox, and must have one thread (see launch.py)."""
+        self.source = pathlib.Path(submission).resolve()
         self.user = worker_user()
-        python = worker_python(self.user is not None)
+        self.python = worker_python(self.user is not None)
+        self.limits, self.preload = dict(limits), [str(name) for name in preload]
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="sandbox-"))
         os.chmod(self.root, 0o755)
+        self.lib, self.submission, self.work = self._lay_out(submission)
+        self.count = 0
+        self.restarts: list[float] = []  # seconds from a worker's kill to its successor's first answer
+        self.killed_at: float | None = None
+        self.process: subprocess.Popen | None = None
+        self.control: socket.socket | None = None
+        self.started = False
+        if fork_here:
+            self._fork_here()
+        else:
+            self._spawn()
+        self._finalizer = weakref.finalize(self, _close_zygote, self.process, self.control, self.root)
+        _LIVE.add(self)
+
+    def _lay_out(self, submission) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
         lib = self.root / "lib" / "autograder"
         lib.mkdir(parents=True)
         (lib / "__init__.py").write_text('"""The parts of the autograder that the sandboxed worker runs."""\n')
@@ -191,38 +277,255 @@ class Worker:
         for path in pathlib.Path(submission).glob("*.py"):
             shutil.copy(path, copy / path.name)
         work = self.root / "work"
-        work.mkdir(mode=0o700)
+        work.mkdir()
+        os.chmod(work, 0o711)  # a worker reaches its own folder, and cannot list the others
         for path in [self.root / "lib", *(self.root / "lib").rglob("*"), copy, *copy.iterdir()]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        return self.root / "lib", copy, work
+
+    def _spawn(self) -> None:
+        """Start the zygote process (it imports in the background; `fork` waits for it)."""
+        config, confinement = self._config(), self._confinement(self.python)
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with open(self.root / "zygote.txt", "ab") as log:
+            self.process = subprocess.Popen(
+                [self.python, "-s", "-E", "-c", ZYGOTE_BOOT, str(theirs.fileno()), json.dumps(config)],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=str(self.work), env=worker_env(str(self.work)), start_new_session=True,
+                preexec_fn=_preexec(self.user, confinement))
+        theirs.close()
+        self.started = False
+
+    def _config(self) -> dict:
+        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+        return {"path": [str(self.lib), *site], "submission": str(self.submission), "work_root": str(self.work),
+                "limits": self.limits, "output_limit": OUTPUT_LIMIT, "preload": self.preload}
+
+    def _confinement(self, python: str) -> dict | None:
+        """What the jail holds: the system, the Python runtime of `python` and the packages, the lib and
+        the submission read-only, the work folder writable."""
+        if self.user is None:
+            return None
+        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+        (self.root / "fs").mkdir(exist_ok=True)
+        runtime = [os.path.dirname(os.path.realpath(python)), sys.base_prefix if python == sys.executable else None]
+        return {"new_root": str(self.root / "fs"), "workdir": str(self.work),
+                "read_only": [*SYSTEM_PATHS, *[p for p in runtime if p], *site, str(self.lib), str(self.submission)],
+                "writable": [str(self.work)]}
+
+    def _fork_here(self) -> None:
+        """Fork the zygote from this process: it shares the imports already paid for (see launch.py)."""
+        from . import zygote
+
+        config, confinement = self._config(), self._confinement(sys.executable)  # this interpreter, already running
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = os.open(self.root / "zygote.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        sys.stdout.flush(), sys.stderr.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.dup2(log, 1), os.dup2(log, 2)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.closerange(3, theirs.fileno())
+                os.closerange(theirs.fileno() + 1, 1 << 16)
+                os.setsid()
+                os.chdir(self.work)
+                _preexec(self.user, confinement)()
+                if os.getppid() != parent:  # the test process died before PR_SET_PDEATHSIG: so do we
+                    os._exit(1)
+                os.environ.clear()
+                os.environ.update(worker_env(str(self.work)))
+                zygote.become_zygote(theirs, config)
+                code = 0
+            except BaseException:  # noqa: BLE001 - its last words go to its log
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(log)
+        theirs.close()
+        self.process = ForkedProcess(pid)
+        self.started = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        try:
+            return (self.root / "zygote.txt").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def _receive(self, timeout: float) -> dict:
+        self.control.settimeout(timeout)
+        try:
+            data = self.control.recv(8192)
+        except (OSError, socket.timeout) as exc:
+            raise EOFError(str(exc)) from None
+        if not data:
+            raise EOFError("the zygote hung up")
+        try:
+            message = json.loads(data)
+        except ValueError:
+            raise EOFError("the zygote sent a malformed message") from None
+        if not isinstance(message, dict):
+            raise EOFError("the zygote sent a malformed message")
+        return message
+
+    def _request(self, message: dict, fds: tuple[int, ...] = ()) -> dict:
+        try:
+            socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+        except OSError as exc:
+            raise EOFError(str(exc)) from None
+        return self._receive(self.REPLY_TIMEOUT)
+
+    def _await_ready(self) -> None:
+        if self.started:
+            return
+        try:
+            message = self._receive(self.START_TIMEOUT)
+        except EOFError as exc:
+            self.process.kill()
+            raise SandboxUnavailable(f"the zygote did not start ({exc}; "
+                                     f"{describe_exit(self.process.poll())})\n{self.log()}") from None
+        if message.get("ready") is not True:
+            raise SandboxUnavailable(f"the zygote did not start: {message}")
+        self.started = True
+
+    def fork(self) -> "WorkerProcess":
+        """A new worker (its own pipes, output file and empty work folder), forked from the zygote;
+        a zygote that has died (a worker may kill it: same user) is started again, once."""
+        try:
+            return self._fork()
+        except EOFError:
+            self._restart()
+        try:
+            return self._fork()
+        except EOFError as exc:
+            raise SandboxUnavailable(f"the zygote stopped answering ({exc})\n{self.log()}") from None
+
+    def _restart(self) -> None:
+        _close_zygote(self.process, self.control, None)
+        self._spawn()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _close_zygote, self.process, self.control, self.root)
+
+    def _fork(self) -> "WorkerProcess":
+        self._await_ready()
+        self.count += 1
+        workdir = self.work / f"w{self.count}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(mode=0o700)
         if self.user is not None:
-            os.chown(work, *self.user)
-        self.output_path = self.root / "output.txt"
-        output = open(self.output_path, "ab")
+            os.chown(workdir, *self.user)
+        output_path = self.root / f"output-{self.count}.txt"
+        output = open(output_path, "ab")  # O_APPEND: after output() truncates it, the worker writes at 0
         from_grader, to_worker = os.pipe()
         from_worker, to_grader = os.pipe()
-        site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
-        config = {"path": [str(self.root / "lib"), *site], "submission": str(copy), "workdir": str(work),
-                  "limits": limits, "output_limit": OUTPUT_LIMIT}
-        confinement = None
-        if self.user is not None:
-            (self.root / "fs").mkdir()
-            runtime = [os.path.dirname(os.path.realpath(python)), sys.base_prefix if python == sys.executable else None]
-            confinement = {"new_root": str(self.root / "fs"), "workdir": str(work),
-                           "read_only": [*SYSTEM_PATHS, *[p for p in runtime if p], *site, str(self.root / "lib"),
-                                         str(copy)],
-                           "writable": [str(work)]}
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-        self.process = subprocess.Popen(
-            [python, "-s", "-E", "-c", BOOT, str(from_grader), str(to_grader), json.dumps(config)],
-            pass_fds=(from_grader, to_grader), stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-            cwd=str(work), env=env, start_new_session=True, preexec_fn=_preexec(self.user, confinement))
-        output.close()
-        os.close(from_grader), os.close(to_grader)
+        try:
+            answer = self._request({"op": "fork", "workdir": str(workdir)}, (from_grader, to_grader, output.fileno()))
+        except EOFError:
+            for fd in (to_worker, from_worker):
+                os.close(fd)
+            raise
+        finally:
+            output.close()
+            os.close(from_grader), os.close(to_grader)
+        pid = answer.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or _parent(pid) != self.pid:
+            for fd in (to_worker, from_worker):
+                os.close(fd)
+            raise SandboxUnavailable(f"the zygote did not fork a worker: {str(answer)[:300]}\n{self.log()}")
+        return WorkerProcess(self, pid, to_worker, from_worker, output_path, workdir)
+
+    def exit_code(self, pid: int, timeout: float) -> int | None:
+        """Worker `pid`'s exit code (negative: the signal that killed it), None if unknown yet."""
+        try:
+            status = self._request({"op": "wait", "pid": pid, "timeout": timeout}).get("status")
+        except EOFError:
+            return None
+        return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+    def close(self) -> None:
+        """Stop the zygote (its workers die with it: PR_SET_PDEATHSIG) and remove its folder."""
+        self._finalizer()
+
+
+class ForkedProcess:
+    """A child of this process made by os.fork, with the part of Popen's interface Zygote uses."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+LAUNCHED: "Zygote | None" = None  # the zygote launch.py forked before this test process began, if any
+
+_LIVE: "weakref.WeakSet[Zygote]" = weakref.WeakSet()
+
+
+def live_zygotes() -> tuple[int, ...]:
+    """The pids of this process's zygotes (killing a worker's leftovers spares them)."""
+    return tuple(z.process.pid for z in list(_LIVE) if z.process is not None and z.process.poll() is None)
+
+
+def _close_zygote(process: subprocess.Popen | None, control: socket.socket | None, root: pathlib.Path | None) -> None:
+    """Hang up (the zygote then kills and reaps its workers, and ends), then make sure it has."""
+    if control is not None:
+        control.close()
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class WorkerProcess:
+    """One worker process, forked by a zygote: the test process's handle on it (pipes, output)."""
+
+    def __init__(self, zygote: Zygote, pid: int, to_worker: int, from_worker: int, output_path: pathlib.Path,
+                 workdir: pathlib.Path):
+        self.zygote, self.pid, self.user = zygote, pid, zygote.user
         self.to_worker, self.from_worker = to_worker, from_worker
+        self.output_path, self.workdir = output_path, workdir
         self.started = False
+
+    def mark_started(self) -> None:
+        """The worker answered its first message (ready to serve); a restart's time is noted."""
+        self.started = True
+        if self.zygote.killed_at is not None:
+            self.zygote.restarts.append(time.monotonic() - self.zygote.killed_at)
+            self.zygote.killed_at = None
 
     def output(self, dropped: int = 0) -> str:
         """What student code printed since the last call: its head, then how much more there was
@@ -237,28 +540,32 @@ class Worker:
             with open(self.output_path, "rb") as stream:
                 data = stream.read(OUTPUT_LIMIT)
             with contextlib.suppress(OSError):
-                os.truncate(self.output_path, 0)  # the worker appends (O_APPEND): it writes at the new end
+                os.truncate(self.output_path, 0)  # the worker writes at its offset: the worker appends (O_APPEND)
             text = data.decode("utf-8", "replace")
             dropped += size - len(data)
         return text + (messages.OUTPUT_CUT.format(count=dropped) if dropped > 0 else "")
 
     def exit_description(self) -> str:
-        try:  # the pipe closes a moment before the exit status can be read
-            code = self.process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = self.zygote.exit_code(self.pid, 1)  # the pipe closes a moment before the exit status can be read
         return "it stopped answering" if code is None else describe_exit(code)
 
+    def _ours(self) -> bool:
+        """Is `pid` still this worker's (the zygote's word is checked: it runs as the worker's user)?"""
+        return self.user is None or _real_uid(self.pid) == self.user[0]
+
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        self.zygote.killed_at = time.monotonic()
+        if self._ours():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         if self.user is not None:
-            kill_user_processes(self.user[0])
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
+            kill_user_processes(self.user[0], keep=live_zygotes())
+        self.zygote.exit_code(self.pid, 5)  # reaped: no zombie left
         for fd in (self.to_worker, self.from_worker):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.output_path.unlink()

@@ -13,7 +13,8 @@ dtypes, devices, NumPy arrays and scalars, pandas DataFrames and Series (columns
 as arrays, other columns as lists of plain values), and references to objects that stay on
 the other side (`{"T": "ref", ...}`). Subclasses of the plain containers travel as their
 contents, and arrive as the plain type: a `Counter`, `defaultdict` or `OrderedDict` as a
-dict, a namedtuple (or `torch.return_types.max`) as a tuple, a list subclass as a list. NumPy and pandas are imported only when such a value comes. Decoding never
+dict, a namedtuple (or `torch.return_types.max`) as a tuple, a list subclass as a list. NumPy
+and pandas are imported only when such a value comes. Decoding never
 unpickles, never imports and never calls anything it read: a tensor is rebuilt from its
 dtype (from a fixed list), shape and bytes, and sizes are bounded, so whatever the worker
 sends, the grader gets plain tensors and Python values or a WireError.
@@ -205,7 +206,8 @@ class Encoder:
                     "v": [self.value(x, depth + 1) for _, x in items]}
         if isinstance(v, (set, frozenset)):
             return {"T": "set", "frozen": isinstance(v, frozenset),
-                    "v": [self.value(x, depth + 1) for x in (frozenset if isinstance(v, frozenset) else set).__iter__(v)]}
+                    "v": [self.value(x, depth + 1)
+                          for x in (frozenset if isinstance(v, frozenset) else set).__iter__(v)]}
         if isinstance(v, torch.dtype):
             return {"T": "dtype", "v": str(v).removeprefix("torch.")}
         if isinstance(v, torch.device):
@@ -646,7 +648,8 @@ class WorkerHook(Hook, FromWorker):
 
 
 RIDES_ALONG = (Reset, Restore, Substitute)
-TO_WORKER = {cls.op: cls for cls in (Reset, Import, StandIn, Name, Substitute, Restore, Call, Method, Backward, RunHooks)}
+TO_WORKER = {cls.op: cls
+             for cls in (Reset, Import, StandIn, Name, Substitute, Restore, Call, Method, Backward, RunHooks)}
 FROM_WORKER = {cls.op: cls for cls in (WorkerCallback, WorkerCallbackBackward, WorkerHook)}
 
 
