@@ -239,7 +239,7 @@ def serve(control: socket.socket, config: dict, loaded: list[str]) -> None:
 def become_zygote(control: socket.socket, config: dict) -> None:
     """In a child forked by launch.py's process (already unprivileged and confined): the imports were
     made before the fork, from the grader's copy of autograder; later ones come from the jail's copy."""
-    import autograder
+    autograder = sys.modules["autograder"]  # imported by launch.py, whose process this is
 
     lib = os.path.join(config["path"][0], "autograder")
     sys.path[:] = [*config["path"], *[p for p in sys.path if p not in config["path"]]]
