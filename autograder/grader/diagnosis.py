@@ -97,6 +97,8 @@ def _tensors(value) -> list[torch.Tensor]:
         return [torch.from_numpy(np.array(value))]
     if isinstance(value, torch.Tensor):
         return [value]
+    if isinstance(value, (float, int)) and not isinstance(value, bool):  # a number, as assert_scalar_close sees it
+        return [torch.tensor(float(value), dtype=torch.float64)]
     if isinstance(value, (tuple, list)):
         return [t for v in value if isinstance(v, (torch.Tensor, np.ndarray)) for t in _tensors(v)]
     return []
@@ -409,6 +411,8 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
         with _recorder.replaying():
             if rng is not None:  # a variant that samples draws what the student's code drew
                 torch.random.set_rng_state(rng)
+            for generator, state in adapter.last_reference_generators():  # and from a generator it was given
+                generator.set_state(state)
             result = getattr(variant.module(module), name)(*given[0], **given[1])
         if plain:
             return _same_plain(result, got) and not _same_plain(result, expected)

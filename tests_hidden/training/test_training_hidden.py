@@ -87,22 +87,22 @@ def test_optimizer_groups(student, reference, device, num_layers, lr, weight_dec
 
 # ---- lr_at ------------------------------------------------------------------------------------
 
-LR_SCHEDULES = [{"max_lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 5, "total_steps": 20},
+# learning rates of order 1, so that a wrong schedule is far from the right one (diagnoses compare
+# values to 1e-4)
+LR_SCHEDULES = [{"max_lr": 1.0, "min_lr": 0.1, "warmup_steps": 5, "total_steps": 20},
                 {"max_lr": 0.5, "min_lr": 0.0, "warmup_steps": 1, "total_steps": 4},
-                {"max_lr": 6e-4, "min_lr": 6e-5, "warmup_steps": 0, "total_steps": 10},
-                {"max_lr": 2.0, "min_lr": 0.5, "warmup_steps": 3, "total_steps": 103}]
+                {"max_lr": 3.0, "min_lr": 0.3, "warmup_steps": 0, "total_steps": 10},
+                {"max_lr": 2.0, "min_lr": 0.5, "warmup_steps": 3, "total_steps": 23}]
 
 
 @pytest.mark.problem("lr_at")
 @pytest.mark.parametrize("schedule", LR_SCHEDULES)
 def test_lr_schedule(student, reference, schedule):
     """every step of the warm-up and of the decay, and past the end (stays at min_lr)"""
-    steps = range(schedule["total_steps"] + 5)
-    want = [reference.training.lr_at(s, **schedule) for s in steps]
-    got = [student.training.lr_at(s, **schedule) for s in steps]
-    for step, g, w in zip(steps, got, want):
-        expect_float(g, f"lr_at({step}, ...)")
-        assert_scalar_close(g, w, what=f"lr_at({step}, {', '.join(f'{k}={v}' for k, v in schedule.items())})",
+    for step in range(schedule["total_steps"] + 5):
+        want = reference.training.lr_at(step, **schedule)
+        got = expect_float(student.training.lr_at(step, **schedule), f"lr_at({step}, ...)")
+        assert_scalar_close(got, want, what=f"lr_at({step}, {', '.join(f'{k}={v}' for k, v in schedule.items())})",
                             rtol=1e-9, atol=1e-12)
 
 
@@ -241,7 +241,7 @@ def sample_pair(student, reference, device, prompt, *, seed, **kwargs):
                                       **kwargs)
     torch.manual_seed(seed + 1)  # a different global random state: sampling must draw from the generator
     got = student.training.sample(stu, prompt, generator=student.training.new_generator(seed, device), **kwargs)
-    return got, want, student.training.snapshot(stu)
+    return got, want, stu
 
 
 @pytest.mark.problem("sample")
@@ -250,10 +250,11 @@ def test_sample_like_reference(student, reference, device, temperature, top_k):
     """seeded generator: the same tokens as the reference (temperature, top-k), decoding past seq_len"""
     prompt = batch_of(11, 3, 5, device)
     what = f"sample(model, prompt [3, 5], 12, temperature={temperature}, top_k={top_k}, generator seeded 12)"
-    got, want, snap = sample_pair(student, reference, device, prompt, seed=12, max_new_tokens=12,
-                                  temperature=temperature, top_k=top_k)
+    got, want, stu = sample_pair(student, reference, device, prompt, seed=12, max_new_tokens=12,
+                                 temperature=temperature, top_k=top_k)
     expect_tensor(got, what=what, shape=want.shape, dtype=torch.int64)
     assert_equal(got, want, what=what)
+    snap = student.training.snapshot(stu)
     lengths = [c[2] for c in snap["calls"]]
     expect(lengths == [min(5 + i, CONFIG["seq_len"]) for i in range(12)],
            f"{what} fed the model {lengths} tokens; it should feed the last min(T, seq_len) at each step.")
