@@ -8,6 +8,7 @@ import torch
 
 from autograder.kit.checks import assert_close, assert_equal, assert_scalar_close, expect, expect_tensor
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
+from autograder.kit.torchkit import strict_device
 
 PAD = 0
 CONFIG = {"vocab_size": 13, "hidden_size": 16, "num_heads": 2, "dropout": 0.0, "seq_len": 8, "num_layers": 2}
@@ -285,3 +286,16 @@ def test_sample_prompt_unchanged_and_reproducible(student, device):
     assert_equal(runs[1], runs[0], what="sample with a generator seeded 1, run twice")
     expect(not torch.equal(runs[0], runs[2]), "sample gave the same 64 tokens with generators seeded 1 and 2: "
                                               "draw with torch.multinomial(probs, 1, generator=generator).")
+
+
+@pytest.mark.problem("sample")
+def test_sample_device_agnostic(student):
+    """on the 'meta' device: nothing is created on a fixed device (what a CUDA runner would reject)"""
+    model = student.training.build_model(CONFIG, seed=17, device="meta", training=False)
+    prompt = torch.zeros(2, 3, dtype=torch.long, device="meta")
+    for kwargs in ({"temperature": 0.0}, {"temperature": 0.9, "top_k": 3}):
+        with strict_device("meta"):
+            got = student.training.sample(model, prompt, 9, **kwargs)
+        expect(isinstance(got, torch.Tensor) and got.device.type == "meta" and tuple(got.shape) == (2, 12),
+               f"sample(model on meta, prompt [2, 3] on meta, 9, {kwargs}) should give a [2, 12] tensor on meta, "
+               f"got {type(got).__name__} {list(getattr(got, 'shape', []))} on {getattr(got, 'device', '?')}.")
