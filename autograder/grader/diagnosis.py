@@ -104,6 +104,15 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
+def _result_values(result) -> list[torch.Tensor]:
+    """What a replayed function's result offers to match a wrong value: its tensors, and the numbers
+    of a tuple of numbers (a (loss, perplexity) pair, say), as 0-dim float64 tensors."""
+    if isinstance(result, (tuple, list)) and result and all(
+            isinstance(v, (float, int)) and not isinstance(v, bool) for v in result):
+        return [torch.tensor(float(v), dtype=torch.float64) for v in result]
+    return _tensors(result)
+
+
 def _same(a, b) -> bool:
     """Every tensor of output `a` is close to the matching one of output `b` (and there is one)."""
     ta, tb = _tensors(a), _tensors(b)
@@ -416,7 +425,7 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
             result = getattr(variant.module(module), name)(*given[0], **given[1])
         if plain:
             return _same_plain(result, got) and not _same_plain(result, expected)
-        return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
+        return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _result_values(result))
 
     if len(inputs) > 1 and _quietly(reproduces, _reference[0], inputs[1]):
         inputs.pop()  # on its own arguments the student's result is right: the test compares something else
