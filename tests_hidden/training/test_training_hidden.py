@@ -161,15 +161,16 @@ def test_train_steps_like_reference(student, reference, device, max_norm, schedu
 
 @pytest.mark.problem("train_step")
 def test_train_step_mode_and_forward(student, reference, device):
-    """a model in eval mode: train_step trains it in train mode (one forward, with gradients) and leaves it there"""
-    config = dict(CONFIG, dropout=0.3)
-    stu = student.training.build_model(config, seed=5, device=device, training=False)
-    loss = student.training.train_step(stu, batch_of(7, 2, 8, device), student.training.plain_adamw(stu), 0,
-                                       pad_token_id=PAD, max_norm=1.0)
-    expect_float(loss, "train_step")
-    expect(math.isfinite(loss), f"train_step returned the loss {loss}.")
+    """a model in eval mode: train_step gives the reference's loss, trains in train mode (one forward, with
+    gradients) and leaves the model there"""
+    stu, ref = paired(student, reference, 5, device, training=False)
+    batch = batch_of(7, 2, 8, device, pads=[1, 0])
+    want = reference.training.train_step(ref, batch, reference.training.plain_adamw(ref), 0, pad_token_id=PAD)
+    loss = student.training.train_step(stu, batch, student.training.plain_adamw(stu), 0, pad_token_id=PAD)
+    assert_scalar_close(expect_float(loss, "train_step"), want, what="the loss returned by train_step",
+                        rtol=1e-4, atol=1e-5)
     got = student.training.snapshot(stu)
-    expect([c[:2] for c in got["calls"]] == [(True, True)],
+    expect([tuple(c[:2]) for c in got["calls"]] == [(True, True)],
            f"train_step should call the model once, in train mode with gradients recorded; the calls were "
            f"(training, grad enabled) = {[tuple(c[:2]) for c in got['calls']]}.")
     expect(got["training"], "after train_step the model should be in train mode (call model.train()).")
@@ -272,16 +273,22 @@ def test_sample_temperature_zero_is_greedy(student, reference, device):
 
 
 @pytest.mark.problem("sample")
-def test_sample_prompt_unchanged_and_reproducible(student, device):
+def test_sample_prompt_unchanged_and_reproducible(student, reference, device):
     """the prompt is kept, unchanged; the same seed gives the same tokens, another seed other tokens"""
     stu = student.training.build_model(CONFIG, seed=15, device=device, training=False)
     prompt = batch_of(16, 4, 4, device)
     kept = prompt.clone()
     runs = [student.training.sample(stu, prompt, 16, temperature=1.0,
                                     generator=student.training.new_generator(seed, device)) for seed in (1, 1, 2)]
-    assert_equal(prompt, kept, what="the prompt after sample (it must not be changed)")
+    ref = reference.training.build_model(CONFIG, seed=15, device=device, training=False)
+    ref.load_state_dict({k: v.to(device) for k, v in student.training.snapshot(stu)["params"].items()}, strict=False)
+    want = reference.training.sample(ref, prompt.clone(), 16, temperature=1.0,
+                                     generator=reference.training.new_generator(1, device))
     for run in runs:
         expect_tensor(run, what="sample(model, prompt [4, 4], 16)", shape=(4, 20), dtype=torch.int64)
+    assert_equal(runs[0], want, what="sample(model, prompt [4, 4], 16, generator seeded 1)")
+    assert_equal(prompt, kept, what="the prompt after sample (it must not be changed)")
+    for run in runs:
         assert_equal(run[:, :4], kept, what="the first 4 tokens of sample's output (the prompt)")
     assert_equal(runs[1], runs[0], what="sample with a generator seeded 1, run twice")
     expect(not torch.equal(runs[0], runs[2]), "sample gave the same 64 tokens with generators seeded 1 and 2: "
@@ -289,8 +296,12 @@ def test_sample_prompt_unchanged_and_reproducible(student, device):
 
 
 @pytest.mark.problem("sample")
-def test_sample_device_agnostic(student):
-    """on the 'meta' device: nothing is created on a fixed device (what a CUDA runner would reject)"""
+def test_sample_device_agnostic(student, reference):
+    """like the reference on the CPU, then on the 'meta' device: nothing is created on a fixed device (what a
+    CUDA runner would reject)"""
+    got, want, _ = sample_pair(student, reference, "cpu", batch_of(18, 2, 3, "cpu"), seed=19, max_new_tokens=9,
+                               temperature=0.9, top_k=3)
+    assert_equal(got, want, what="sample(model, prompt [2, 3], 9, temperature=0.9, top_k=3) on the CPU")
     model = student.training.build_model(CONFIG, seed=17, device="meta", training=False)
     prompt = torch.zeros(2, 3, dtype=torch.long, device="meta")
     for kwargs in ({"temperature": 0.0}, {"temperature": 0.9, "top_k": 3}):
