@@ -8,7 +8,8 @@ is shared and noisy: for `transformer` the floor is `python -c "import torch"`, 
 `foundations` importing torch, transformers' DistilBERT and pandas (what its grader and
 its worker each import). Targets: a `transformer` grading run within 3x its floor and its
 public tests within 2x; a `foundations` grading run (which trains a model) within 4x its
-floor and its public tests within 3x; peak memory of all processes together within
+floor and its public tests within 3x; a `training` grading run (which trains small models) within
+4x `import torch` and its public tests within 3x; peak memory of all processes together within
 Gradescope's default 768 MB; the sandbox (student code in a worker process) costing at
 most 30% more than grading in one process.
 """
@@ -99,7 +100,8 @@ def bench_assignment(name: str, floor_code: str, tmp: pathlib.Path) -> dict[str,
 
 # assignment: (floor, target for a grading run, target for the public tests), in multiples of the floor
 ASSIGNMENTS = {"transformer": ("import torch", 3, 2),
-               "foundations": ("import torch, pandas; from transformers import DistilBertModel", 4, 3)}
+               "foundations": ("import torch, pandas; from transformers import DistilBertModel", 4, 3),
+               "training": ("import torch", 4, 3)}
 
 
 def main() -> int:

@@ -151,7 +151,8 @@ NO_DIAGNOSIS = {
         "device": ["sample-greedy-on-cpu"],
     },
 }
-DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.45, "training": 0.35}  # of the wrong variants, at least (the rest: NO_DIAGNOSIS)
+# of the wrong variants, at least (the rest: NO_DIAGNOSIS)
+DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.45, "training": 0.35}
 
 
 def _catalogue(name):

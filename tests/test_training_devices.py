@@ -30,8 +30,9 @@ def test_device_fixture_yields_the_picked_device_with_tf32_off(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "conftest.py").write_text("import torch\ntorch.cuda.is_available = lambda: True\n"
-                                          "torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True\n")
+    (tmp_path / "conftest.py").write_text(
+        "import torch\ntorch.cuda.is_available = lambda: True\n"
+        "torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True\n")
     (tmp_path / "test_it.py").write_text(
         "import torch\n"
         "from autograder.kit.devices import device  # noqa: F401\n\n"

@@ -162,5 +162,6 @@ def test_sample_seeded(student):
         torch.manual_seed(run)  # sampling must draw from the generator, not from the global random state
         got = student.training.sample(model, prompt, 8, temperature=0.8, top_k=5,
                                       generator=student.training.new_generator(7))
-        assert_equal(got, expected, what="sample(model, prompt [2, 3], 8, temperature=0.8, top_k=5, generator seeded 7)")
+        assert_equal(got, expected,
+                     what="sample(model, prompt [2, 3], 8, temperature=0.8, top_k=5, generator seeded 7)")
     assert_equal(prompt, batch_of(40, 2, 3), what="the prompt after sample (it must not change)")
