@@ -444,6 +444,13 @@ def test_claims_table_reads_each_feature():
     assert "batch" in features_of("greedy_decode", {"input_ids": torch.zeros(2, 1, dtype=torch.long)})
     assert "tokens" not in features_of("greedy_decode", {"input_ids": torch.zeros(2, 1, dtype=torch.long)})
     assert "non_square" in features_of("sdpa", {"Q": torch.zeros(1, 2, 4), "K": torch.zeros(1, 3, 4)})
+    # training's train_step(model, batch, ..., pad_token_id) and evaluate(model, loader, pad_token_id)
+    assert {"batch", "padding"} <= features_of("train_step", {"batch": torch.tensor([[1, 2, 0], [3, 4, 5]]),
+                                                              "pad_token_id": 0})
+    assert {"batch", "padding"} <= features_of("evaluate", {"loader": [torch.tensor([[1, 2], [3, 4]]),
+                                                                       torch.tensor([[1, 0]])], "pad_token_id": 0})
+    one_row = {"loader": [torch.tensor([[0, 2, 3]])], "pad_token_id": 0}   # padding only where no target is
+    assert not {"batch", "padding"} & features_of("evaluate", one_row)
     assert claims_of({"name": "test_causal_mask_3", "doc": "causal_mask(3) is lower-triangular",
                       "problems": ["causal_mask"]}) == set()
 
