@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-ASSIGNMENTS := transformer foundations
+ASSIGNMENTS := transformer foundations training
 
 .PHONY: setup lint test demo build starter bench public mutants clean
 

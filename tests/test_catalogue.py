@@ -10,7 +10,7 @@ from autograder import manifest as manifest_module
 from autograder import catalogue as catalogue_module
 from autograder import mutants as mutants_module
 
-ASSIGNMENTS = ["transformer", "foundations"]
+ASSIGNMENTS = ["transformer", "foundations", "training"]
 CHUNKS = 4
 
 

@@ -181,10 +181,10 @@ def test_errors_are_matched_by_type_and_message(table_state):
 
 @pytest.fixture(scope="module")
 def unpacked(tmp_path_factory):
-    """{assignment: (manifest, unpacked folder, zip path)} of both student zips."""
+    """{assignment: (manifest, unpacked folder, zip path)} of every student zip."""
     root = tmp_path_factory.mktemp("student")
     found = {}
-    for name in ("transformer", "foundations"):
+    for name in ("transformer", "foundations", "training"):
         manifest = manifest_module.load(name)
         path = build_module.build_student_zip(manifest, root / "dist")
         with zipfile.ZipFile(path) as archive:
@@ -312,7 +312,7 @@ pathlib.Path(out).write_text(json.dumps({
 '''
 
 
-@pytest.mark.parametrize("name", ["transformer", "foundations"])
+@pytest.mark.parametrize("name", ["transformer", "foundations", "training"])
 def test_fingerprints_hold_no_hash_of_a_reference_result_and_name_public_tests_only(unpacked, tmp_path, name):
     """The reference's result at every check of every public test, hashed the same way (with every
     step the table uses, at every test and call it names), is not in the table; the table names

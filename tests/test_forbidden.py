@@ -172,7 +172,7 @@ def test_every_name_in_the_alias_table_resolves():
             assert op.startswith("aten::"), op
 
 
-@pytest.mark.parametrize("assignment", ["transformer", "foundations"])
+@pytest.mark.parametrize("assignment", ["transformer", "foundations", "training"])
 def test_every_forbidden_name_of_the_manifests_has_its_aliases(assignment):
     """A manifest names one member of a computation; the table supplies the others."""
     for problem, names in manifest.load(assignment).forbidden.items():

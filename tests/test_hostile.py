@@ -131,17 +131,21 @@ def plausible_wrong_submission(tmp_path, transformer, kind: str) -> pathlib.Path
     folder = tmp_path / "submission"
     folder.mkdir()
     starter, reference = transformer.path(transformer.starter), transformer.path(transformer.reference)
+    graded_files = {p.file for p in transformer.problems.values()}
     for name in transformer.submission_files:
         graded = graded_names((starter / name).read_text(encoding="utf-8"))
-        assert graded, f"the starter's {name} leaves nothing to the student?"
         text = (reference / name).read_text(encoding="utf-8")
+        if name not in graded_files:  # a given file (training's model.py): as it is
+            (folder / name).write_text(text, encoding="utf-8")
+            continue
+        assert graded, f"the starter's {name} leaves nothing to the student?"
         text += f"\n\nWRONG_KIND = {kind!r}\nGRADED = {graded!r}\n" + attack("plausible_wrong.py")
         (folder / name).write_text(text, encoding="utf-8")
     return folder
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to another user only when the grader is root")
-@pytest.mark.parametrize("assignment", ["transformer", "foundations"])
+@pytest.mark.parametrize("assignment", ["transformer", "foundations", "training"])
 @pytest.mark.parametrize("kind", WRONG_KINDS)
 def test_plausible_wrong_values_score_what_the_stubs_score(tmp_path, assignment, kind):
     """Every function and module returns a wrong value of the right shape, dtype and device (constructors

@@ -111,7 +111,7 @@ def pytest_sessionfinish(session):
 '''
 
 
-@pytest.mark.parametrize("assignment", ["transformer", "foundations"])
+@pytest.mark.parametrize("assignment", ["transformer", "foundations", "training"])
 def test_static_reading_covers_what_the_tests_really_import(assignment, tmp_path):
     """Graded on the reference, each test file touches only modules its static reading (with imports) names."""
     manifest = manifest_module.load(assignment)

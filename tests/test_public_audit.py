@@ -28,7 +28,7 @@ import tempfile
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ["transformer", "foundations"]
+ASSIGNMENTS = ["transformer", "foundations", "training"]
 
 # ---------------------------------------------------------------------------------------------
 # 1. Claims: what a test's name or docstring says of its input, and how a call shows it.
@@ -50,7 +50,7 @@ MASK_NAMES = {"mask", "attention_mask"}
 HEAD_NAMES = {"num_heads", "heads", "n_heads"}
 PER_HEAD_WEIGHTS = {"W_q"}  # (H, d_k, d_model): foundations' per-head projections
 # The argument that holds the data, by name: activations (B, T, d) or (T, d), token ids (B, T).
-DATA_NAMES = ("S", "x", "X", "Q", "input_ids", "hidden_states", "sequences", "logits")
+DATA_NAMES = ("S", "x", "X", "Q", "input_ids", "hidden_states", "sequences", "logits", "batch")
 
 
 def _array(value):
@@ -102,11 +102,14 @@ def features_of(name: str, arguments: dict) -> set[str]:
             found.add("heads")
         if _heads_of_model(value) > 1:
             found.add("heads")
-    if name == "lm_loss" and {"input_ids", "pad_token_id"} <= set(arguments):
-        ids = _array(arguments["input_ids"])
-        if ids is not None and ids.ndim == 2 and (ids[:, 1:] == arguments["pad_token_id"]).any():
-            found.add("padding")
-    data = next((_array(arguments[key]) for key in DATA_NAMES if _array(arguments.get(key)) is not None), None)
+    loader = arguments.get("loader")
+    batches = list(loader) if isinstance(loader, (list, tuple)) else []   # training's evaluate(model, loader)
+    if "pad_token_id" in arguments:  # lm_loss(logits, input_ids, ...), training's train_step(model, batch, ...)
+        for ids in map(_array, [arguments.get("input_ids"), arguments.get("batch"), *batches]):
+            if ids is not None and ids.ndim == 2 and (ids[:, 1:] == arguments["pad_token_id"]).any():
+                found.add("padding")
+    data = next((_array(arguments[key]) for key in DATA_NAMES if _array(arguments.get(key)) is not None),
+                _array(batches[0]) if batches else None)
     if data is not None and data.ndim >= 2:
         ids = np.issubdtype(data.dtype, np.integer)
         if (data.ndim >= 3 or ids) and data.shape[0] > 1:
@@ -281,6 +284,24 @@ PITFALL_MUTANTS = {
         "sa-features-detached": "SelfAttention, token_matching_training: the grader trains every layer",
         "sa-rule-in-forward": "token_matching_training: a model that solves the task before training gets no points",
     },
+    "training": {
+        "decay-embeddings": "configure_optimizer: no decay on embeddings (not every 2-D parameter)",
+        "decay-on-biases": "configure_optimizer: weight decay on the nn.Linear weights only",
+        "warmup-off-by-one": "lr_at: max_lr * (step + 1) / warmup_steps",
+        "lr-no-floor": "lr_at: the cosine decays to min_lr",
+        "clip-after-step": "train_step: clip before optimizer.step()",
+        "clip-before-backward": "train_step: clip after backward",
+        "lr-set-after-step": "train_step: lr_at(step) set before optimizer.step()",
+        "step-returns-tensor": "train_step: the loss as a float",
+        "eval-mode-not-restored": "evaluate: restore the previous mode",
+        "eval-counts-padding": "evaluate: only non-padding targets count",
+        "eval-perplexity-of-sum": "evaluate: perplexity = exp(mean loss)",
+        "overfit-no-optimizer-step": "overfit_one_batch: the loss must fall",
+        "overfit-steps-off-by-one": "overfit_one_batch: `steps` losses",
+        "sample-global-rng": "sample: draw with the generator",
+        "sample-whole-sequence": "sample: the window rule of greedy_decode",
+        "sample-with-grad": "sample: without recording gradients",
+    },
 }
 
 
@@ -423,6 +444,13 @@ def test_claims_table_reads_each_feature():
     assert "batch" in features_of("greedy_decode", {"input_ids": torch.zeros(2, 1, dtype=torch.long)})
     assert "tokens" not in features_of("greedy_decode", {"input_ids": torch.zeros(2, 1, dtype=torch.long)})
     assert "non_square" in features_of("sdpa", {"Q": torch.zeros(1, 2, 4), "K": torch.zeros(1, 3, 4)})
+    # training's train_step(model, batch, ..., pad_token_id) and evaluate(model, loader, pad_token_id)
+    assert {"batch", "padding"} <= features_of("train_step", {"batch": torch.tensor([[1, 2, 0], [3, 4, 5]]),
+                                                              "pad_token_id": 0})
+    assert {"batch", "padding"} <= features_of("evaluate", {"loader": [torch.tensor([[1, 2], [3, 4]]),
+                                                                       torch.tensor([[1, 0]])], "pad_token_id": 0})
+    one_row = {"loader": [torch.tensor([[0, 2, 3]])], "pad_token_id": 0}   # padding only where no target is
+    assert not {"batch", "padding"} & features_of("evaluate", one_row)
     assert claims_of({"name": "test_causal_mask_3", "doc": "causal_mask(3) is lower-triangular",
                       "problems": ["causal_mask"]}) == set()
 

@@ -26,6 +26,12 @@ import sys, torch
 from autograder.kit.torchkit import warm_up
 warm_up()
 assert type(sys.modules["torch._dynamo"]).__name__ == "_DynamoStandIn"
+layer = torch.nn.Linear(2, 2)
+optimizer = torch.optim.AdamW(layer.parameters())
+layer(torch.ones(1, 2)).sum().backward()
+weight = layer.weight.detach().clone()
+optimizer.step()  # graph_break, twice: the `training` assignment's steps need no real dynamo
+assert type(sys.modules["torch._dynamo"]).__name__ == "_DynamoStandIn" and not torch.equal(weight, layer.weight)
 compiled = torch.compile(lambda t: t + 1)
 assert type(sys.modules["torch._dynamo"]).__name__ == "module"
 """

@@ -97,9 +97,20 @@ def _tensors(value) -> list[torch.Tensor]:
         return [torch.from_numpy(np.array(value))]
     if isinstance(value, torch.Tensor):
         return [value]
+    if isinstance(value, (float, int)) and not isinstance(value, bool):  # a number, as assert_scalar_close sees it
+        return [torch.tensor(float(value), dtype=torch.float64)]
     if isinstance(value, (tuple, list)):
         return [t for v in value if isinstance(v, (torch.Tensor, np.ndarray)) for t in _tensors(v)]
     return []
+
+
+def _result_values(result) -> list[torch.Tensor]:
+    """What a replayed function's result offers to match a wrong value: its tensors, and the numbers
+    of a tuple of numbers (a (loss, perplexity) pair, say), as 0-dim float64 tensors."""
+    if isinstance(result, (tuple, list)) and result and all(
+            isinstance(v, (float, int)) and not isinstance(v, bool) for v in result):
+        return [torch.tensor(float(v), dtype=torch.float64) for v in result]
+    return _tensors(result)
 
 
 def _same(a, b) -> bool:
@@ -409,10 +420,12 @@ def _diagnose_function(call: tuple, got, expected) -> str | None:
         with _recorder.replaying():
             if rng is not None:  # a variant that samples draws what the student's code drew
                 torch.random.set_rng_state(rng)
+            for generator, state in adapter.last_reference_generators():  # and from a generator it was given
+                generator.set_state(state)
             result = getattr(variant.module(module), name)(*given[0], **given[1])
         if plain:
             return _same_plain(result, got) and not _same_plain(result, expected)
-        return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _tensors(result))
+        return any(_close(candidate, got) and not _close(candidate, expected) for candidate in _result_values(result))
 
     if len(inputs) > 1 and _quietly(reproduces, _reference[0], inputs[1]):
         inputs.pop()  # on its own arguments the student's result is right: the test compares something else

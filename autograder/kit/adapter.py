@@ -123,6 +123,7 @@ def reset_last_call() -> None:
     _state.last_forward = None
     _state.last_name = None
     _state.reference_call = None
+    _state.reference_generators = []
     _state.student_call = None
     _state.student_rng = None
 
@@ -145,6 +146,18 @@ def last_reference_call() -> tuple | None:
     if call is None or call[1] != getattr(_state, "last_name", None):
         return None
     return call
+
+
+def last_reference_generators() -> list:
+    """(generator, its state when the last reference call began) for each torch.Generator that
+    call was given: a replay restores them, so a variant draws what the reference drew."""
+    return getattr(_state, "reference_generators", [])
+
+
+def _generator_states(args: tuple, kwargs: dict) -> list:
+    import torch
+
+    return [(g, g.get_state()) for g in (*args, *kwargs.values()) if isinstance(g, torch.Generator)]
 
 
 def describe(value) -> str:
@@ -297,6 +310,7 @@ class StudentCallable:
             _notify(self.raw, self.name, args, kwargs)
         elif self._record is False:  # the reference: remember the call, to replay it on wrong variants
             _state.reference_call = (self._module, self.name, args, kwargs)
+            _state.reference_generators = _generator_states(args, kwargs)
         result = self.raw(*args, **kwargs)
         if self._record:
             _watch_forward(result)

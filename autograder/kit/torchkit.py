@@ -265,6 +265,10 @@ class _DynamoStandIn(types.ModuleType):
     def disable(fn=None, recursive=True, **kwargs):
         return fn
 
+    @staticmethod
+    def graph_break(msg=""):
+        """What every optimizer.step() calls (twice): outside torch.compile it does nothing."""
+
     def __getattr__(self, name):
         if sys.modules.get("torch._dynamo") is self:
             del sys.modules["torch._dynamo"]

@@ -85,6 +85,8 @@ def _wrong_plain(value, inputs):
         return value + "#"
     if isinstance(value, dict):
         return {k: _wrong(v, inputs) for k, v in value.items()}
+    if isinstance(value, _torch.optim.Optimizer):  # `training`'s configure_optimizer: its class, one group, defaults
+        return type(value)([p for group in value.param_groups for p in group["params"]])
     return value
 
 
