@@ -1,6 +1,7 @@
 """Fixtures for the harness's own tests."""
 import pathlib
 import shutil
+import textwrap
 
 import pytest
 
@@ -12,6 +13,18 @@ ROOT = manifest_module.ROOT
 @pytest.fixture(scope="session")
 def transformer():
     return manifest_module.load("transformer")
+
+
+@pytest.fixture(scope="module")
+def remote(request, tmp_path_factory):
+    """The test module's SUBMISSION (the text of a `student.py`) in a sandboxed worker."""
+    from autograder.sandbox.client import RemoteSubmission
+
+    folder = tmp_path_factory.mktemp("submission")
+    (folder / "student.py").write_text(textwrap.dedent(request.module.SUBMISSION))
+    submission = RemoteSubmission(folder)
+    yield submission
+    submission.sandbox.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Inputs changed in place by student code reach the grader's objects through the sandbox, as
 they would in one process, and `expect_unchanged` catches them (autograder/kit/inplace.py)."""
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -9,7 +8,6 @@ import torch
 
 from autograder.kit.checks import GradingFailure
 from autograder.kit.inplace import copy_of, expect_unchanged, same
-from autograder.sandbox.client import RemoteSubmission
 
 SUBMISSION = '''
 import numpy as np
@@ -39,15 +37,6 @@ def sort_merges(merges):
 def look(x, words, df):
     return float(x.sum()) + len(words) + len(df)
 '''
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("submission")
-    (folder / "student.py").write_text(textwrap.dedent(SUBMISSION))
-    submission = RemoteSubmission(folder)
-    yield submission
-    submission.sandbox.stop()
 
 
 def test_an_array_written_into_comes_back(remote):

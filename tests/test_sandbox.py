@@ -3,7 +3,6 @@ import os
 import pathlib
 import re
 import struct
-import textwrap
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from autograder.sandbox import protocol
 from autograder.sandbox.process import OUTPUT_LIMIT
 from autograder.kit.plugin import STDOUT_LIMIT
 from autograder.kit.checks import GradingFailure
-from autograder.sandbox.client import RemoteError, RemoteSubmission, WorkerCrash
+from autograder.sandbox.client import RemoteError, WorkerCrash
 from autograder.kit.torchkit import strict_device
 
 
@@ -536,15 +535,6 @@ class Drifting(nn.Module):
         self.w.data.add_(1)
         return x * self.w
 '''
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("submission")
-    (folder / "student.py").write_text(textwrap.dedent(SUBMISSION))
-    submission = RemoteSubmission(folder)
-    yield submission
-    submission.sandbox.stop()
 
 
 def test_calls_and_in_place_changes(remote):

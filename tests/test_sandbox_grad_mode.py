@@ -1,13 +1,10 @@
 """Through the sandbox, student code and the grader's objects it calls see the test's grad mode
 (issue 10: a greedy_decode without torch.no_grad() got full marks, because a spy model called back
 from the worker always ran with gradients off)."""
-import textwrap
 
-import pytest
 import torch
 import torch.nn as nn
 
-from autograder.sandbox.client import RemoteSubmission
 
 SUBMISSION = '''
 import torch
@@ -32,15 +29,6 @@ class Spy(nn.Module):
     def forward(self, ids):
         self.modes.append(torch.is_grad_enabled())
         return torch.nn.functional.one_hot(ids % 5, 5).float() * self.gain
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("submission")
-    (folder / "student.py").write_text(textwrap.dedent(SUBMISSION))
-    submission = RemoteSubmission(folder)
-    yield submission
-    submission.sandbox.stop()
 
 
 def test_a_callback_runs_in_the_grad_mode_of_student_code(remote):
