@@ -39,6 +39,21 @@ def test_committed_starter_matches_the_reference(training):
     assert starter_module.stale(training) == []
 
 
+def _code_after_docstring(path) -> list[str]:
+    """A model file's lines from its imports on, without solution markers."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip() not in ("# BEGIN SOLUTION", "# END SOLUTION")]
+    return lines[lines.index("import math"):]
+
+
+def test_given_model_is_the_transformer_reference(training):
+    """training's given model.py is the `transformer` assignment's reference model, unchanged (a copy
+    kept in step: when one changes, change both)."""
+    transformer = manifest_module.load("transformer")
+    given = training.path(training.reference) / "model.py"
+    assert _code_after_docstring(given) == _code_after_docstring(transformer.path(transformer.reference) / "model.py")
+
+
 def test_reference_gets_full_marks(reference_results, training):
     tests = reference_results["tests"]
     assert [t["name"] + ": " + t["output"] for t in tests if t["status"] != "passed"] == []

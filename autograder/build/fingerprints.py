@@ -121,7 +121,7 @@ def _compute_in_child(manifest: manifest_module.Manifest) -> bytes:
 
 def _pytest_args(manifest: manifest_module.Manifest) -> list[str]:
     return [*[str(manifest.path(t.path)) for t in manifest.tests if t.public],
-            "-p", "autograder.kit.plugin", "-p", "autograder.kit.fingerprints",
+            "-p", "autograder.kit.fingerprints", "-p", "autograder.kit.plugin",
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:warnings", "-p", "no:xdist", "-c", os.devnull,
             "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
             "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal"]

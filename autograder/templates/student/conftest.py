@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-pytest_plugins = ["autograder.kit.plugin", "autograder.kit.fingerprints"]
+pytest_plugins = ["autograder.kit.fingerprints", "autograder.kit.plugin"]  # this order: the plugin imports fingerprints
 
 HERE = pathlib.Path(__file__).resolve().parent
 _CONFIG: dict = {}  # the session's config, for hooks that get none
