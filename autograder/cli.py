@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("only", nargs="*", help="mutant names [all]")
     p.add_argument("--every-test", action="store_true",
-                   help="run every test on every mutant [only the test files its changed files reach: grade/impact.py]")
+                   help="run every test on every mutant [only the tests its changes can reach: autograder/impact.py]")
     p.set_defaults(func=_mutants)
 
     p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")

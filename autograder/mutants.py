@@ -13,7 +13,8 @@ import sys
 import tempfile
 
 from .catalogue import Mutant, load, materialise
-from .grade import batch, impact, results
+from . import impact
+from .grade import batch, results
 from .grade.events import Run
 from .grade.intake import IntakeReport
 from .kit import messages
@@ -51,21 +52,20 @@ def _diagnoses_shown(graded: dict) -> set[str]:
 def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bool = False) -> list[MutantVerdict]:
     """Grade every mutant (or those named) and compare what they lost with what they should.
 
-    A mutant runs only the test files its changed files can affect (grade/impact.py) and takes
-    the reference's results for the others; `every_test` runs every test on every mutant."""
+    A mutant runs only the tests its changes can affect (autograder/impact.py) and takes the
+    reference's results for the others; `every_test` runs every test on every mutant."""
     catalogue, _ = load(manifest)
     chosen = [m for m in catalogue if names is None or m.name in names]
-    reference = manifest.path(manifest.reference)
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tmp = pathlib.Path(tmp)
         folders = {f"m{i}": materialise(manifest, [m], tmp / f"m{i}") for i, m in enumerate(chosen)}
-        test_files = None
-        if not every_test:
-            all_files = sorted(p for t in manifest.tests for p in manifest.path(t.path).rglob("test_*.py"))
-            test_files = {label: impact.affected_test_files(all_files, reference, folder, manifest.submission_files)
-                          for label, folder in folders.items()}
-            folders["reference"], test_files["reference"] = reference, None
-        runs = batch.run_batch(manifest, folders, tmp, test_files=test_files)
+        if every_test:
+            entries = [batch.Entry(label, str(folder)) for label, folder in folders.items()]
+        else:
+            reference = materialise(manifest, [], tmp / "reference")  # a folder of its own: its calls are recorded
+            entries = [batch.Entry("reference", str(reference), record=True)]
+            entries += [affected_tests(manifest, label, reference, folder) for label, folder in folders.items()]
+        runs = batch.run_batch(manifest, entries, tmp)
     verdicts = []
     for i, mutant in enumerate(chosen):
         run = runs[f"m{i}"] if every_test else _with_reference_results(runs[f"m{i}"], runs["reference"])
@@ -78,6 +78,24 @@ def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bo
         diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
         verdicts.append(MutantVerdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
+
+
+def affected_tests(manifest: Manifest, label: str, reference: pathlib.Path, folder: pathlib.Path) -> batch.Entry:
+    """A batch entry that runs the tests a mutant's changes can affect: the test files that reach
+    a file changed beyond function bodies, and the tests that ran a changed function on the reference."""
+    functions, whole = {}, []
+    for name in manifest.submission_files:
+        module = pathlib.PurePath(name).stem
+        if module not in impact.changed_modules(reference, folder, (name,)):
+            continue
+        changed = impact.changed_functions(reference / name, folder / name)
+        if changed is impact.WHOLE_MODULE:
+            whole.append(name)
+        else:
+            functions[module] = sorted(changed)
+    all_files = sorted(p for t in manifest.tests for p in manifest.path(t.path).rglob("test_*.py"))
+    files = impact.affected_test_files(all_files, reference, folder, tuple(whole)) if whole else []
+    return batch.Entry(label, str(folder), tests=[str(p) for p in files], functions=functions)
 
 
 def _with_reference_results(run: Run, reference: Run) -> Run:

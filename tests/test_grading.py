@@ -1,5 +1,6 @@
 """End to end: grade real submissions (reference, starter, mutants, crashing ones) and read results.json."""
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -316,17 +317,16 @@ def test_run_autograder_falls_back_when_python_cannot_start(tmp_path, transforme
 
 def test_grading_is_deterministic(tmp_path, transformer):
     """20 runs of a submission whose bug shows only through dropout statistics give the same results."""
-    from autograder.grade import impact
-    from autograder.grade.batch import run_batch
+    from autograder.grade.batch import Entry, run_batch
+    from autograder.mutants import affected_tests
 
+    reference = catalogue_module.materialise(transformer, [], tmp_path / "reference")
     submission = make_submission(tmp_path / "s", transformer, "csa-no-attn-dropout")
-    test_files = sorted(p for t in transformer.tests for p in transformer.path(t.path).rglob("test_*.py"))
-    reached = impact.affected_test_files(test_files, transformer.path(transformer.reference), submission,
-                                         transformer.submission_files)  # the files that can show the bug
+    affected = affected_tests(transformer, "run", reference, submission)  # the tests that can show the bug
     labels = [f"run{i}" for i in range(20)]
-    runs = run_batch(transformer, {label: submission for label in labels}, tmp_path,
-                     test_files={label: reached for label in labels})
-    outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in run.outcomes.items()} for run in runs.values()]
+    runs = run_batch(transformer, [Entry("reference", str(reference), record=True)]
+                     + [dataclasses.replace(affected, label=label) for label in labels], tmp_path)
+    outcomes = [{nodeid: (o.passed, o.summary) for nodeid, o in runs[label].outcomes.items()} for label in labels]
     assert outcomes[0] and all(o == outcomes[0] for o in outcomes)
     assert any(not passed for passed, _ in outcomes[0].values())
 

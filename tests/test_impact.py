@@ -1,4 +1,4 @@
-"""The mutant checks' shortcut (autograder/grade/impact.py): which test files a changed file affects."""
+"""The mutant checks' shortcut (autograder/impact.py): which tests a change can affect."""
 import json
 import os
 import pathlib
@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from autograder import manifest as manifest_module
-from autograder.grade import impact
+from autograder import impact
 from autograder.grade.runner import child_env, pytest_command
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -132,3 +132,146 @@ def test_static_reading_covers_what_the_tests_really_import(assignment, tmp_path
         if static is impact.EVERY_MODULE:
             continue
         assert set(names) <= impact.import_closure(static, [reference], modules), test_file
+
+
+# --- Function level ----------------------------------------------------------------------------
+
+def changed(tmp_path, before: str, after: str):
+    (tmp_path / "a.py").write_text(textwrap.dedent(before))
+    (tmp_path / "b.py").write_text(textwrap.dedent(after))
+    return impact.changed_functions(tmp_path / "a.py", tmp_path / "b.py")
+
+
+BASE = """
+    import math
+    SCALE = 2
+
+    def f(x, y=1):
+        def inner(z):
+            return z + 1
+        return inner(x) * y
+
+    class Block:
+        size = 3
+
+        def forward(self, x):
+            return x * SCALE
+
+        @property
+        def width(self):
+            return self.size
+"""
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("return inner(x) * y", "return inner(x) + y"), {"f"}),
+    (("return z + 1", "return z - 1"), {"f"}),                        # a nested function belongs to f
+    (("return x * SCALE", "return x / SCALE"), {"Block.forward"}),
+    (("return self.size", "return self.size + 1"), {"Block.width"}),
+    (("import math\n", "import math  # a comment\n"), set()),         # the syntax tree is the same
+])
+def test_a_change_inside_function_bodies_names_those_functions(tmp_path, edit, expected):
+    assert changed(tmp_path, BASE, BASE.replace(*edit)) == expected
+
+
+@pytest.mark.parametrize("edit", [
+    ("SCALE = 2", "SCALE = 3"),                   # a module statement
+    ("size = 3", "size = 4"),                     # a class statement
+    ("def f(x, y=1)", "def f(x, y=2)"),           # a default, seen without calling f
+    ("@property\n", "@staticmethod\n"),           # a decorator
+    ("import math\n", "import math\n\ndef g():\n    pass\n"),  # a function added
+    ("return self.size", "return self.size +"),   # no longer parses
+])
+def test_any_other_change_is_the_whole_module(tmp_path, edit):
+    assert changed(tmp_path, BASE, BASE.replace(*edit)) is impact.WHOLE_MODULE
+
+
+def test_unit_of_a_code_object():
+    assert impact.unit_of("Block.forward") == "Block.forward"
+    assert impact.unit_of("f.<locals>.inner") == "f"
+    assert impact.unit_of("f.<locals>.<listcomp>") == "f"
+
+
+RECORDED_TESTS = '''
+import pytest
+import sub
+
+@pytest.fixture(scope="module")
+def built():
+    return sub.build()
+
+def test_calls_f():
+    assert sub.f(1) == 2
+
+def test_calls_nothing():
+    assert 1 + 1 == 2
+
+def test_uses_a_module_fixture(built):
+    assert built == 3
+
+def test_in_a_thread():
+    import threading
+    out = []
+    t = threading.Thread(target=lambda: out.append(sub.g()))
+    t.start(); t.join()
+    assert out == [5]
+'''
+
+RECORDED_MODULE = '''
+def f(x):
+    return x + 1
+
+def g():
+    return 5
+
+def build():
+    return 3
+'''
+
+
+def test_the_recorder_sees_each_tests_calls_its_wider_fixtures_and_threads(tmp_path):
+    folder = tmp_path / "sub_folder"
+    folder.mkdir()
+    (folder / "sub.py").write_text(RECORDED_MODULE)
+    (tmp_path / "test_rec.py").write_text(RECORDED_TESTS)
+    recorder = impact.CallRecorder(folder)
+    sys.path.insert(0, str(folder))
+    try:
+        assert pytest.main([str(tmp_path / "test_rec.py"), "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                            "--rootdir", str(tmp_path), "-c", os.devnull], plugins=[recorder]) == 0
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("sub", None)
+    records = {nodeid.split("::")[1]: {unit for module, unit in calls if module == "sub"}
+               for nodeid, calls in recorder.records().items()}
+    assert records["test_calls_f"] >= {"f"} and "build" not in records["test_calls_f"]
+    assert "f" not in records["test_calls_nothing"]
+    assert "build" in records["test_uses_a_module_fixture"]
+    assert "g" in records["test_in_a_thread"]
+    assert impact.tests_running(recorder.records(), {"sub": ["f"]}) == [
+        n for n in recorder.records() if n.endswith("test_calls_f")]
+
+
+@pytest.mark.parametrize("assignment, step", [("transformer", 17), ("foundations", 13), ("training", 7)])
+def test_pruned_mutant_runs_give_every_test_its_full_run_result(assignment, step, tmp_path):
+    """A sample of catalogued mutants: the tests a mutant runs (its affected tests), completed with
+    the reference's results, give exactly what running every test gives."""
+    from autograder import catalogue, mutants
+    from autograder.grade import batch
+
+    manifest = manifest_module.load(assignment)
+    chosen = catalogue.load(manifest)[0][::step]
+    folders = {f"m{i}": catalogue.materialise(manifest, [m], tmp_path / f"m{i}") for i, m in enumerate(chosen)}
+    reference = catalogue.materialise(manifest, [], tmp_path / "reference")
+    entries = [batch.Entry("reference", str(reference), record=True)]
+    entries += [mutants.affected_tests(manifest, label, reference, folder) for label, folder in folders.items()]
+    entries += [batch.Entry(f"{label}-all", str(folder)) for label, folder in folders.items()]
+    runs = batch.run_batch(manifest, entries, tmp_path)
+    pruned_tests = 0
+    for label in folders:
+        every = runs[f"{label}-all"].outcomes
+        pruned = {**runs["reference"].outcomes, **runs[label].outcomes}
+        pruned_tests += len(runs[label].outcomes)
+        assert {k: (o.passed, o.summary) for k, o in pruned.items()} == {
+            k: (o.passed, o.summary) for k, o in every.items()}, chosen[int(label[1:])].name
+    assert pruned_tests < len(runs["reference"].outcomes) * len(folders) / 2  # the shortcut saves something

@@ -43,7 +43,8 @@ LEVELS = {
     "autograder.cli": 1, "autograder.__main__": 1, "autograder.demo": 1, "autograder.mutants": 1,
     "autograder.grade": 2, "autograder.grader": 2,
     "autograder.sandbox": 3,
-    "autograder.catalogue": 4, "autograder.gradescope": 4, "autograder.starter": 4, "autograder.build": 4,
+    "autograder.catalogue": 4, "autograder.impact": 4, "autograder.gradescope": 4, "autograder.starter": 4,
+    "autograder.build": 4,
     "autograder.kit": 5, "autograder.manifest": 5, "autograder": 5, "autograder.templates": 5,
 }
 KIT_ONLY = ("autograder.kit", "autograder.templates.student")  # what ships to students

@@ -5,10 +5,16 @@ made by us from the reference, so they need no crash isolation: one child runs p
 once per submission and writes one event file each (same format as plain grading).
 
     python -m autograder.grade.batch NAME EVENTS_DIR PLAN.json
-    (PLAN.json: [{"label", "folder", "tests": [test files] or null for all}])
+    (PLAN.json: a list of `Entry`, as JSON objects)
+
+An entry may record which functions each test runs (autograder/impact.py's CallRecorder; the
+mutant checks record the reference's), and a later entry may then run, beside its test
+files, only the tests that ran some functions (`functions`): its changed ones.
 """
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import os
 import pathlib
@@ -16,26 +22,33 @@ import subprocess
 import sys
 
 from .. import manifest as manifest_module
+from .. import impact
 from .events import Run, outcome_of, read_events
 from .runner import child_env, pytest_command, write_diagnoses
 
 
-def run_batch(manifest: manifest_module.Manifest, submissions: dict[str, pathlib.Path],
-              workdir: pathlib.Path, python: str = sys.executable,
-              test_files: dict[str, list[pathlib.Path]] | None = None) -> dict[str, Run]:
-    """{label: Run} for every submission folder, from one child process. `test_files`: for a
-    label, the test files to run (default: all); a label given none is not run (an empty Run)."""
+@dataclasses.dataclass
+class Entry:
+    """One submission of a batch, and which of the assignment's tests it runs."""
+    label: str
+    folder: str
+    tests: list[str] | None = None    # test files to run; None: every test (unless `functions` is given)
+    functions: dict[str, list[str]] | None = None  # also the tests the recording entry saw run these
+    record: bool = False              # record the functions each test runs (at most one entry, before the others)
+
+
+def run_batch(manifest: manifest_module.Manifest, entries: list[Entry], workdir: pathlib.Path,
+              python: str = sys.executable) -> dict[str, Run]:
+    """{label: Run} for every entry, from one child process. An entry given no test to run is not
+    run (an empty Run). The recording entry's records are in `workdir/<label>.calls.json`."""
     env = child_env(manifest, pathlib.Path(os.devnull))
-    plan = [{"label": label, "folder": str(folder),
-             "tests": None if (test_files or {}).get(label) is None else [str(p) for p in test_files[label]]}
-            for label, folder in submissions.items()]
     plan_path = workdir / "batch-plan.json"
-    plan_path.write_text(json.dumps(plan), encoding="utf-8")
+    plan_path.write_text(json.dumps([dataclasses.asdict(e) for e in entries]), encoding="utf-8")
     command = [python, "-m", "autograder.grade.batch", manifest.name, str(workdir), str(plan_path)]
     subprocess.run(command, cwd=workdir, env=env, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = {}
-    for label in submissions:
+    for label in (e.label for e in entries):
         run = Run()
         for event in read_events(workdir / f"{label}.jsonl", 0)[0]:
             if event["event"] == "collected":
@@ -50,16 +63,36 @@ def main(argv: list[str]) -> int:
     import pytest
 
     name, events_dir, plan_path = argv
+    events_dir = pathlib.Path(events_dir)
     manifest = manifest_module.load(name)
-    diagnoses = write_diagnoses(manifest, pathlib.Path(events_dir))
-    for entry in json.loads(pathlib.Path(plan_path).read_text(encoding="utf-8")):
-        if entry["tests"] == []:
+    diagnoses = write_diagnoses(manifest, events_dir)
+    records: dict[str, set] = {}
+    for entry in (Entry(**e) for e in json.loads(pathlib.Path(plan_path).read_text(encoding="utf-8"))):
+        paths, only = entry.tests, None
+        if entry.functions is not None:  # the whole of `tests`, and the tests that ran `functions`
+            if not records:
+                raise ValueError(f"{entry.label}: `functions` needs an entry that records, before it")
+            whole = {pathlib.Path(p).resolve() for p in entry.tests or ()}
+            chosen = [nodeid for nodeid in records if (manifest.root / nodeid.split("::", 1)[0]).resolve() in whole]
+            chosen += sorted(set(impact.tests_running(records, entry.functions)) - set(chosen), key=list(records).index)
+            paths = sorted({str(manifest.root / nodeid.split("::", 1)[0]) for nodeid in chosen})
+            only = events_dir / f"{entry.label}.only.txt"
+            only.write_text("\n".join(chosen), encoding="utf-8")
+        if paths == []:
             continue
-        report = pathlib.Path(events_dir) / f"{entry['label']}.jsonl"
-        # mutants are ours, made from the reference: no sandbox needed
+        report = events_dir / f"{entry.label}.jsonl"
+        # mutants are ours, made from the reference: no sandbox needed; and no gc.collect() twice
+        # a session (pytest's unraisable-exception plugin), ~10% of a batch with a large heap
         args = pytest_command(manifest, "python", report, None, diagnoses, sandbox=False,
-                              paths=entry["tests"])[3:]  # drop "python -m pytest"
-        pytest.main([*args, "--submission", entry["folder"]])
+                              paths=paths)[3:] + ["-p", "no:unraisableexception"]  # [3:]: no "python -m pytest"
+        recorder = impact.CallRecorder(pathlib.Path(entry.folder)) if entry.record else None
+        gc.freeze()  # what earlier sessions left (torch, above all) is never scanned again
+        pytest.main([*args, "--submission", entry.folder, *(["--only", str(only)] if only else [])],
+                    plugins=[recorder] if recorder else None)
+        if recorder is not None:
+            records = recorder.records()
+            (events_dir / f"{entry.label}.calls.json").write_text(
+                json.dumps({k: sorted(v) for k, v in records.items()}), encoding="utf-8")
     return 0
 
 

@@ -17,13 +17,26 @@ counts as "every module":
 
 tests/test_impact.py checks the reading against the modules the reference's tests really
 import when graded, so a test file that outgrows these rules is caught.
+
+Most mutants change the body of one function, and most tests never run it. So a change that
+is only in function bodies narrows further, to tests: `CallRecorder` records which functions of
+the submission each test runs when the reference is graded (in the mutants' own process, so
+nothing is run twice), and `changed_functions` names the functions whose bodies alone differ.
+A test that never ran a changed function runs exactly as it did on the reference: the two runs
+are identical up to the first call of changed code. Anything else that differs (a module or
+class statement, a signature, a decorator, a function added) falls back to the file rule.
 """
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
+import sys
+import threading
 
-from ..kit.adapter import sibling_imports
+import pytest
+
+from .kit.adapter import sibling_imports
 
 EVERY_MODULE = None   # what a test file reaches when its use of `student` cannot be read
 
@@ -139,3 +152,118 @@ def affected_test_files(test_files: list[pathlib.Path], reference: pathlib.Path,
         if reached is EVERY_MODULE or import_closure(reached, [reference, folder], modules) & changed:
             affected.append(test_file)
     return affected
+
+
+# --- Function level: which tests run a changed function -------------------------------------
+
+WHOLE_MODULE = None   # what changed in a file when it is more than function bodies
+
+
+def changed_functions(reference: pathlib.Path, changed: pathlib.Path) -> set[str] | None:
+    """The functions and methods (qualified names: `f`, `Class.method`) whose bodies alone differ
+    between two versions of a file, or WHOLE_MODULE when anything else differs."""
+    try:
+        before = ast.parse(pathlib.Path(reference).read_text(encoding="utf-8"))
+        after = ast.parse(pathlib.Path(changed).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return WHOLE_MODULE
+    names: set[str] = set()
+    return names if _same_but_bodies(before.body, after.body, "", names) else WHOLE_MODULE
+
+
+def _same_but_bodies(before: list[ast.stmt], after: list[ast.stmt], prefix: str, names: set[str]) -> bool:
+    """Do two statement lists differ only inside function bodies? (Those functions go in `names`.)"""
+    if len(before) != len(after):
+        return False
+    for old, new in zip(before, after):
+        if type(old) is not type(new):
+            return False
+        if isinstance(old, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if _header(old) != _header(new):
+                return False  # a signature, default or decorator: seen without calling the function
+            if _dump(old.body) != _dump(new.body):
+                names.add(prefix + old.name)
+        elif isinstance(old, ast.ClassDef):
+            if _header(old) != _header(new) or not _same_but_bodies(old.body, new.body, f"{prefix}{old.name}.", names):
+                return False
+        elif ast.dump(old) != ast.dump(new):
+            return False
+    return True
+
+
+def _header(node: ast.AST) -> str:
+    """Everything of a def or class but its body."""
+    return ast.dump(node.__class__(**{f: getattr(node, f, None) for f in node._fields if f != "body"}))
+
+
+def _dump(statements: list[ast.stmt]) -> str:
+    return "\n".join(ast.dump(s) for s in statements)
+
+
+def unit_of(qualname: str) -> str:
+    """The top-level function or method a code object belongs to (`f.<locals>.g` belongs to `f`)."""
+    return qualname.split(".<locals>", 1)[0]
+
+
+class CallRecorder:
+    """A pytest plugin that records, for each test, the functions of the files in `folder` it runs
+    (setup, call and teardown), as (module, unit_of(qualname)).
+
+    What a fixture wider than one test runs counts for every test that uses it; what runs outside
+    any test (collection, say), for every test. Python calls are seen through sys.settrace (call
+    events only: the trace function returns None, so no line is traced), in every thread."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.prefix = os.path.join(str(pathlib.Path(folder).resolve()), "")
+        self.tests: dict[str, set[tuple[str, str]]] = {}
+        self.fixtures: dict[str, set[tuple[str, str]]] = {}
+        self.fixturenames: dict[str, list[str]] = {}
+        self.outside: set[tuple[str, str]] = set()
+        self._bucket = self.outside
+
+    def _trace(self, frame, event, arg):
+        code = frame.f_code
+        if code.co_filename.startswith(self.prefix):
+            self._bucket.add((pathlib.PurePath(code.co_filename).stem, unit_of(code.co_qualname)))
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session):
+        threading.settrace(self._trace)
+        sys.settrace(self._trace)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        sys.settrace(None)
+        threading.settrace(None)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        self.fixturenames[item.nodeid] = list(item.fixturenames)
+        self._bucket = self.tests.setdefault(item.nodeid, set())
+        try:
+            return (yield)
+        finally:
+            self._bucket = self.outside
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        if fixturedef.scope == "function":
+            return (yield)
+        previous, self._bucket = self._bucket, self.fixtures.setdefault(fixturedef.argname, set())
+        try:
+            return (yield)
+        finally:
+            self._bucket = previous
+
+    def records(self) -> dict[str, set[tuple[str, str]]]:
+        """{nodeid: the (module, function) pairs the test ran, its wider fixtures' and the outside's included}."""
+        return {nodeid: set().union(calls, self.outside,
+                                    *(self.fixtures.get(name, ()) for name in self.fixturenames[nodeid]))
+                for nodeid, calls in self.tests.items()}
+
+
+def tests_running(records: dict[str, set[tuple[str, str]]], functions: dict[str, list[str]]) -> list[str]:
+    """The tests (node ids, in recorded order) that ran one of `functions` ({module: names})."""
+    wanted = {(module, name) for module, names in functions.items() for name in names}
+    return [nodeid for nodeid, calls in records.items() if calls & wanted]
