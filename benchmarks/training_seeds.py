@@ -5,8 +5,8 @@
   loss's min and max next to the floor (0.5);
 - fine-tuning (finetune.py): the reference's `fine_tune` (Trainer, 3 epochs of 256 synthetic reviews, the
   tiny DistilBERT of autograder/kit/tiny_hf.py) on the public and hidden tests' data, with 20 seeds of the
-  model and of `TrainingArguments.seed`: the evaluation accuracy's min and max next to the floor (0.8)
-  and the hidden test's target (0.9).
+  model and of `TrainingArguments.seed`: the evaluation accuracy's min and max next to the floor (0.75)
+  and the hidden test's target (0.85).
 
 `python benchmarks/training_seeds.py [overfit] [fine_tune]` (about 1 and 3 minutes on 2 CPU cores)."""
 import os
@@ -43,7 +43,7 @@ def final_loss(config, shape, pads, steps, seed: int) -> float:
         return training.lm_loss(model.eval()(batch), batch, 0).item()
 
 
-FINE_TUNE_FLOOR, FINE_TUNE_TARGET = 0.8, 0.9
+FINE_TUNE_FLOOR, FINE_TUNE_TARGET = 0.75, 0.85
 FINE_TUNE_DATA = {"public": (1, 2, 128), "hidden": (11, 12, 160)}  # train seed, evaluation seed and size
 
 

@@ -18,8 +18,8 @@ from autograder.kit.training import scaled_credit
 
 OUTPUT_DIR = "finetune-output"   # relative: in the grader's sandbox, the worker's own folder
 BUDGET = {"epochs": 3, "batch_size": 16, "learning_rate": 5e-3, "seed": 3}
-FLOOR = 0.8      # fails below (a model that learned nothing scores about 0.5)
-TARGET = 0.9     # full points from here (the reference: see benchmarks/training_seeds.py)
+FLOOR = 0.75     # fails below (a model that learned nothing scores about 0.5)
+TARGET = 0.85    # full points from here (the reference: 0.906 to 1.0 over 20 seeds, benchmarks/training_seeds.py)
 ARGUMENT_KEYS = ("output_dir", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
                  "learning_rate", "seed", "eval_strategy", "save_strategy", "report_to", "max_steps",
                  "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
@@ -107,7 +107,7 @@ def test_training_arguments_like_reference(student, reference, budget):
 @pytest.mark.isolate("finetune", "compute_metrics")   # the reference's compute_metrics: eval_accuracy is checked below
 @pytest.mark.timeout(120)
 def test_fine_tune_accuracy(student, reference, score, tmp_path, monkeypatch):
-    """3 epochs on 256 new reviews: trainer.evaluate()'s metrics match the returned model; accuracy, points scaled 0.8 to 0.9"""
+    """3 epochs on 256 new reviews: trainer.evaluate()'s metrics match the returned model; accuracy, points scaled 0.75 to 0.85"""
     monkeypatch.chdir(tmp_path)
     tokenizer = review_tokenizer()
     train = encode_reviews(tokenizer, synthetic_reviews(256, seed=11), 32)

@@ -20,7 +20,7 @@ from autograder.kit.tiny_hf import (classifier_logits, encode_reviews, review_to
 
 MAX_LENGTH = 12
 BUDGET = {"epochs": 3, "batch_size": 16, "learning_rate": 5e-3, "seed": 0}
-FLOOR = 0.8            # the accuracy fine_tune must reach (the reference: 0.94 to 1.0 over 20 seeds)
+FLOOR = 0.75           # the accuracy fine_tune must reach (the reference: 0.95 to 1.0 over 20 seeds)
 OUTPUT_DIR = "finetune-output"   # relative: in the grader's sandbox, the worker's own folder
 
 
@@ -108,7 +108,7 @@ def trained_copy(trained, vocab_size: int):
 @pytest.mark.isolate("finetune", "compute_metrics")   # in grading, with the reference's compute_metrics
 @pytest.mark.timeout(120)
 def test_fine_tune(student, tmp_path, monkeypatch):
-    """3 epochs on 256 reviews: the metrics of trainer.evaluate() on the evaluation set, the trained model, accuracy >= 0.8"""
+    """3 epochs on 256 reviews: the metrics of trainer.evaluate() on the evaluation set, the trained model, accuracy >= 0.75"""
     monkeypatch.chdir(tmp_path)
     tokenizer = review_tokenizer()
     train = encode_reviews(tokenizer, synthetic_reviews(256, seed=1), 32)
