@@ -38,7 +38,7 @@ def columns(result, what: str) -> dict:
 
 @pytest.mark.problem("tokenize_batch")
 def test_tokenize_batch_truncates_and_pads(student):
-    """three reviews, max_length 12: the long one cut to [CLS] 10 words [SEP], the short ones padded with [PAD]; labels kept"""
+    """three reviews, max_length 12: the long one cut to [CLS] 10 words [SEP], the short ones filled up with [PAD]; labels kept"""
     tokenizer = review_tokenizer()
     texts = ["the plot was great and the cast was wonderful and the ending felt dull",
              "boring film", "a very charming movie with superb music"]
