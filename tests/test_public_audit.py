@@ -301,6 +301,11 @@ PITFALL_MUTANTS = {
         "sample-global-rng": "sample: draw with the generator",
         "sample-whole-sequence": "sample: the window rule of greedy_decode",
         "sample-with-grad": "sample: without recording gradients",
+        "tokenize-no-truncation": "tokenize_batch: cut to max_length tokens (truncation=True)",
+        "tokenize-no-padding": "tokenize_batch: padded to exactly max_length tokens",
+        "metrics-argmax-axis-0": "compute_metrics: the argmax over the classes",
+        "args-no-eval-strategy": "training_arguments: eval_strategy=\"epoch\"",
+        "fine-tune-no-compute-metrics": "fine_tune: a Trainer with compute_metrics",
     },
 }
 

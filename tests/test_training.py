@@ -98,3 +98,10 @@ def test_student_zip_runs_the_public_tests(tmp_path, training):
         (folder / name).write_bytes((training.path(training.reference) / name).read_bytes())
     result = subprocess.run([sys.executable, "run_tests.py", "-q"], cwd=folder, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_fine_tune_puts_its_accuracy_on_the_leaderboard(reference_results):
+    """finetune.py's hidden test adds a leaderboard entry: the reference's evaluation accuracy, higher is better"""
+    entries = {entry["name"]: entry for entry in reference_results.get("leaderboard", [])}
+    assert entries["Fine-tuning accuracy"]["order"] == "desc"
+    assert 0.9 <= entries["Fine-tuning accuracy"]["value"] <= 1.0

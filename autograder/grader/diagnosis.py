@@ -33,6 +33,7 @@ the variants' results on the public tests instead (fingerprints.py).
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
 import dataclasses
@@ -135,7 +136,9 @@ def _plain(value) -> bool:
 
 def _same_plain(a, b) -> bool:
     """Plain values `a` and `b` are equal: the same keys, items and order; floats within 1e-9
-    relative (the same computation in another order); a dict subclass equals a dict."""
+    relative (the same computation in another order); a dict subclass, or a mapping such as
+    transformers' BatchEncoding (what a variant returns in-process), equals a dict."""
+    a, b = (dict(x) if isinstance(x, collections.abc.Mapping) and not isinstance(x, dict) else x for x in (a, b))
     if isinstance(a, float) or isinstance(b, float):
         return (isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
                 and not isinstance(b, bool) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))

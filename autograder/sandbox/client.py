@@ -144,12 +144,14 @@ CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 
 
 def by_value(obj, encoder: protocol.Encoder) -> dict | None:
-    """A Hugging Face model or fast tokenizer, as what the worker needs to build a copy of it.
+    """A Hugging Face model, fast tokenizer, `TrainingArguments` or `EvalPrediction`, as what the
+    worker needs to build a copy of it.
 
     These are handed to student code by value, not as stubs: student code calls many of their
     methods (`tokenizer(...)`, `convert_ids_to_tokens`, `model.embeddings.word_embeddings`,
-    `set_attn_implementation`), and a copy has them all. What student code does to the copy
-    (eval(), another attention implementation) stays in the worker.
+    `set_attn_implementation`) or gives them to `Trainer`, which reads every field, and a copy
+    has them all. What student code does to the copy (eval(), another attention implementation)
+    stays in the worker.
     """
     if "transformers" not in sys.modules:
         return None
@@ -160,6 +162,10 @@ def by_value(obj, encoder: protocol.Encoder) -> dict | None:
         return {"type": "hf_model", "cls": cls.__name__, "config": obj.config.to_json_string(use_diff=False),
                 "attn": obj.config._attn_implementation, "training": obj.training,
                 "state": encoder.value(dict(obj.state_dict()))}
+    if isinstance(obj, transformers.TrainingArguments) and getattr(transformers, cls.__name__, None) is cls:
+        return {"type": "hf_args", "cls": cls.__name__, "kwargs": encoder.value(obj.to_dict())}
+    if type(obj) is transformers.EvalPrediction:
+        return {"type": "hf_eval_prediction", "items": encoder.value(tuple(obj))}
     if isinstance(obj, transformers.PreTrainedTokenizerFast) and getattr(transformers, cls.__name__, None) is cls:
         kwargs = {k: v for k, v in obj.special_tokens_map.items() if isinstance(v, str)}
         kwargs.update(model_max_length=obj.model_max_length, padding_side=obj.padding_side,

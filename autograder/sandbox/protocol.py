@@ -13,7 +13,8 @@ dtypes, devices, NumPy arrays and scalars, pandas DataFrames and Series (columns
 as arrays, other columns as lists of plain values), and references to objects that stay on
 the other side (`{"T": "ref", ...}`). Subclasses of the plain containers travel as their
 contents, and arrive as the plain type: a `Counter`, `defaultdict` or `OrderedDict` as a
-dict, a namedtuple (or `torch.return_types.max`) as a tuple, a list subclass as a list. NumPy
+dict, a namedtuple (or `torch.return_types.max`) as a tuple, a list subclass as a list; a
+`UserDict` (transformers' `BatchEncoding`) as a dict too. NumPy
 and pandas are imported only when such a value comes. Decoding never
 unpickles, never imports and never calls anything it read: a tensor is rebuilt from its
 dtype (from a fixed list), shape and bytes, and sizes are bounded, so whatever the worker
@@ -202,6 +203,10 @@ class Encoder:
             return {"T": "list", "v": [self.value(x, depth + 1) for x in list.__iter__(v)]}
         if isinstance(v, dict):  # Counter, defaultdict, OrderedDict, ...: their items, as a dict's
             items = _items(v)
+            return {"T": "dict", "k": [self.value(k, depth + 1) for k, _ in items],
+                    "v": [self.value(x, depth + 1) for _, x in items]}
+        if isinstance(v, collections.UserDict):  # transformers' BatchEncoding: its items, as a dict's
+            items = _items(v.data) if isinstance(v.data, dict) else []
             return {"T": "dict", "k": [self.value(k, depth + 1) for k, _ in items],
                     "v": [self.value(x, depth + 1) for _, x in items]}
         if isinstance(v, (set, frozenset)):

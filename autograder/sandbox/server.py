@@ -99,6 +99,8 @@ class RequestServer:
             return {"T": "ref", "home": "grader", "id": obj._gid}
         if isinstance(obj, GraderRef):
             return {"T": "ref", "home": "grader", "id": obj.gid}
+        if type(obj).__name__ == "EvalPrediction" and type(obj).__module__.startswith("transformers."):
+            return self._encoder.value(tuple(obj))  # what `Trainer` gives compute_metrics: plain arrays
         wid = self._register(obj)
         kind = ("module" if isinstance(obj, nn.Module) else "class" if isinstance(obj, type)
                 else "function" if callable(obj) else "object")
@@ -149,7 +151,7 @@ class RequestServer:
                 raise protocol.WireError("malformed list")
             self.shared[gid] = (items, self._fingerprint(items))
             return items
-        if ref.get("type") in ("hf_model", "hf_tokenizer"):
+        if ref.get("type") in ("hf_model", "hf_tokenizer", "hf_args", "hf_eval_prediction"):
             return self._build_copy(ref)
         if gid not in self.stubs:
             if ref.get("type") == "module":
@@ -161,10 +163,22 @@ class RequestServer:
         return self.stubs[gid]
 
     def _build_copy(self, ref: dict):
-        """A fresh copy of a Hugging Face model or tokenizer the grader handed over by value."""
+        """A fresh copy of a Hugging Face model, tokenizer, `TrainingArguments` or `EvalPrediction`
+        the grader handed over by value."""
         import transformers
 
+        if ref["type"] == "hf_eval_prediction":
+            items = self._decoder_for_refs.value(ref.get("items"))
+            if not (isinstance(items, tuple) and 2 <= len(items) <= 4):
+                raise protocol.WireError("malformed EvalPrediction")
+            return transformers.EvalPrediction(*items)
         cls = getattr(transformers, str(ref.get("cls")), None)
+        if ref["type"] == "hf_args":
+            kwargs = self._decoder_for_refs.value(ref.get("kwargs"))
+            if not (isinstance(cls, type) and issubclass(cls, transformers.TrainingArguments)
+                    and isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)):
+                raise protocol.WireError("malformed TrainingArguments")
+            return cls(**kwargs)
         if ref["type"] == "hf_tokenizer":
             if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerFast)):
                 raise protocol.WireError("not a fast tokenizer class")

@@ -194,7 +194,7 @@ def become_worker(workdir: str, fds: list[int], config: dict) -> None:
     if os.path.dirname(os.path.realpath(workdir)) != os.path.realpath(root):
         raise RuntimeError(f"{workdir} is not a folder of {root}")
     os.chdir(workdir)
-    os.environ.update(HOME=workdir, TMPDIR=workdir)
+    os.environ.update(HOME=workdir, TMPDIR=workdir, TORCHINDUCTOR_CACHE_DIR=workdir)
     import tempfile
 
     tempfile.tempdir = None  # the zygote may have cached its own
@@ -219,6 +219,14 @@ def main(argv: list[str]) -> None:
 
 def prepare(config: dict) -> list[str]:
     """Import what every worker needs (no tensor op: no thread pool); return the preloads that imported."""
+    import tempfile
+
+    # The zygote can write nowhere, so tempfile.gettempdir() would raise, and with it importing
+    # torch._dynamo (it makes its cache folder at import), half-way: a worker could then never
+    # import it (transformers' Trainer needs it). Existing folders are enough to import; each
+    # worker resets both to its own folder.
+    tempfile.tempdir = os.getcwd()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.getcwd()
     loaded = preload(["torch", *config.get("preload", [])])
     from . import server  # noqa: F401 - what every worker runs, imported once here
 

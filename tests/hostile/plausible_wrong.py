@@ -87,6 +87,11 @@ def _wrong_plain(value, inputs):
         return {k: _wrong(v, inputs) for k, v in value.items()}
     if isinstance(value, _torch.optim.Optimizer):  # `training`'s configure_optimizer: its class, one group, defaults
         return type(value)([p for group in value.param_groups for p in group["params"]])
+    transformers = _sys.modules.get("transformers")
+    if transformers is not None and isinstance(value, transformers.BatchEncoding):  # finetune's tokenize_batch
+        return type(value)({k: _wrong(v, inputs) for k, v in value.items()})
+    if transformers is not None and isinstance(value, transformers.TrainingArguments):  # its class, defaults
+        return type(value)(output_dir=value.output_dir)
     return value
 
 
