@@ -142,7 +142,6 @@ def _write_metadata(path: pathlib.Path, metadata: dict) -> None:
 
 def _zip_folder_with_top(folder: pathlib.Path, path: pathlib.Path) -> pathlib.Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                archive.write(file, file.relative_to(folder.parent).as_posix())
+        for file in sorted(folder.rglob("*")):  # folders too: an empty submission keeps its folder
+            archive.write(file, file.relative_to(folder.parent).as_posix())
     return path
