@@ -241,3 +241,69 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     assert statuses == {"000-reference": "graded", "001-mutant": "graded", "002-mutant": "graded",
                         "zz-notebook": "rejected"}
     assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
+
+
+class _FakeFuture:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _FakeClient:
+    """Enough of distributed.Client for grade_all: tasks run at once; Ctrl-C comes after the first result."""
+    def __init__(self):
+        self.cancelled = []
+
+    def scatter(self, data, broadcast=False, hash=True):
+        assert broadcast
+        return "zip"
+
+    def submit(self, function, *args, key=None, pure=None, resources=None):
+        _, digest, assignment, key_, kind, filename, payload = args
+        return _FakeFuture({"key": key_, "results": json.dumps({"score": 1.0, "tests": []}) + "\n",
+                            "reason": "", "seconds": 0.1, "worker": "fake"})
+
+    def cancel(self, futures):
+        self.cancelled += futures
+
+
+def test_ctrl_c_keeps_what_is_graded_and_cancels_the_rest(tmp_path, transformer, monkeypatch):
+    import distributed
+
+    from autograder.regrade.cluster import grade_all
+
+    def interrupted(futures):
+        yield next(iter(futures))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "as_completed", interrupted)
+    todo = [sources.Submission(f"s{k}", kind="file", filename="a.zip", payload=bytes([k])) for k in range(3)]
+    client = _FakeClient()
+    done, stopped = grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path, progress=False, local=True)
+    assert (done, stopped) == (1, True) and len(client.cancelled) == 2
+    assert [outputs.is_done(tmp_path, s, "d" * 64) for s in todo] == [True, False, False]
+    rows = [outputs.row_of(tmp_path, s) for s in todo]
+    assert [r.status for r in rows] == ["graded", "pending", "pending"]
+    assert "interrupted" in outputs.summary_lines(rows, transformer, 1, 0, None, 1.0)[0]
+
+
+def test_a_submission_that_keeps_killing_workers_is_one_failed_row(tmp_path, transformer, monkeypatch):
+    import distributed
+    from distributed.scheduler import KilledWorker
+
+    from autograder.regrade.cluster import grade_all
+
+    class Killer(_FakeFuture):
+        def result(self):
+            raise KilledWorker("regrade-x", "tcp://w", 3)
+
+    client = _FakeClient()
+    monkeypatch.setattr(client, "submit", lambda *a, **k: Killer(None))
+    monkeypatch.setattr(distributed, "as_completed", lambda futures: list(futures))
+    todo = [sources.Submission("bomb", kind="file", filename="a.zip", payload=b"x")]
+    assert grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path, progress=False, local=True) == (1, False)
+    row = outputs.row_of(tmp_path, todo[0])
+    assert row.status == "failed" and "killed the worker" in row.reason
+    assert not outputs.is_done(tmp_path, todo[0], "d" * 64)   # tried again by the next run
