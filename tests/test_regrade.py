@@ -307,3 +307,27 @@ def test_a_submission_that_keeps_killing_workers_is_one_failed_row(tmp_path, tra
     row = outputs.row_of(tmp_path, todo[0])
     assert row.status == "failed" and "killed the worker" in row.reason
     assert not outputs.is_done(tmp_path, todo[0], "d" * 64)   # tried again by the next run
+
+
+def test_a_gpu_assignment_asks_the_cluster_for_gpu_workers(tmp_path, transformer, copy_root):
+    import dataclasses
+
+    from autograder.regrade.cluster import gpu_resources
+
+    root = copy_root(tmp_path / "root")
+    toml = root / "assignments" / "transformer" / "assignment.toml"
+    toml.write_text("gpu = true\n" + toml.read_text())
+    assert manifest_module.load("transformer", root).gpu and not transformer.gpu
+
+    class Cluster:
+        def __init__(self, resources):
+            self.resources = resources
+
+        def scheduler_info(self):
+            return {"workers": {"tcp://w": {"resources": self.resources}}}
+
+    warned = []
+    assert gpu_resources(Cluster({}), transformer, warned.append) is None
+    gpu = dataclasses.replace(transformer, gpu=True)
+    assert gpu_resources(Cluster({"GPU": 1}), gpu, warned.append) == {"GPU": 1} and not warned
+    assert gpu_resources(Cluster({}), gpu, warned.append) == {"GPU": 1} and "GPU=1" in warned[0]
