@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pathlib
+import io
 import tempfile
 import time
+import zipfile
 
 from .. import manifest as manifest_module
 from . import outputs, sources
@@ -43,6 +45,16 @@ def autograder_zip_bytes(manifest, zip_path: str | pathlib.Path | None = None) -
         return build_autograder_zip(manifest, pathlib.Path(tmp)).read_bytes()
 
 
+def zip_manifest(assignment: str, zip_bytes: bytes):
+    """The manifest inside an autograder zip (loaded from a temporary copy of its assignments/ folder)."""
+    with tempfile.TemporaryDirectory(prefix="regrade-manifest-") as tmp:
+        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+            for name in archive.namelist():
+                if name.startswith(f"assignments/{assignment}/") and name.endswith(".toml"):
+                    archive.extract(name, tmp)
+        return manifest_module.load(assignment, tmp)
+
+
 def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib.Path, *,
             workers: int | None = None, scheduler: str | None = None, previous: str | pathlib.Path | None = None,
             root: str | pathlib.Path = manifest_module.ROOT, zip_path: str | pathlib.Path | None = None,
@@ -53,9 +65,9 @@ def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib
 
     start = time.monotonic()
     out = pathlib.Path(out)
-    manifest = manifest_module.load(assignment, root)
-    zip_bytes = autograder_zip_bytes(manifest, zip_path)
+    zip_bytes = autograder_zip_bytes(manifest_module.load(assignment, root), zip_path)
     digest = hashlib.sha256(zip_bytes).hexdigest()
+    manifest = zip_manifest(assignment, zip_bytes)   # the problems and points the workers grade with
     old = outputs.previous_scores(pathlib.Path(previous)) if previous else None
     with tempfile.TemporaryDirectory(prefix="regrade-source-") as scratch:
         found, is_export = sources.read(submissions, pathlib.Path(scratch))
