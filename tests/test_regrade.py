@@ -241,6 +241,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     assert statuses == {"000-reference": "graded", "001-mutant": "graded", "002-mutant": "graded",
                         "zz-notebook": "rejected"}
     assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
+    finished_by = [json.loads(p.read_text())["worker"] for p in (tmp_path / "out" / "state").glob("*.json")]
+    assert len(finished_by) == 3 and not any(w.endswith(f":{pid}") for w in finished_by)  # re-run elsewhere
 
 
 class _FakeFuture:
