@@ -203,6 +203,12 @@ def test_report_renders_offline_in_chromium_with_its_plots(small, tmp_path):
     assert _page_requests(fetching, tmp_path) == {"http://127.0.0.1:9/x.png"}
 
 
+def _unpacks() -> int:
+    from autograder.regrade import worker as worker_module
+
+    return worker_module.UNPACKS
+
+
 def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path, transformer):
     """An existing cluster, given by its scheduler's address; one of its two workers is killed
     while it grades: its submission runs again on a worker, every submission has one result."""
@@ -230,6 +236,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
         os.kill(pid, signal.SIGKILL)
         thread.join(timeout=400)
         assert not thread.is_alive()
+        unpacks = client.run(_unpacks)   # the autograder zip reached each worker once, not per submission
+        assert unpacks and all(n <= 1 for n in unpacks.values()) and sum(unpacks.values()) >= 1, unpacks
     finally:
         client.close()
         cluster.close()

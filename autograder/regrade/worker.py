@@ -34,6 +34,7 @@ from . import sources
 
 _UNPACKED: dict[str, pathlib.Path] = {}
 _LOCK = threading.Lock()
+UNPACKS = 0   # autograder zips unpacked by this process (once per zip: tests check it)
 
 EMPTY = "empty submission: no files"
 CORRUPT = "corrupt zip: {why}"
@@ -43,6 +44,7 @@ NOT_RUN = "the tests did not run: {why}"
 
 def unpacked(autograder_zip: bytes, digest: str) -> pathlib.Path:
     """The autograder zip unpacked in this process (once per digest), as /autograder/source."""
+    global UNPACKS
     with _LOCK:
         root = _UNPACKED.get(digest)
         if root is None or not root.is_dir():
@@ -50,6 +52,7 @@ def unpacked(autograder_zip: bytes, digest: str) -> pathlib.Path:
             with zipfile.ZipFile(io.BytesIO(autograder_zip)) as archive:
                 archive.extractall(root)
             atexit.register(shutil.rmtree, root, True)
+            UNPACKS += 1
             _UNPACKED[digest] = root
         return root
 
