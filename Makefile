@@ -14,7 +14,8 @@ setup: $(VENV)/.installed chromium
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get install -y chromium >/dev/null || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null) \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null \
+	      || (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null) \
 	      || echo "could not install chromium: tests/test_regrade.py will fail"; \
 	  else echo "no /usr/bin/chromium: install Debian's chromium (tests/test_regrade.py needs it)"; fi; \
 	fi
