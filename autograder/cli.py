@@ -77,7 +77,7 @@ def _regrade(args) -> int:
     from .regrade import regrade
 
     outcome = regrade(args.assignment, args.submissions, args.output, workers=args.workers, scheduler=args.scheduler,
-                      previous=args.previous, zip_path=args.zip, progress=not args.no_progress)
+                      previous=args.previous, zip_path=args.zip, progress=not args.no_progress, warm=not args.cold)
     for line in outcome.lines:
         print(line)
     print(f"wrote {outcome.scores} and {outcome.report}")
@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--previous", default=None, help="an earlier regrade's output folder: report what changed")
     p.add_argument("--zip", default=None, help="the autograder zip to grade with [built now from the repository]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cold", action="store_true",
+                   help="start each grade's test process afresh, as `grade` does "
+                        "[forked from a warm process per worker: torch imported once]")
     p.set_defaults(func=_regrade)
 
     p = commands.add_parser("regrade-demo", help="regrade a small generated class, then again after a hidden "

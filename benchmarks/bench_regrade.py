@@ -7,13 +7,13 @@ into a fresh output folder. Figures and targets:
 - throughput with 2 workers, in submissions/s, cluster start included: >= 0.5 (issue 14, for 200
   `transformer` submissions on 2 cores), next to 1 / (the wall time of one `grade` of the
   reference, measured alone in the same run): the speed-up over grading one by one;
-- memory stays flat: the proportional set size of the Dask worker processes (the processes that
-  live through the class; each grade's own test process and sandbox come and go), sampled every
-  0.5 s, in the last quarter of the run against the first: growth <= 50 MB;
+- memory stays flat: the proportional set size of the Dask worker processes and their warm
+  launchers (the processes that live through the class; each grade's own test process and
+  sandbox come and go), sampled every 0.5 s, in the last quarter of the run against the first: growth <= 50 MB;
 - scaling from 1 to 2 workers on 2 cores: the 1-worker time / the 2-worker time: >= 1.6x, else
   README explains why.
 
-Usage: python benchmarks/bench_regrade.py [--size N] [--assignment NAME] [--skip-one-worker].
+Usage: python benchmarks/bench_regrade.py [--size N] [--assignment NAME] [--skip-one-worker] [--cold-too].
 The exit status is 1 when a target is missed (every figure is printed first).
 """
 from __future__ import annotations
@@ -45,11 +45,25 @@ def one_grade_seconds(assignment: str, submission: pathlib.Path) -> float:
         return time.monotonic() - start
 
 
+def _long_lived(workers: list[int]) -> list[int]:
+    """The Dask workers and their warm launchers (regrade/warm.py: a direct child whose command
+    line names __warm__; the test processes it forks are its children, not the worker's)."""
+    import psutil
+
+    pids = list(workers)
+    for pid in workers:
+        try:
+            pids += [c.pid for c in psutil.Process(pid).children() if "__warm__" in " ".join(c.cmdline())]
+        except psutil.Error:
+            continue
+    return pids
+
+
 def _pss_mb(pids: list[int]) -> float:
     import psutil
 
     total = 0
-    for pid in pids:
+    for pid in _long_lived(pids):
         try:
             total += psutil.Process(pid).memory_full_info().pss
         except (psutil.Error, AttributeError):
@@ -57,7 +71,8 @@ def _pss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
-def timed_regrade(assignment: str, submissions: pathlib.Path, out: pathlib.Path, workers: int) -> dict:
+def timed_regrade(assignment: str, submissions: pathlib.Path, out: pathlib.Path, workers: int,
+                  warm: bool = True) -> dict:
     """Regrade on a new LocalCluster of `workers` (its start counted), sampling its workers' memory."""
     from distributed import Client, LocalCluster
 
@@ -72,7 +87,7 @@ def timed_regrade(assignment: str, submissions: pathlib.Path, out: pathlib.Path,
 
     def run():
         result["outcome"] = regrade(assignment, submissions, out, scheduler=cluster.scheduler_address,
-                                    progress=True, echo=lambda line: None)
+                                    progress=True, echo=lambda line: None, warm=warm)
         stop.set()
 
     thread = threading.Thread(target=run)
@@ -105,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=200, help="submissions in the class [200, as issue 14]")
     parser.add_argument("--assignment", default="transformer")
     parser.add_argument("--skip-one-worker", action="store_true", help="no 1-worker run (no scaling figure)")
+    parser.add_argument("--cold-too", action="store_true",
+                        help="also regrade with 2 workers and --cold (each test process started afresh)")
     args = parser.parse_args(argv)
     manifest = manifest_module.load(args.assignment)
     missed = []
@@ -135,6 +152,10 @@ def main(argv=None) -> int:
         if failed:
             missed.append("pending rows")
             print(f"UNEXPECTED: {len(failed)} submissions left ungraded")
+        if args.cold_too:
+            cold = timed_regrade(args.assignment, submissions, tmp / "out-cold", 2, warm=False)
+            print(f"regrade --cold, 2 workers: {cold['seconds']:.1f} s = {args.size / cold['seconds']:.3f} "
+                  f"submission/s (warm: {two['seconds'] and cold['seconds'] / two['seconds']:.2f}x faster)")
         if not args.skip_one_worker:
             one = timed_regrade(args.assignment, submissions, tmp / "out-1", 1)
             scaling = one["seconds"] / two["seconds"]

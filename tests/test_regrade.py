@@ -271,7 +271,7 @@ class _FakeClient:
         return "zip"
 
     def submit(self, function, *args, key=None, pure=None, resources=None):
-        _, digest, assignment, key_, kind, filename, payload = args
+        _, digest, assignment, key_, kind, filename, payload, warm = args
         return _FakeFuture({"key": key_, "results": json.dumps({"score": 1.0, "tests": []}) + "\n",
                             "reason": "", "seconds": 0.1, "worker": "fake"})
 

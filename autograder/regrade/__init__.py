@@ -58,7 +58,7 @@ def zip_manifest(assignment: str, zip_bytes: bytes):
 def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib.Path, *,
             workers: int | None = None, scheduler: str | None = None, previous: str | pathlib.Path | None = None,
             root: str | pathlib.Path = manifest_module.ROOT, zip_path: str | pathlib.Path | None = None,
-            progress: bool = True, echo=print) -> Outcome:
+            progress: bool = True, echo=print, warm: bool = True) -> Outcome:
     """Grade every submission in `submissions` that OUT/ does not hold yet; write OUT/'s files."""
     from .cluster import connect, grade_all
     from .report import write_report
@@ -83,7 +83,7 @@ def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib
     if todo:
         with connect(workers, scheduler) as client:
             graded_now, interrupted = grade_all(client, manifest, todo, zip_bytes, digest, out,
-                                                progress=progress, echo=echo, local=scheduler is None)
+                                                progress=progress, echo=echo, local=scheduler is None, warm=warm)
     rows = [outputs.row_of(out, s) for s in found]
     changes = outputs.diff(rows, old) if (old is not None or is_export) else None
     scores = outputs.write_scores(out / "scores.csv", rows, manifest)

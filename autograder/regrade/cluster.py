@@ -57,7 +57,7 @@ def gpu_resources(client, manifest, echo=print) -> dict | None:
 
 
 def grade_all(client, manifest, todo: list, autograder_zip: bytes, digest: str, out, *, progress: bool = True,
-              echo=print, local: bool = False) -> tuple[int, bool]:
+              echo=print, local: bool = False, warm: bool = True) -> tuple[int, bool]:
     """Grade `todo` (sources.Submission) on `client`'s workers, keeping each result in `out` as it
     comes; returns (how many were graded, whether Ctrl-C stopped the run)."""
     from distributed import as_completed
@@ -71,7 +71,7 @@ def grade_all(client, manifest, todo: list, autograder_zip: bytes, digest: str, 
     futures = {}
     for submission in todo:
         future = client.submit(grade_one, shared, digest, manifest.name, submission.key, submission.kind,
-                               submission.filename, submission.payload, key=f"regrade-{run}-{submission.key}",
+                               submission.filename, submission.payload, warm, key=f"regrade-{run}-{submission.key}",
                                pure=False, resources=resources)
         futures[future] = submission
     done, failures = 0, 0

@@ -110,10 +110,25 @@ def reason_for(kind: str, filename: str, payload: bytes, target: pathlib.Path, m
     return ""
 
 
+_WARM = None
+
+
+def warm_launcher():
+    """This worker process's warm launcher (warm.py), made on first use."""
+    global _WARM
+    if _WARM is None:
+        from .warm import WarmLauncher
+
+        _WARM = WarmLauncher()
+        atexit.register(_WARM.close)
+    return _WARM
+
+
 def grade_one(autograder_zip: bytes, digest: str, assignment: str, key: str, kind: str, filename: str,
-              payload: bytes) -> dict:
+              payload: bytes, warm: bool = True) -> dict:
     """Grade one submission on this worker: {"key", "results" (results.json's text), "reason",
-    "seconds", "worker"}. Never raises for a bad submission: grade writes results.json whatever happens."""
+    "seconds", "worker"}. Never raises for a bad submission: grade writes results.json whatever happens.
+    `warm`: each test process is forked from this worker's warm launcher (torch imported once)."""
     os.environ.pop("AUTOGRADER_WORKER_USER", None)
     start = time.monotonic()
     root = unpacked(autograder_zip, digest)
@@ -122,7 +137,8 @@ def grade_one(autograder_zip: bytes, digest: str, assignment: str, key: str, kin
         tmp = pathlib.Path(tmp)
         target = _rebuild(kind, filename, payload, tmp)
         output = tmp / "results.json"
-        results = grade(assignment, target, output, root=root, quiet=True)
+        results = grade(assignment, target, output, root=root, quiet=True,
+                        spawn=warm_launcher().spawn if warm else None)
         text = output.read_text(encoding="utf-8") if output.is_file() else json.dumps(results, indent=2) + "\n"
         reason = reason_for(kind, filename, payload, target, manifest, results)
     return {"key": key, "results": text, "reason": reason, "seconds": round(time.monotonic() - start, 2),
