@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -341,3 +342,48 @@ def test_a_gpu_assignment_asks_the_cluster_for_gpu_workers(tmp_path, transformer
     gpu = dataclasses.replace(transformer, gpu=True)
     assert gpu_resources(Cluster({"GPU": 1}), gpu, warned.append) == {"GPU": 1} and not warned
     assert gpu_resources(Cluster({}), gpu, warned.append) == {"GPU": 1} and "GPU=1" in warned[0]
+
+
+def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
+    """The runner's handle on a warm child: its exit status (0, 1), and a kill of its process group
+    (the watchdog's) (-9); the child holds none of the launcher's pipes (student code could write
+    forged exit statuses to them)."""
+    from autograder.regrade.warm import WarmLauncher
+    from autograder.sandbox import launch
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(
+        "import os, time\n\n"
+        "def test_fds():\n    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+        "            links.append(os.readlink('/proc/self/fd/' + fd))\n        except OSError:\n            pass\n"
+        "    open(os.environ['FDS'], 'w').write('\\n'.join(links))\n\n"
+        "def test_mode():\n    mode = os.environ['MODE']\n    assert mode != 'fail'\n"
+        "    while mode == 'hang':\n        time.sleep(1)\n")
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    launcher = WarmLauncher()
+    try:
+        children = {}
+        for mode in ("pass", "fail", "hang"):
+            env = dict(os.environ, MODE=mode, FDS=str(tmp_path / f"{mode}.fds"),
+                       PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+            command, bare = launch.command(sys.executable, [sys.executable, "-m", "pytest", "-q", "-p",
+                                                            "no:cacheprovider", str(tests)],
+                                           env, submission, {"preload": []}, tmp_path / f"{mode}.json")
+            children[mode] = launcher.spawn(command, bare, tmp_path, tmp_path / f"{mode}.log")
+            assert children[mode] is not None, (tmp_path / f"{mode}.log").read_text() if (
+                tmp_path / f"{mode}.log").exists() else "no log"
+        assert children["pass"].wait(timeout=120) == 0, (tmp_path / "pass.log").read_text()
+        server_pipes = {os.readlink(f"/proc/{launcher.process.pid}/fd/{fd}") for fd in (0, 1)}
+        assert all(link.startswith("pipe:") for link in server_pipes)
+        assert not server_pipes & set((tmp_path / "pass.fds").read_text().splitlines())
+        assert children["fail"].wait(timeout=120) == 1
+        hang = children["hang"]
+        time.sleep(1)
+        assert hang.poll() is None
+        os.killpg(hang.pid, signal.SIGKILL)
+        assert hang.wait(timeout=30) == -signal.SIGKILL
+        assert launcher.spawned == 3 and not launcher.cold
+    finally:
+        launcher.close()

@@ -128,6 +128,7 @@ class WarmLauncher:
         self.statuses: dict[int, int] = {}
         self.pids: list[int] = []
         self.cold = False
+        self.spawned = 0   # test processes forked (a run whose child died or hung has several)
 
     def _start(self, python: str, env: dict, preload: list[str]) -> None:
         self.close()
@@ -179,6 +180,7 @@ class WarmLauncher:
         while time.monotonic() < deadline:
             with self.lock:
                 if self.pids:
+                    self.spawned += 1
                     return WarmChild(self, self.pids.pop())
             if self.process.poll() is not None:
                 return None
