@@ -68,7 +68,8 @@ def demo(name: str = "transformer") -> int:
         print(line)
     for change in second.changes or []:
         tests = ", ".join(f"{t[:60]} ({d:+g})" for t, d in change.tests[:2])
-        more = f" and {len(change.tests) - 2} more tests" if len(change.tests) > 2 else ""
+        left = len(change.tests) - 2
+        more = f" and {left} more test{'s' if left > 1 else ''}" if left > 0 else ""
         print(f"  {who(change.students, change.key)}: {change.before:g} -> {change.after:g} ({change.delta:+g}): "
               f"{tests}{more}")
     print(f"report: {second.report}")
