@@ -363,8 +363,8 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
     submission = tmp_path / "submission"
     submission.mkdir()
     launcher = WarmLauncher()
+    children = {}
     try:
-        children = {}
         for mode in ("pass", "fail", "hang"):
             env = dict(os.environ, MODE=mode, FDS=str(tmp_path / f"{mode}.fds"),
                        PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
@@ -386,4 +386,7 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
         assert hang.wait(timeout=30) == -signal.SIGKILL
         assert launcher.spawned == 3 and not launcher.cold
     finally:
+        for child in children.values():   # a failed check leaves no test process running
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
         launcher.close()
