@@ -5,9 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASSIGNMENTS := transformer foundations training
 
-.PHONY: setup lint test demo build starter bench public mutants clean
+.PHONY: setup lint test demo build starter bench bench-regrade public mutants clean chromium
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
+
+# Debian's chromium: tests/test_regrade.py renders report.html in it (headless). Installed with
+# apt-get when missing and we are root; otherwise that test fails and says how to install it.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null \
+	      || (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null) \
+	      || echo "could not install chromium: tests/test_regrade.py will fail"; \
+	  else echo "no /usr/bin/chromium: install Debian's chromium (tests/test_regrade.py needs it)"; fi; \
+	fi
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +37,7 @@ test: setup lint  ## ruff, then the harness's own tests: reference, starter, zip
 
 demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder demo $$a || exit 1; done
+	$(PY) -m autograder regrade-demo transformer
 
 build: setup  ## dist/<name>-autograder.zip and dist/<name>-student.zip
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder build $$a || exit 1; done
@@ -39,8 +51,11 @@ public: setup  ## run the public tests on the reference, as a student runs them
 mutants: setup  ## grade every catalogued buggy/correct variant; fail if one is graded unexpectedly
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder mutants $$a || exit 1; done
 
-bench: setup  ## the cost of grading next to issue 12's targets (time, sandbox overhead, one CPU, memory, restarts)
-	$(PY) benchmarks/bench.py
+bench: setup  ## the cost of grading next to issue 12's targets (time, sandbox overhead, one CPU, memory, restarts), then regrade's
+	@$(PY) benchmarks/bench.py; a=$$?; $(PY) benchmarks/bench_regrade.py $(BENCH_ARGS); b=$$?; exit $$((a || b))
+
+bench-regrade: setup  ## regrade's throughput, memory over a class, 1 vs 2 workers (issue 14)
+	$(PY) benchmarks/bench_regrade.py $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .pytest_cache

@@ -5,6 +5,9 @@
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
+    python -m autograder regrade NAME SUBMISSIONS -o OUT/ [--workers N] [--scheduler tcp://HOST:8786]
+                                 [--previous OLD_OUT/] [--zip AUTOGRADER_ZIP]
+    python -m autograder regrade-demo [NAME]
 """
 from __future__ import annotations
 
@@ -70,6 +73,23 @@ def _demo(args) -> int:
     return demo(args.assignment)
 
 
+def _regrade(args) -> int:
+    from .regrade import regrade
+
+    outcome = regrade(args.assignment, args.submissions, args.output, workers=args.workers, scheduler=args.scheduler,
+                      previous=args.previous, zip_path=args.zip, progress=not args.no_progress, warm=not args.cold)
+    for line in outcome.lines:
+        print(line)
+    print(f"wrote {outcome.scores} and {outcome.report}")
+    return 130 if outcome.interrupted else 0
+
+
+def _regrade_demo(args) -> int:
+    from .regrade.demo import demo
+
+    return demo(args.assignment)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")
     p.add_argument("assignment")
     p.set_defaults(func=_demo)
+
+    p = commands.add_parser("regrade", help="grade a whole class (Gradescope export or folder) on a Dask cluster; "
+                                           "write results/, scores.csv and report.html")
+    p.add_argument("assignment")
+    p.add_argument("submissions", help="a Gradescope 'Export Submissions' zip or folder, or a folder with one "
+                                       "subfolder or zip per student")
+    p.add_argument("-o", "--output", required=True, help="output folder (re-run on it to grade only what changed)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes [one per core]")
+    p.add_argument("--scheduler", default=None, help="an existing Dask cluster's scheduler (tcp://host:8786)")
+    p.add_argument("--previous", default=None, help="an earlier regrade's output folder: report what changed")
+    p.add_argument("--zip", default=None, help="the autograder zip to grade with [built now from the repository]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cold", action="store_true",
+                   help="start each grade's test process afresh, as `grade` does "
+                        "[forked from a warm process per worker: torch imported once]")
+    p.set_defaults(func=_regrade)
+
+    p = commands.add_parser("regrade-demo", help="regrade a small generated class, then again after a hidden "
+                                                "test's points change; print the diff")
+    p.add_argument("assignment", nargs="?", default="transformer")
+    p.set_defaults(func=_regrade_demo)
 
     args = parser.parse_args(argv)
     return args.func(args)

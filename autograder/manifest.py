@@ -15,6 +15,8 @@ Keys (default in brackets):
     diagnoses_before_publish  name the likely mistake (mutants.toml) in public [true]
                        tests' output, visible at once; hidden tests show it
                        with the rest of their output, once grades are published
+    gpu                grading needs a GPU: `regrade` on a Dask cluster asks   [false]
+                       for workers with the resource GPU=1 (README.md, "Grade a class")
     [limits]           (see README.md, "Time budget")
     test_timeout_s     seconds one test may run in grading; a test's own      [30]
                        @pytest.mark.timeout can only shorten it there
@@ -98,6 +100,7 @@ class Manifest:
     timeouts_per_problem: int = 2
     platform_timeout_s: float = 600
     preload: tuple[str, ...] = ("torch", "numpy")
+    gpu: bool = False
 
     def path(self, relative: str) -> pathlib.Path:
         return self.root / relative
@@ -186,6 +189,7 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         timeouts_per_problem=int(limits.get("timeouts_per_problem", 2)),
         platform_timeout_s=float(limits.get("platform_timeout_s", 600)),
         preload=tuple(str(n) for n in data.get("preload", _default_preload(data.get("extra_requirements", ())))),
+        gpu=bool(data.get("gpu", False)),
     )
     _check_limits(manifest, where)
     return manifest

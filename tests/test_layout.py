@@ -3,8 +3,9 @@
 Each module of autograder/ stands on a level (LEVELS, top to bottom):
 
     1  entry points: cli.py, __main__.py, demo.py, mutants.py (the `mutants` command)
-    2  grade/ (one grading run: intake, runner, events, results, batch) and grader/ (grading
-       inside the test process: the plugin's grading half, diagnosis)
+    2  grade/ (one grading run: intake, runner, events, results, batch), grader/ (grading
+       inside the test process: the plugin's grading half, diagnosis) and regrade/ (a whole
+       class on a Dask cluster: the `regrade` command)
     3  sandbox/ (the worker that runs student code: client, process, protocol, server)
     4  catalogue.py (the mutant catalogue), gradescope.py (results.json's format), starter/, build/
     5  kit/ (shipped to students whole, imported by tests), manifest.py, autograder/__init__.py
@@ -41,7 +42,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "autograder"
 
 LEVELS = {
     "autograder.cli": 1, "autograder.__main__": 1, "autograder.demo": 1, "autograder.mutants": 1,
-    "autograder.grade": 2, "autograder.grader": 2,
+    "autograder.grade": 2, "autograder.grader": 2, "autograder.regrade": 2,
     "autograder.sandbox": 3,
     "autograder.catalogue": 4, "autograder.impact": 4, "autograder.gradescope": 4, "autograder.starter": 4,
     "autograder.build": 4,

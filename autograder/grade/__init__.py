@@ -58,11 +58,12 @@ def _stop_on_sigterm():
 
 def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
           root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
-          quiet: bool = False, sandbox: bool = True) -> dict:
+          quiet: bool = False, sandbox: bool = True, spawn=None) -> dict:
     """Grade one submission (folder or zip); write and return results.json.
 
     The child's own output (pytest's report, for instructors) goes to stderr unless `quiet`.
     Student code runs in a sandboxed worker unless `sandbox` is False (trusted code only).
+    `spawn`: how the test process starts (runner.run_tests; `regrade --warm`).
     """
     start = time.monotonic()
     results = None
@@ -73,7 +74,7 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
             tmp = pathlib.Path(tmp)
             taken = intake_module.take(submission, manifest.submission_files, tmp / "submission")
-            run = run_tests(manifest, tmp / "submission", tmp, python=python, sandbox=sandbox)
+            run = run_tests(manifest, tmp / "submission", tmp, python=python, sandbox=sandbox, spawn=spawn)
             for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
                 print(entry, file=sys.stderr)
             if run.collected is None:

@@ -98,8 +98,13 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Path,
-              python: str = sys.executable, sandbox: bool = True) -> Run:
-    """Run every test folder of `manifest` on the files in `submission`."""
+              python: str = sys.executable, sandbox: bool = True, spawn=None) -> Run:
+    """Run every test folder of `manifest` on the files in `submission`.
+
+    `spawn(command, bare_env, cwd, log_path)`, if given, starts a sandboxed run's test process
+    instead of subprocess.Popen (`regrade --warm`: forked from a process that imported torch
+    once, regrade/warm.py), returning a handle with `pid`, `poll()`, `wait()` and `returncode`,
+    or None to start it as usual."""
     run = Run()
     deadline = time.monotonic() + manifest.total_timeout_s
     only: pathlib.Path | None = None
@@ -113,9 +118,11 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
         if sandbox:  # the zygote shares the test process's imports, forked before it reads anything of ours
             command, env = launch.command(python, command, env, submission, sandbox_options(manifest),
                                           workdir / f"child-{attempt}.json")
-        process = subprocess.Popen(command, cwd=workdir,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = spawn(command, env, workdir, workdir / f"child-{attempt}.log") if sandbox and spawn else None
+        if process is None:
+            process = subprocess.Popen(command, cwd=workdir,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
         offset, current, started = 0, None, 0.0
         stop_reason, progressed = None, False
         try:  # stopped from outside (run_autograder's guard: SIGTERM), the child goes too

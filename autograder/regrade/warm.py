@@ -1,0 +1,206 @@
+"""A warm launcher for `regrade --warm`: grading runs whose test process is forked from a process
+that imported torch once, instead of a new Python that imports it again (about 3 CPU seconds of
+each `transformer` grade).
+
+`grade` starts its test process as sandbox/launch.py describes: `python -s -c BOOT LAUNCH ARGS`
+with a bare environment; that process imports torch and the assignment's preload, forks the
+sandbox's zygote, then reads pytest's arguments and its real environment and becomes pytest.
+Here a server, started once per worker with the same bare environment and the same `python -s
+-c`, imports the same modules (zygote.prepare: no tensor op, one thread) and then, for each
+grading run, forks a child that starts a session of its own, moves to the run's folder, writes
+to the run's log, and runs launch.main with the run's LAUNCH and ARGS: from there on, the test
+process of a cold start, with torch already imported. The server has read nothing but the
+preload list, as the launcher before its fork; the run's secrets reach the child after its
+zygote is forked, as before.
+
+The grader sees a `WarmChild` where it had a subprocess.Popen: its pid (the child's session and
+process group, which the runner kills), `poll()` and `wait()`, with the exit status the server
+reaps and reports (negative: killed by that signal, as Popen gives it).
+
+This file is run by path (`runpy`), not imported as part of autograder.regrade, so the server
+and its children import only the standard library and what launch.main imports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+BOOT = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm__')['serve'](sys.argv[2])"
+
+
+def _child(request: dict) -> None:
+    """In the forked child: become the grading run's test process (never returns)."""
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(request["cwd"])
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))   # as Popen's close_fds: not the server's report pipe
+        from autograder.sandbox.launch import main
+
+        main([request["launch"], request["args"]])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:  # noqa: BLE001 - reported in the run's log, as a crashed child
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def serve(preload_json: str) -> None:
+    """The server's loop: one JSON request a line on stdin -> "pid N"; each child's end -> "exit N CODE"."""
+    from autograder.sandbox import zygote
+
+    zygote.prepare({"preload": json.loads(preload_json)})
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    if zygote.threads() != 1:
+        out.write("cold\n")
+        return
+    out.write("ready\n")
+    buffer, children = b"", set()
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.02)
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.discard(pid)
+                out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+        if not ready:
+            continue
+        data = os.read(0, 65536)
+        if not data:
+            return   # the grader is gone: its children were killed with their sessions
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            out.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(json.loads(line))
+            children.add(pid)
+            out.write(f"pid {pid}\n")
+
+
+class WarmChild:
+    """What the runner holds of a test process forked by the server (Popen's part that it uses)."""
+
+    def __init__(self, launcher: "WarmLauncher", pid: int):
+        self.launcher, self.pid, self.returncode = launcher, pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self.launcher.status(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("warm child", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+class WarmLauncher:
+    """The server (started on the first run, with that run's bare environment; started again when
+    the environment changes or the server died) and the statuses it reports."""
+
+    def __init__(self):
+        self.process = None
+        self.key = None
+        self.lock = threading.Lock()
+        self.statuses: dict[int, int] = {}
+        self.pids: list[int] = []
+        self.cold = False
+        self.spawned = 0   # test processes forked (a run whose child died or hung has several)
+
+    def _start(self, python: str, env: dict, preload: list[str]) -> None:
+        self.close()
+        self.process = subprocess.Popen([python, "-s", "-c", BOOT, os.path.abspath(__file__), json.dumps(preload)],
+                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
+        first = self.process.stdout.readline().decode().strip()
+        if first != "ready":
+            self.cold = True
+            self.close()
+            return
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+
+    def _read(self, process) -> None:
+        for raw in process.stdout:
+            parts = raw.decode().split()
+            with self.lock:
+                if parts[:1] == ["pid"]:
+                    self.pids.append(int(parts[1]))
+                elif parts[:1] == ["exit"]:
+                    self.statuses[int(parts[1])] = int(parts[2])
+
+    def status(self, pid: int):
+        with self.lock:
+            if pid in self.statuses:
+                return self.statuses.pop(pid)
+        if self.process is None or self.process.poll() is not None:
+            return -9   # the server is gone, and with it any report: the child is treated as killed
+        return None
+
+    def spawn(self, command: list[str], env: dict, cwd, log) -> WarmChild | None:
+        """Start a grading run's test process (launch.command's `command` and bare `env`) from the
+        server; None when it cannot (the caller then starts it cold)."""
+        if self.cold or command[1:4] != ["-s", "-c", self._launch_boot()] or len(command) != 6:
+            return None
+        preload = json.loads(command[4]).get("sandbox", {}).get("preload", [])
+        key = (command[0], tuple(sorted(env.items())), tuple(preload))
+        if self.process is None or self.process.poll() is not None or key != self.key:
+            self._start(command[0], env, preload)
+            self.key = key
+            if self.process is None:
+                return None
+        with self.lock:
+            self.pids.clear()
+        request = {"cwd": str(cwd), "log": str(log), "launch": command[4], "args": command[5]}
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.pids:
+                    self.spawned += 1
+                    return WarmChild(self, self.pids.pop())
+            if self.process.poll() is not None:
+                return None
+            time.sleep(0.002)
+        return None
+
+    @staticmethod
+    def _launch_boot() -> str:
+        from autograder.sandbox.launch import BOOT as LAUNCH_BOOT
+
+        return LAUNCH_BOOT
+
+    def close(self) -> None:
+        if self.process is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.process = None

@@ -1,0 +1,392 @@
+"""`regrade`: a whole class graded on a real Dask LocalCluster (two worker processes), as `grade`
+grades each submission; resumable; broken submissions cost only their own row; a worker killed
+mid-run; a scheduler given by address; report.html rendered in headless Chromium.
+
+The class is small (fixtures.SMALL: the reference, two mutants, a crash, an empty submission and
+a corrupt zip) and graded once for the module; each grade costs a few seconds of both cores.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pytest
+
+from autograder import manifest as manifest_module
+from autograder.grade import grade
+from autograder.regrade import outputs, regrade, sources, worker
+from autograder.regrade.fixtures import SMALL, make_class
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The small class as a Gradescope export zip, graded with two local workers."""
+    manifest = manifest_module.load("transformer")
+    base = tmp_path_factory.mktemp("regrade")
+    export_zip = make_class(manifest, base / "zipped", SMALL, zipped=True)
+    folder = make_class(manifest, base / "unzipped", SMALL)  # the same class, unpacked (the byte-for-byte check)
+    out = base / "out"
+    lines = []
+    outcome = regrade("transformer", export_zip, out, workers=2, progress=False, echo=lines.append)
+    return {"manifest": manifest, "zip": export_zip, "folder": folder, "out": out, "outcome": outcome,
+            "lines": lines, "base": base}
+
+
+def _csv(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_every_submission_gets_results_and_one_row(small):
+    out, outcome = small["out"], small["outcome"]
+    assert outcome.graded_now == len(SMALL) and not outcome.interrupted
+    assert sorted(p.stem for p in (out / "results").glob("*.json")) == [f"submission_{100000 + k}"
+                                                                          for k in range(len(SMALL))]
+    rows = {r["Submission"]: r for r in _csv(out / "scores.csv")}
+    assert len(rows) == len(SMALL)
+    reference, crash = rows["submission_100000"], rows["submission_100003"]
+    assert (reference["Name"], reference["Email"], reference["SID"]) == ("Ada Lovelace", "ada.0@example.edu", "1000")
+    assert float(reference["Total Score"]) == 100 and reference["Status"] == "graded"
+    # the crash at attention.py's import costs attention.py's problems only
+    assert crash["Status"] == "graded" and float(crash["self_attention"]) == 0 and float(crash["lm_loss"]) == 8
+    for key in ("submission_100001", "submission_100002"):  # the mutants lose points, are graded
+        assert rows[key]["Status"] == "graded" and 0 < float(rows[key]["Total Score"]) < 100
+    assert rows["submission_100004"]["Reason"] == worker.EMPTY
+    assert "corrupt zip" in rows["submission_100005"]["Reason"]
+    assert all(rows[k]["Status"] == "failed" and float(rows[k]["Total Score"]) == 0
+               for k in ("submission_100004", "submission_100005"))
+    problems = list(small["manifest"].problems)
+    assert list(rows["submission_100000"])[:4 + len(problems)] == ["Name", "SID", "Email", "Total Score", *problems]
+
+
+def test_summary_counts_mean_median_failures_and_diff(small):
+    text = "\n".join(small["outcome"].lines)
+    assert f"{len(SMALL)} submissions: {len(SMALL)} graded now, 0 already graded, 2 failed to grade" in text
+    assert re.search(r"total: mean \d+\.\d\d, median \d+\.\d\d / 100", text)
+    assert "diff: " in text and "changed" in text   # against the export's scores
+
+
+def _without_time(text: str) -> str:
+    return re.sub(r'"execution_time": [0-9.]+', '"execution_time": T', text)
+
+
+def test_results_are_what_grade_writes_byte_for_byte(small, tmp_path):
+    """A sample (a mutant: its results hold failures, diagnoses and notes): `grade` on the unpacked
+    submission writes the same bytes as regrade's worker did, apart from the time."""
+    key = "submission_100001"
+    grade("transformer", small["folder"] / key, tmp_path / "direct.json", quiet=True)
+    direct = (tmp_path / "direct.json").read_text(encoding="utf-8")
+    regraded = (small["out"] / "results" / f"{key}.json").read_text(encoding="utf-8")
+    assert "Likely mistake" in regraded
+    assert _without_time(regraded) == _without_time(direct)
+
+
+def test_a_rerun_grades_nothing_graded(small):
+    lines = []
+    again = regrade("transformer", small["zip"], small["out"], workers=2, progress=False, echo=lines.append)
+    assert again.graded_now == 0 and again.skipped == len(SMALL)
+    assert [r.status for r in again.rows] == [r.status for r in small["outcome"].rows]
+
+
+def test_a_changed_submission_or_autograder_is_graded_again(small, tmp_path):
+    found, _ = sources.read(small["folder"])
+    digest = "a" * 64
+    out = tmp_path / "out"
+    for submission in found:
+        outputs.record(out, submission, digest, {"results": "{}\n", "reason": ""})
+    assert all(outputs.is_done(out, s, digest) for s in found)
+    assert not any(outputs.is_done(out, s, "b" * 64) for s in found)   # another autograder zip
+    changed = small["folder"].parent.parent / "changed"
+    shutil.copytree(small["folder"], changed)
+    with open(changed / "submission_100000" / "model.py", "a") as stream:
+        stream.write("\n# edited after the deadline\n")
+    again, _ = sources.read(changed)
+    assert [outputs.is_done(out, s, digest) for s in again] == [False] + [True] * (len(SMALL) - 1)
+
+
+def test_sources_read_an_export_zip_its_folder_and_a_plain_folder(small, tmp_path):
+    from_zip, export = sources.read(small["zip"], tmp_path)
+    from_folder, _ = sources.read(small["folder"])
+    assert export and [s.digest for s in from_zip] == [s.digest for s in from_folder]
+    assert from_zip[1].previous_score is not None and from_zip[1].students[0].name == "Alan Turing"
+    plain = tmp_path / "plain"
+    (plain / "ada").mkdir(parents=True)
+    (plain / "ada" / "attention.py").write_text("x = 1\n")
+    (plain / "ada" / ".venv").mkdir()
+    (plain / "ada" / ".venv" / "big.bin").write_bytes(b"0" * 1000)
+    zipfile.ZipFile(plain / "bob.zip", "w").close()
+    (plain / "carol.ipynb").write_text("{}")
+    (plain / "dave.txt").write_text("hi")
+    found, export = sources.read(plain)
+    assert not export and [s.key for s in found] == ["ada", "bob", "carol", "dave.txt"]
+    assert [bool(s.rejected) for s in found] == [False, False, True, True]
+    assert "notebook" in found[2].rejected
+    rebuilt = sources.unpack_folder(found[0].payload, tmp_path / "rebuilt")
+    assert (rebuilt / ".venv").is_dir() and not (rebuilt / ".venv" / "big.bin").exists()  # intake still names it
+
+
+def test_wrong_files_and_a_grader_that_could_not_run_have_reasons(tmp_path, transformer):
+    folder = tmp_path / "wrong"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("sorry\n")
+    results = {"tests": [{"name": "t", "status": "failed", "output": "x"}]}
+    assert "none of the assignment's files" in worker.reason_for("folder", "", b"", folder, transformer, results)
+    not_run = {"tests": [{"name": "self_attention: not graded", "output": "the grader failed\n..."}]}
+    assert worker.reason_for("folder", "", b"", folder, transformer, not_run).startswith("the tests did not run")
+
+
+def test_a_previous_run_gives_the_diff_with_the_tests_that_caused_it(small, tmp_path):
+    previous = tmp_path / "old"
+    shutil.copytree(small["out"], previous)
+    path = previous / "results" / "submission_100000.json"
+    old = json.loads(path.read_text())
+    old["tests"][0]["score"] = 0.0
+    old["score"] = round(old["score"] - old["tests"][0]["max_score"], 4)
+    path.write_text(json.dumps(old))
+    rows = [outputs.row_of(small["out"], s) for s in sources.read(small["folder"])[0]]
+    changes = outputs.diff(rows, outputs.previous_scores(previous))
+    assert [c.key for c in changes] == ["submission_100000"]
+    assert changes[0].tests == [(old["tests"][0]["name"], old["tests"][0]["max_score"])]
+    assert "diff: 1 changed (1 up, 0 down)" in outputs.diff_line(changes)
+
+
+def _chromium(*args, tmp_path):
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium (apt-get install -y chromium)")
+    return subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _page_requests(report: pathlib.Path, tmp_path: pathlib.Path) -> set[str]:
+    """The URLs the page asked the network for while Chromium rendered it (its net log: requests
+    the page initiated; the browser's own background requests have no origin)."""
+    netlog = tmp_path / f"{report.stem}-net.json"
+    _chromium(f"--log-net-log={netlog}", f"--screenshot={tmp_path / 'ignored.png'}", report.as_uri(),
+              tmp_path=tmp_path)
+    events = json.loads(netlog.read_text(errors="replace")).get("events", [])
+    return {e["params"]["url"] for e in events
+            if "url" in e.get("params", {}) and e["params"].get("initiator", "not an origin") != "not an origin"}
+
+
+def test_report_renders_offline_in_chromium_with_its_plots(small, tmp_path):
+    import matplotlib.image
+
+    report = small["out"] / "report.html"
+    text = report.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") >= 3 and "Likely mistake" in text
+    assert not re.search(r"(src|href)=\"(?!data:)", text)   # nothing to fetch
+    shot = tmp_path / "shot.png"
+    done = _chromium("--window-size=1200,2600", f"--screenshot={shot}", report.as_uri(), tmp_path=tmp_path)
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = (matplotlib.image.imread(shot)[..., :3] * 255).round().astype(int)
+    colours = {tuple(p) for p in pixels.reshape(-1, 3)[::7]}
+    for plot, rgb in {"totals": (0x44, 0x72, 0xc4), "problems": (0x70, 0xad, 0x47), "failures": (0xc0, 0, 0)}.items():
+        assert any(max(abs(a - b) for a, b in zip(c, rgb)) <= 3 for c in colours), f"the {plot} plot is not drawn"
+    dom = _chromium("--dump-dom", report.as_uri(), tmp_path=tmp_path).stdout
+    assert dom.count("<img") >= 3 and "What changed" in dom
+    assert _page_requests(report, tmp_path) == set()
+    fetching = tmp_path / "fetching.html"   # the check sees a page that fetches something
+    fetching.write_text(text.replace("</body>", '<img src="http://127.0.0.1:9/x.png"></body>'), encoding="utf-8")
+    assert _page_requests(fetching, tmp_path) == {"http://127.0.0.1:9/x.png"}
+
+
+def _unpacks() -> int:
+    from autograder.regrade import worker as worker_module
+
+    return worker_module.UNPACKS
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path, transformer):
+    """An existing cluster, given by its scheduler's address; one of its two workers is killed
+    while it grades: its submission runs again on a worker, every submission has one result."""
+    from distributed import Client, LocalCluster
+
+    plain = make_class(transformer, tmp_path / "class", ["reference", "mutant", "mutant"], layout="plain")
+    (plain / "zz-notebook.ipynb").write_text("{}")
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0)
+    client = Client(cluster)
+    outcome, lines = {}, []
+    try:
+        thread = threading.Thread(target=lambda: outcome.setdefault("it", regrade(
+            "transformer", plain, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False,
+            echo=lines.append)))
+        thread.start()
+        deadline = time.monotonic() + 120
+        busy = {}
+        while time.monotonic() < deadline and not busy:
+            busy = {w: tasks for w, tasks in client.processing().items() if tasks}
+            time.sleep(0.2)
+        assert busy, "no worker started grading"
+        time.sleep(3)   # into the grading
+        victim = next(iter(busy))
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=400)
+        assert not thread.is_alive()
+        unpacks = client.run(_unpacks)   # the autograder zip reached each worker once, not per submission
+        assert unpacks and all(n <= 1 for n in unpacks.values()) and sum(unpacks.values()) >= 1, unpacks
+    finally:
+        client.close()
+        cluster.close()
+    result = outcome["it"]
+    assert result.graded_now == 3 and not result.interrupted
+    rows = _csv(tmp_path / "out" / "scores.csv")
+    assert sorted(r["Submission"] for r in rows) == ["000-reference", "001-mutant", "002-mutant", "zz-notebook"]
+    statuses = {r["Submission"]: r["Status"] for r in rows}
+    assert statuses == {"000-reference": "graded", "001-mutant": "graded", "002-mutant": "graded",
+                        "zz-notebook": "rejected"}
+    assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
+    finished_by = [json.loads(p.read_text())["worker"] for p in (tmp_path / "out" / "state").glob("*.json")]
+    assert len(finished_by) == 3 and not any(w.endswith(f":{pid}") for w in finished_by)  # re-run elsewhere
+
+
+class _FakeFuture:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _FakeClient:
+    """Enough of distributed.Client for grade_all: tasks run at once; Ctrl-C comes after the first result."""
+    def __init__(self):
+        self.cancelled = []
+
+    def scatter(self, data, broadcast=False, hash=True):
+        assert broadcast
+        return "zip"
+
+    def submit(self, function, *args, key=None, pure=None, resources=None):
+        _, digest, assignment, key_, kind, filename, payload, warm = args
+        return _FakeFuture({"key": key_, "results": json.dumps({"score": 1.0, "tests": []}) + "\n",
+                            "reason": "", "seconds": 0.1, "worker": "fake"})
+
+    def cancel(self, futures):
+        self.cancelled += futures
+
+
+def test_ctrl_c_keeps_what_is_graded_and_cancels_the_rest(tmp_path, transformer, monkeypatch):
+    import distributed
+
+    from autograder.regrade.cluster import grade_all
+
+    def interrupted(futures):
+        yield next(iter(futures))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "as_completed", interrupted)
+    todo = [sources.Submission(f"s{k}", kind="file", filename="a.zip", payload=bytes([k])) for k in range(3)]
+    client = _FakeClient()
+    done, stopped = grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path, progress=False, local=True)
+    assert (done, stopped) == (1, True) and len(client.cancelled) == 2
+    assert [outputs.is_done(tmp_path, s, "d" * 64) for s in todo] == [True, False, False]
+    rows = [outputs.row_of(tmp_path, s) for s in todo]
+    assert [r.status for r in rows] == ["graded", "pending", "pending"]
+    assert "interrupted" in outputs.summary_lines(rows, transformer, 1, 0, None, 1.0)[0]
+
+
+def test_a_submission_that_keeps_killing_workers_is_one_failed_row(tmp_path, transformer, monkeypatch):
+    import distributed
+    from distributed.scheduler import KilledWorker
+
+    from autograder.regrade.cluster import grade_all
+
+    class Killer(_FakeFuture):
+        def result(self):
+            raise KilledWorker("regrade-x", "tcp://w", 3)
+
+    client = _FakeClient()
+    monkeypatch.setattr(client, "submit", lambda *a, **k: Killer(None))
+    monkeypatch.setattr(distributed, "as_completed", lambda futures: list(futures))
+    todo = [sources.Submission("bomb", kind="file", filename="a.zip", payload=b"x")]
+    assert grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path, progress=False, local=True) == (1, False)
+    row = outputs.row_of(tmp_path, todo[0])
+    assert row.status == "failed" and "killed the worker" in row.reason
+    assert not outputs.is_done(tmp_path, todo[0], "d" * 64)   # tried again by the next run
+
+
+def test_a_gpu_assignment_asks_the_cluster_for_gpu_workers(tmp_path, transformer, copy_root):
+    import dataclasses
+
+    from autograder.regrade.cluster import gpu_resources
+
+    root = copy_root(tmp_path / "root")
+    toml = root / "assignments" / "transformer" / "assignment.toml"
+    toml.write_text("gpu = true\n" + toml.read_text())
+    assert manifest_module.load("transformer", root).gpu and not transformer.gpu
+
+    class Cluster:
+        def __init__(self, resources):
+            self.resources = resources
+
+        def scheduler_info(self):
+            return {"workers": {"tcp://w": {"resources": self.resources}}}
+
+    warned = []
+    assert gpu_resources(Cluster({}), transformer, warned.append) is None
+    gpu = dataclasses.replace(transformer, gpu=True)
+    assert gpu_resources(Cluster({"GPU": 1}), gpu, warned.append) == {"GPU": 1} and not warned
+    assert gpu_resources(Cluster({}), gpu, warned.append) == {"GPU": 1} and "GPU=1" in warned[0]
+
+
+def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
+    """The runner's handle on a warm child: its exit status (0, 1), and a kill of its process group
+    (the watchdog's) (-9); the child holds none of the launcher's pipes (student code could write
+    forged exit statuses to them)."""
+    from autograder.regrade.warm import WarmLauncher
+    from autograder.sandbox import launch
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(
+        "import os, time\n\n"
+        "def test_fds():\n    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+        "            links.append(os.readlink('/proc/self/fd/' + fd))\n        except OSError:\n            pass\n"
+        "    open(os.environ['FDS'], 'w').write('\\n'.join(links))\n\n"
+        "def test_mode():\n    mode = os.environ['MODE']\n    assert mode != 'fail'\n"
+        "    while mode == 'hang':\n        time.sleep(1)\n")
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    launcher = WarmLauncher()
+    children = {}
+    try:
+        for mode in ("pass", "fail", "hang"):
+            env = dict(os.environ, MODE=mode, FDS=str(tmp_path / f"{mode}.fds"),
+                       PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+            command, bare = launch.command(sys.executable, [sys.executable, "-m", "pytest", "-q", "-p",
+                                                            "no:cacheprovider", str(tests)],
+                                           env, submission, {"preload": []}, tmp_path / f"{mode}.json")
+            children[mode] = launcher.spawn(command, bare, tmp_path, tmp_path / f"{mode}.log")
+            assert children[mode] is not None, (tmp_path / f"{mode}.log").read_text() if (
+                tmp_path / f"{mode}.log").exists() else "no log"
+        assert children["pass"].wait(timeout=120) == 0, (tmp_path / "pass.log").read_text()
+        server_pipes = {os.readlink(f"/proc/{launcher.process.pid}/fd/{fd}") for fd in (0, 1)}
+        assert all(link.startswith("pipe:") for link in server_pipes)
+        assert not server_pipes & set((tmp_path / "pass.fds").read_text().splitlines())
+        assert children["fail"].wait(timeout=120) == 1
+        hang = children["hang"]
+        time.sleep(1)
+        assert hang.poll() is None
+        os.killpg(hang.pid, signal.SIGKILL)
+        assert hang.wait(timeout=30) == -signal.SIGKILL
+        assert launcher.spawned == 3 and not launcher.cold
+    finally:
+        for child in children.values():   # a failed check leaves no test process running
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+        launcher.close()
