@@ -263,6 +263,22 @@ class CallRecorder:
                 for nodeid, calls in self.tests.items()}
 
 
+def changes(reference: pathlib.Path, folder: pathlib.Path,
+            files: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
+    """What differs between two submission folders: ({module: functions whose bodies alone
+    changed}, [files changed beyond function bodies])."""
+    functions, whole = {}, []
+    for name in files:
+        if not changed_modules(reference, folder, (name,)):
+            continue
+        changed = changed_functions(reference / name, folder / name)
+        if changed is WHOLE_MODULE:
+            whole.append(name)
+        else:
+            functions[pathlib.PurePath(name).stem] = sorted(changed)
+    return functions, whole
+
+
 def tests_running(records: dict[str, set[tuple[str, str]]], functions: dict[str, list[str]]) -> list[str]:
     """The tests (node ids, in recorded order) that ran one of `functions` ({module: names})."""
     wanted = {(module, name) for module, names in functions.items() for name in names}

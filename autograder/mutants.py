@@ -83,16 +83,7 @@ def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bo
 def affected_tests(manifest: Manifest, label: str, reference: pathlib.Path, folder: pathlib.Path) -> batch.Entry:
     """A batch entry that runs the tests a mutant's changes can affect: the test files that reach
     a file changed beyond function bodies, and the tests that ran a changed function on the reference."""
-    functions, whole = {}, []
-    for name in manifest.submission_files:
-        module = pathlib.PurePath(name).stem
-        if module not in impact.changed_modules(reference, folder, (name,)):
-            continue
-        changed = impact.changed_functions(reference / name, folder / name)
-        if changed is impact.WHOLE_MODULE:
-            whole.append(name)
-        else:
-            functions[module] = sorted(changed)
+    functions, whole = impact.changes(reference, folder, manifest.submission_files)
     all_files = sorted(p for t in manifest.tests for p in manifest.path(t.path).rglob("test_*.py"))
     files = impact.affected_test_files(all_files, reference, folder, tuple(whole)) if whole else []
     return batch.Entry(label, str(folder), tests=[str(p) for p in files], functions=functions)

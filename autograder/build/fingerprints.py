@@ -36,7 +36,7 @@ import tempfile
 import numpy as np
 
 from .. import manifest as manifest_module
-from .. import catalogue
+from .. import catalogue, impact
 from ..kit import fingerprints
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -146,9 +146,10 @@ def public_tests(manifest: manifest_module.Manifest) -> list[tuple[str, list[str
 
 
 def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: list[str],
-            workdir: pathlib.Path, every_check: bool = False) -> list[dict]:
+            workdir: pathlib.Path, every_check: bool = False,
+            recorder: impact.CallRecorder | None = None) -> list[dict]:
     """What fails (and, with `every_check`, what every check compares) when the public tests
-    `nodeids` run on the files in `folder`."""
+    `nodeids` run on the files in `folder` (`recorder`: which functions each test runs)."""
     import pytest
 
     only = workdir / f"only-{len(list(workdir.glob('only-*')))}.txt"
@@ -156,7 +157,8 @@ def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: l
     records: list[dict] = []
     fingerprints.record(records, every_check)
     try:
-        pytest.main([*_pytest_args(manifest), "--submission", str(folder), "--only", str(only)])
+        pytest.main([*_pytest_args(manifest), "--submission", str(folder), "--only", str(only)],
+                    plugins=[recorder] if recorder is not None else None)
     finally:
         fingerprints.record(None)
     return records
@@ -175,14 +177,20 @@ def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
     tests = public_tests(manifest)
     concerned = set().union(*(m.problems for m in wrong))
     checked = [n for n, problems in tests if concerned & set(problems)]
-    runs = [observe(manifest, manifest.path(manifest.reference), checked,
-                    workdir, every_check=True) for _ in range(2)]
+    reference_folder = catalogue.materialise(manifest, [], workdir / "reference")
+    recorder = impact.CallRecorder(reference_folder)
+    runs = [observe(manifest, reference_folder, checked, workdir, every_check=True, recorder=recorder),
+            observe(manifest, reference_folder, checked, workdir, every_check=True)]
     reference, unstable = runs[0], unstable_tests(*runs)
+    records = recorder.records()
     observed = []
     for mutant in wrong:
         mine = [n for n, problems in tests if set(mutant.problems) & set(problems)]
+        folder = catalogue.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
+        functions, whole = impact.changes(reference_folder, folder, manifest.submission_files)
+        if not whole:  # a test that runs no changed function passes, as on the reference: nothing to record
+            mine = [n for n in impact.tests_running(records, functions) if n in mine]
         if mine:
-            folder = catalogue.materialise(manifest, [mutant], workdir / "variants" / mutant.name)
             observed.append((mutant.diagnosis, observe(manifest, folder, mine, workdir)))
     return tabulate(observed, reference, unstable)
 
