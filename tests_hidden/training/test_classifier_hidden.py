@@ -108,7 +108,7 @@ def test_train_mode_and_calls(student, reference, device):
 
 # ---- evaluate_classifier ----------------------------------------------------------------------
 
-@pytest.mark.problem("train_classifier")
+@pytest.mark.problem("evaluate_classifier")
 @pytest.mark.parametrize("training,start", [(True, 0), (False, 30), (True, 60)])
 def test_evaluate_like_reference(student, reference, device, training, start):
     """evaluate_classifier: the fraction of all examples predicted right (batches of 7, 7 and 3, dropout 0.5), in eval mode without gradients, mode restored"""
@@ -119,7 +119,7 @@ def test_evaluate_like_reference(student, reference, device, training, start):
     got = student.classifier.evaluate_classifier(stu, loader)
     what = (f"evaluate_classifier on batches of {', '.join(map(str, SIZES))}, the model in "
             f"{'train' if training else 'eval'} mode")
-    assert_scalar_close(expect_float(got, "evaluate_classifier"), want, rtol=1e-9, atol=1e-12,
+    assert_scalar_close(expect_float(got, "evaluate_classifier"), want, rtol=1e-6, atol=1e-9,
                         what=f"the accuracy from {what}")
     snap = student.classifier.snapshot(stu)
     modes = {tuple(c[:2]) for c in snap["calls"]}
@@ -133,6 +133,7 @@ def test_evaluate_like_reference(student, reference, device, training, start):
 # ---- train_classifier -------------------------------------------------------------------------
 
 @pytest.mark.problem("train_classifier")
+@pytest.mark.isolate("classifier", "evaluate_classifier")
 def test_train_classifier_history_like_reference(student, reference, device):
     """train_classifier, 3 epochs: the history of (train loss, validation accuracy) pairs as the reference's, each epoch trained then evaluated"""
     cfg = config(0.0)
@@ -149,7 +150,7 @@ def test_train_classifier_history_like_reference(student, reference, device):
                f"each entry of train_classifier's history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
         assert_scalar_close(expect_float(entry[0], "train_classifier's train loss"), loss, rtol=1e-4, atol=1e-5,
                             what=f"the training loss of epoch {epoch} in train_classifier's history")
-        assert_scalar_close(expect_float(entry[1], "train_classifier's accuracy"), accuracy, rtol=1e-9, atol=1e-12,
+        assert_scalar_close(expect_float(entry[1], "train_classifier's accuracy"), accuracy, rtol=1e-6, atol=1e-9,
                             what=f"the validation accuracy after epoch {epoch} in train_classifier's history")
     calls = [tuple(c[:2]) for c in student.classifier.snapshot(stu)["calls"]]
     expect(calls == ([(True, True)] * 3 + [(False, False)] * 3) * 3,

@@ -57,12 +57,12 @@ def test_train_two_epochs(student, device):
     expect(got["training"], "train should leave the model in train mode (call model.train() first).")
 
 
-@pytest.mark.problem("train_classifier")
+@pytest.mark.problem("evaluate_classifier")
 def test_evaluate_classifier(student, device):
     """evaluate_classifier: accuracy over the examples of batches of 8, 8 and 5, dropout 0.5, in eval mode without gradients, mode restored"""
     model = student.classifier.build_classifier(config(0.5), seed=2, device=device)
     got = student.classifier.evaluate_classifier(model, small_loader("test", device))
-    assert_scalar_close(expect_float(got, "evaluate_classifier"), 10 / 21, rtol=1e-9, atol=1e-12,
+    assert_scalar_close(expect_float(got, "evaluate_classifier"), 10 / 21, rtol=1e-6, atol=1e-9,
                         what="the accuracy from evaluate_classifier (correct predictions over all 21 examples)")
     snap = student.classifier.snapshot(model)
     expect(all(not training and not grad for training, grad, _ in snap["calls"]),
@@ -71,6 +71,7 @@ def test_evaluate_classifier(student, device):
 
 
 @pytest.mark.problem("train_classifier")
+@pytest.mark.isolate("classifier", "evaluate_classifier")  # in grading, the reference's: a wrong accuracy costs evaluate_classifier only
 @pytest.mark.timeout(90)
 def test_classifier_learns_the_reviews(student, device):
     """train_classifier: 10 epochs (20 on a GPU) on 480 reviews reach a validation accuracy of at least 0.85 on the other 120"""
