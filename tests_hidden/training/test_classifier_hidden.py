@@ -10,8 +10,8 @@ from autograder.kit import reviews
 from autograder.kit.checks import assert_close, assert_scalar_close, expect
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
 
-FLOOR = 0.85                             # validation accuracy to reach (the reference: see benchmarks/training_seeds.py)
-EPOCHS = {"cpu": 10, "cuda": 20}
+FLOOR = 0.8                             # validation accuracy to reach (the reference: see benchmarks/training_seeds.py)
+EPOCHS = {"cpu": 12, "cuda": 20}
 LR = 1e-2
 # batch sizes of the small loaders: an uneven last batch, so that a mean over batches differs from the
 # mean over examples
@@ -132,30 +132,50 @@ def test_evaluate_like_reference(student, reference, device, training, start):
 
 # ---- train_classifier -------------------------------------------------------------------------
 
+def val_loader_of(device: str) -> list:
+    """Validation batches of 5 and 4 (other sizes than the training batches, to tell the calls apart)."""
+    ids, labels = data()["test"]
+    return [(ids[20:25].to(device), labels[20:25].to(device)), (ids[25:29].to(device), labels[25:29].to(device))]
+
+
 @pytest.mark.problem("train_classifier")
-@pytest.mark.isolate("classifier", "evaluate_classifier")
 def test_train_classifier_history_like_reference(student, reference, device):
-    """train_classifier, 3 epochs: the history of (train loss, validation accuracy) pairs as the reference's, each epoch trained then evaluated"""
+    """train_classifier, 3 epochs: the training losses of the history as the reference's, each epoch trained on the training batches then evaluated on the validation batches"""
     cfg = config(0.0)
     stu, ref = paired(student, reference, 14, device, cfg, training=False)
-    train_loader, val_loader = loader_of("train", 80, device), loader_of("test", 20, device)
+    train_loader, val_loader = loader_of("train", 80, device), val_loader_of(device)
     want = reference.classifier.train_classifier(ref, train_loader, val_loader, reference.classifier.plain_adam(ref, LR),
                                                  reference.classifier.cross_entropy(), 3)
     got = student.classifier.train_classifier(stu, train_loader, val_loader, student.classifier.plain_adam(stu, LR),
                                               student.classifier.cross_entropy(), 3)
     expect(isinstance(got, (list, tuple)) and len(got) == 3,
            f"train_classifier(..., epochs=3) should return a list of 3 (train_loss, val_accuracy) pairs, got {got!r}.")
-    for epoch, (entry, (loss, accuracy)) in enumerate(zip(got, want), start=1):
+    for epoch, (entry, (loss, _)) in enumerate(zip(got, want), start=1):
         expect(isinstance(entry, (tuple, list)) and len(entry) == 2,
                f"each entry of train_classifier's history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
         assert_scalar_close(expect_float(entry[0], "train_classifier's train loss"), loss, rtol=1e-4, atol=1e-5,
                             what=f"the training loss of epoch {epoch} in train_classifier's history")
-        assert_scalar_close(expect_float(entry[1], "train_classifier's accuracy"), accuracy, rtol=1e-6, atol=1e-9,
-                            what=f"the validation accuracy after epoch {epoch} in train_classifier's history")
-    calls = [tuple(c[:2]) for c in student.classifier.snapshot(stu)["calls"]]
-    expect(calls == ([(True, True)] * 3 + [(False, False)] * 3) * 3,
-           "each epoch of train_classifier should train on the 3 training batches (train mode, gradients) and then "
-           f"evaluate on the 3 validation batches (eval mode, no gradients); the calls were {calls}.")
+        expect_float(entry[1], "train_classifier's validation accuracy")
+    sizes = [c[2] for c in student.classifier.snapshot(stu)["calls"]]
+    expect(sizes == [*SIZES, 5, 4] * 3,
+           "each epoch of train_classifier should train on the 3 training batches (of 7, 7 and 3) and then evaluate on "
+           f"the 2 validation batches (of 5 and 4); the model was called on batches of {sizes}.")
+
+
+@pytest.mark.problem("train_classifier")
+def test_train_classifier_reports_accuracy_after_each_epoch(student, reference, device):
+    """train_classifier, one epoch at a time: the history's accuracy is evaluate_classifier's on the validation batches after that epoch's training"""
+    stu = student.classifier.build_classifier(config(0.0), seed=15, device=device)
+    optimizer, criterion = student.classifier.plain_adam(stu, LR), student.classifier.cross_entropy()
+    train_loader, val_loader = loader_of("train", 100, device), val_loader_of(device)
+    for epoch in range(1, 3):
+        history = student.classifier.train_classifier(stu, train_loader, val_loader, optimizer, criterion, 1)
+        expect(isinstance(history, (list, tuple)) and len(history) == 1 and len(history[0]) == 2,
+               f"train_classifier(..., epochs=1) should return one (train_loss, val_accuracy) pair, got {history!r}.")
+        after = student.classifier.evaluate_classifier(stu, val_loader)  # your own evaluation, after the epoch
+        assert_scalar_close(expect_float(history[0][1], "train_classifier's validation accuracy"), after, rtol=1e-6,
+                            atol=1e-9, what=f"the validation accuracy in the history of epoch {epoch} (it should be "
+                                            "evaluate_classifier's on val_loader after that epoch's training)")
 
 
 # ---- the floor ----------------------------------------------------------------------------------
@@ -163,7 +183,7 @@ def test_train_classifier_history_like_reference(student, reference, device):
 @pytest.mark.problem("train_classifier")
 @pytest.mark.timeout(90)
 def test_trained_classifier_clears_the_floor(student, reference, device):
-    """your training loop (train, once per epoch: 10 epochs, 20 on a GPU) makes the classifier reach a validation accuracy of 0.85, as the reference's evaluation measures it"""
+    """your training loop (train, once per epoch: 12 epochs, 20 on a GPU) makes the classifier reach a validation accuracy of 0.8, as the reference's evaluation measures it"""
     epochs = budget(EPOCHS, device)
     cfg = {"vocab_size": data()["vocab_size"], "embed_dim": 32, "num_heads": 4, "ffn_dim": 64, "dropout": 0.1}
     stu = student.classifier.build_classifier(cfg, seed=3, device=device)

@@ -6,13 +6,14 @@ CategorizedPlaintextCorpusReader, see autograder/kit/reviews.py). Models are bui
 section as it is. Tests run on CUDA when your machine has a GPU (TF32 off), else on the CPU.
 """
 import pytest
+import torch
 
 from autograder.kit import reviews
 from autograder.kit.checks import assert_scalar_close, expect
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
 
-FLOOR = 0.85                             # validation accuracy the trained classifier must reach
-EPOCHS = {"cpu": 10, "cuda": 20}         # epochs of training per device
+FLOOR = 0.8                             # validation accuracy the trained classifier must reach
+EPOCHS = {"cpu": 12, "cuda": 20}         # epochs of training per device
 LR = 1e-2
 
 
@@ -42,7 +43,7 @@ def test_train_two_epochs(student, device):
     model = student.classifier.build_classifier(config(0.0), seed=1, device=device, training=False)
     optimizer = student.classifier.plain_adam(model, lr=LR)
     loader = small_loader("train", device)
-    expected = [0.804563704700697, 0.608947461559659]
+    expected = [0.7503576704433986, 0.6397721306199119]
     for epoch, want in enumerate(expected):
         loss = student.classifier.train(model, loader, optimizer, student.classifier.cross_entropy())
         assert_scalar_close(expect_float(loss, "train"), want, rtol=1e-4, atol=1e-5,
@@ -62,7 +63,7 @@ def test_evaluate_classifier(student, device):
     """evaluate_classifier: accuracy over the examples of batches of 8, 8 and 5, dropout 0.5, in eval mode without gradients, mode restored"""
     model = student.classifier.build_classifier(config(0.5), seed=2, device=device)
     got = student.classifier.evaluate_classifier(model, small_loader("test", device))
-    assert_scalar_close(expect_float(got, "evaluate_classifier"), 10 / 21, rtol=1e-6, atol=1e-9,
+    assert_scalar_close(expect_float(got, "evaluate_classifier"), 9 / 21, rtol=1e-6, atol=1e-9,
                         what="the accuracy from evaluate_classifier (correct predictions over all 21 examples)")
     snap = student.classifier.snapshot(model)
     expect(all(not training and not grad for training, grad, _ in snap["calls"]),
@@ -71,10 +72,9 @@ def test_evaluate_classifier(student, device):
 
 
 @pytest.mark.problem("train_classifier")
-@pytest.mark.isolate("classifier", "evaluate_classifier")  # in grading, the reference's: a wrong accuracy costs evaluate_classifier only
 @pytest.mark.timeout(90)
 def test_classifier_learns_the_reviews(student, device):
-    """train_classifier: 10 epochs (20 on a GPU) on 480 reviews reach a validation accuracy of at least 0.85 on the other 120"""
+    """train_classifier: 12 epochs (20 on a GPU) on 480 reviews reach a validation accuracy of at least 0.8 on the other 120"""
     epochs = budget(EPOCHS, device)
     model = student.classifier.build_classifier(config(0.1), seed=0, device=device)
     student.classifier.seed_everything(0, device)
@@ -92,5 +92,22 @@ def test_classifier_learns_the_reviews(student, device):
         expect_float(entry[1], "train_classifier's validation accuracy")
     expect(history[-1][0] < history[0][0], f"the training loss should fall over {epochs} epochs; it went from "
                                            f"{history[0][0]:.3f} to {history[-1][0]:.3f}.")
-    expect(history[-1][1] >= FLOOR, f"after {epochs} epochs the validation accuracy is {history[-1][1]:.3f}; it should "
-                                    f"reach {FLOOR} (history: {[(round(l, 3), round(a, 3)) for l, a in history]}).")
+    # measured here, not by your evaluate_classifier (a mistake there costs its own problem only)
+    accuracy = validation_accuracy(model, student.classifier.snapshot(model)["params"], val_loader)
+    expect(accuracy >= FLOOR, f"after {epochs} epochs the validation accuracy is {accuracy:.3f}; it should reach {FLOOR} "
+                              f"(your history: {[(round(l, 3), round(a, 3)) for l, a in history]}).")
+
+
+def validation_accuracy(model, params: dict, loader) -> float:
+    """The fraction of the loader's examples the model, with the trained `params` (read back with the given
+    `snapshot`), classifies right in eval mode."""
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name].to(p.device))
+        for ids, labels in loader:
+            logits, _ = model(ids)
+            correct += int((logits.argmax(dim=-1) == labels).sum())
+            total += len(labels)
+    return correct / total

@@ -1,21 +1,26 @@
 """Write the small movie-reviews corpus of autograder/kit/data/reviews/ (the `training` assignment's
 classifier data), laid out like NLTK's `movie_reviews`: `pos/cvNNN_SSSSS.txt` and `neg/...`, one
-review per file, lower-case, words and punctuation separated by spaces.
+review per file, lower-case, words and punctuation separated by spaces; 300 reviews per class,
+about 40 KB.
 
-Run `python autograder/kit/data/make_reviews.py` to write it again: the same bytes every time (a
-fixed seed, Python's `random` only). NLTK's real corpus cannot be downloaded here; this one is
-made so that a classifier must read word order, not only count words:
+Run `python autograder/kit/data/make_reviews.py [FOLDER]` to write it again: the same bytes every
+time (a fixed seed, Python's `random` only; tests/test_reviews.py checks it). NLTK's real corpus
+cannot be downloaded here; this one is made so that a classifier must combine words, not only
+count them:
 
-- every review has one evaluative sentence (a noun and a sentiment adjective: "the plot was
-  dull .") among 2 to 4 neutral sentences, and exactly one "not";
-- the "not" either negates the adjective, directly before it ("the plot was not dull ."), or
-  sits in a neutral sentence ("we did not stay for the credits .");
+- every review has two sentences, in either order: an evaluative one (a noun and one of 8
+  sentiment adjectives: "the plot was dull .") and a neutral one, drawn from the same templates
+  for both classes;
+- in 35% of the reviews the adjective is negated, "not" right before it ("the plot was not
+  dull ."); "not" appears nowhere else;
 - the label is the adjective's polarity, flipped when it is negated.
 
-So the words of a review, counted, say nothing about its label: the adjective's polarity is
-positive or negative with the same probability in both classes, and every review holds one
-"not" and draws its neutral sentences from the same templates. A bag-of-words classifier stays
-at chance; a model that sees that "not" stands right before the adjective reads the label.
+The label is the exclusive or of two things a bag of words sees (a positive adjective, a "not"),
+which no linear function of the word counts computes: logistic regression on the counts learns the
+adjective's polarity and gets the negated reviews wrong (0.62 on the training reviews, 0.68 on the
+validation ones, see `reviews.bag_of_words_accuracy`), while the attention classifier, whose
+adjective attends to the "not" before it, reaches 0.93 to 1.0 in 12 epochs
+(benchmarks/training_seeds.py).
 """
 from __future__ import annotations
 
@@ -24,13 +29,13 @@ import random
 
 SEED = 2026
 PER_CLASS = 300
-NEGATED = 0.3  # the share of reviews whose adjective is negated
+NEGATED = 0.35  # the share of reviews whose adjective is negated
 HERE = pathlib.Path(__file__).resolve().parent / "reviews"
 
 NOUNS = ["film", "movie", "plot", "acting", "script", "cast", "story", "ending", "direction", "soundtrack",
          "pacing", "dialogue", "humour", "photography"]
-POSITIVE = ["good", "great", "excellent", "wonderful", "brilliant", "superb", "enjoyable", "clever"]
-NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak", "clumsy", "tedious"]
+POSITIVE = ["good", "great", "excellent", "wonderful"]
+NEGATIVE = ["bad", "awful", "boring", "dull"]
 # {neg} is "not " or nothing; {noun} a noun
 EVALUATIVE = ["the {noun} was {neg}{adj} .", "i found the {noun} {neg}{adj} .", "this {noun} is {neg}{adj} .",
               "overall the {noun} felt {neg}{adj} .", "to me the {noun} seemed {neg}{adj} ."]
@@ -42,29 +47,31 @@ NEUTRAL = ["i had {neg}seen the trailer before .", "the {noun} did {neg}run long
 
 
 def review(rng: random.Random, positive: bool) -> str:
-    """One review of the given class: the evaluative sentence at a random place among the neutral ones."""
+    """One review of the given class: the evaluative sentence and a neutral one, in either order."""
     negated = rng.random() < NEGATED
     adjective_positive = positive != negated  # the label is the polarity, flipped by a negation
     adjective = rng.choice(POSITIVE if adjective_positive else NEGATIVE)
-    neutral = rng.sample(NEUTRAL, rng.randint(1, 2))
-    sentences = [t.format(noun=rng.choice(NOUNS), neg="") for i, t in enumerate(neutral)]
+    sentences = [rng.choice(NEUTRAL).format(noun=rng.choice(NOUNS), neg="")]
     evaluative = rng.choice(EVALUATIVE).format(noun=rng.choice(NOUNS), adj=adjective, neg="not " if negated else "")
     sentences.insert(rng.randrange(len(sentences) + 1), evaluative)
     return " ".join(sentences) + "\n"
 
 
-def main() -> None:
+def main(out: pathlib.Path = HERE) -> None:
+    """Write the corpus under `out` (its pos/ and neg/ folders are emptied first)."""
     rng = random.Random(SEED)
     for category in ("pos", "neg"):
-        folder = HERE / category
+        folder = out / category
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.txt"):
             old.unlink()
     for index in range(2 * PER_CLASS):  # the classes interleaved, so a prefix of the files is balanced
         category = "pos" if index % 2 == 0 else "neg"
         text = review(rng, category == "pos")
-        (HERE / category / f"cv{index // 2:03d}_{rng.randrange(100000):05d}.txt").write_text(text, encoding="utf-8")
+        (out / category / f"cv{index // 2:03d}_{rng.randrange(100000):05d}.txt").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
