@@ -16,6 +16,7 @@ LR = 1e-2
 # batch sizes of the small loaders: an uneven last batch, so that a mean over batches differs from the
 # mean over examples
 SIZES = (7, 7, 3)
+EVAL_SIZES = (16, 16, 7)  # evaluate_classifier: more examples, so that dropout left on changes the accuracy
 
 
 def data() -> dict:
@@ -27,11 +28,11 @@ def config(dropout: float, **changes) -> dict:
             **changes}
 
 
-def loader_of(split: str, start: int, device: str) -> list:
-    """Reviews start, start+1, ... of `split` in batches of SIZES."""
+def loader_of(split: str, start: int, device: str, sizes=SIZES) -> list:
+    """Reviews start, start+1, ... of `split` in batches of `sizes`."""
     ids, labels = data()[split]
     out, at = [], start
-    for size in SIZES:
+    for size in sizes:
         out.append((ids[at:at + size].to(device), labels[at:at + size].to(device)))
         at += size
     return out
@@ -108,16 +109,52 @@ def test_train_mode_and_calls(student, reference, device):
 
 # ---- evaluate_classifier ----------------------------------------------------------------------
 
+_PRETRAINED: dict = {}
+
+
+def pretrained_params(reference, device: str, cfg: dict) -> dict:
+    """The reference classifier's weights after 6 epochs on 320 training reviews (computed once per run)."""
+    if device not in _PRETRAINED:
+        model = reference.classifier.build_classifier(cfg, seed=16, device=device)
+        optimizer = reference.classifier.plain_adam(model, lr=LR)
+        ids, labels = data()["train"]
+        loader = reviews.batches(ids[:320], labels[:320], 32, device=device, seed=16)
+        for _ in range(6):
+            reference.classifier.train(model, loader, optimizer, reference.classifier.cross_entropy())
+        _PRETRAINED[device] = reference.classifier.snapshot(model)["params"]
+    return _PRETRAINED[device]
+
+
+def pretrained_pair(student, reference, seed: int, device: str, cfg: dict, training: bool):
+    """Paired classifiers with partly trained weights (an untrained one gives every review the same class,
+    whatever its mode: dropout left on would not show), in the given mode."""
+    stu, ref = paired(student, reference, seed, device, cfg, training=training)
+    params = pretrained_params(reference, device, cfg)
+    load_into(ref, params, device)
+    stu_params = dict(student.classifier.snapshot(stu)["params"])
+    expect(stu_params.keys() == params.keys(), "build_classifier's model should have the given ReviewClassifier's "
+                                               "parameters: keep the Given section as it is.")
+    ref.train(training)
+    return load_student(student, stu, params, device), ref
+
+
+def load_student(student, model, params: dict, device: str):
+    """The student's model with `params` (copied in the grader: the next call sends them along)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name].to(device))
+    return model
+
+
 @pytest.mark.problem("evaluate_classifier")
 @pytest.mark.parametrize("training,start", [(True, 0), (False, 30), (True, 60)])
 def test_evaluate_like_reference(student, reference, device, training, start):
-    """evaluate_classifier: the fraction of all examples predicted right (batches of 7, 7 and 3, dropout 0.5), in eval mode without gradients, mode restored"""
-    cfg = config(0.5)
-    stu, ref = paired(student, reference, 13 + start, device, cfg, training=training)
-    loader = loader_of("test", start, device)
+    """evaluate_classifier: the fraction of all examples predicted right (batches of 16, 16 and 7, dropout 0.5), in eval mode without gradients, mode restored"""
+    stu, ref = pretrained_pair(student, reference, 13 + start, device, config(0.5), training)
+    loader = loader_of("test", start, device, EVAL_SIZES)
     want = reference.classifier.evaluate_classifier(ref, loader)
     got = student.classifier.evaluate_classifier(stu, loader)
-    what = (f"evaluate_classifier on batches of {', '.join(map(str, SIZES))}, the model in "
+    what = (f"evaluate_classifier on batches of {', '.join(map(str, EVAL_SIZES))}, the model in "
             f"{'train' if training else 'eval'} mode")
     assert_scalar_close(expect_float(got, "evaluate_classifier"), want, rtol=1e-6, atol=1e-9,
                         what=f"the accuracy from {what}")
