@@ -132,6 +132,14 @@ def build_classifier(config: dict, *, seed: int, device: str = "cpu", training: 
     return model
 
 
+def load_weights(model: nn.Module, params: dict) -> nn.Module:
+    """Copy `params` (parameter name -> tensor, as `snapshot` gives them) into `model`, on its device."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name].to(p.device))
+    return model
+
+
 def plain_adam(model: nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
     """The notebook's optimiser: Adam over every parameter."""
     return torch.optim.Adam(model.parameters(), lr=lr)
