@@ -301,6 +301,10 @@ PITFALL_MUTANTS = {
         "sample-global-rng": "sample: draw with the generator",
         "sample-whole-sequence": "sample: the window rule of greedy_decode",
         "sample-with-grad": "sample: without recording gradients",
+        "cls-no-zero-grad": "train: zero the gradients for each batch",
+        "cls-train-mean-of-batch-losses": "train: the mean loss over the epoch's examples",
+        "cls-eval-mean-of-batch-accuracies": "evaluate_classifier: correct predictions over all examples",
+        "cls-eval-mode-not-restored": "evaluate_classifier: restore the previous mode",
     },
 }
 
