@@ -155,7 +155,7 @@ def test_python_version_claims_match_the_pins():
 
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     lines += (ROOT / "autograder/requirements-student.txt").read_text().splitlines()
-    for name in ("transformer", "foundations"):
+    for name in ("transformer", "foundations", "training"):
         lines += manifest_module.load(name).extra_requirements
     pins = {}
     for line in lines:
