@@ -62,7 +62,8 @@ def test_student_zip_has_no_reference_and_no_hidden_test(zips, transformer):
         assert all(n.startswith("transformer/") for n in names)
         assert not any("reference" in n or "hidden" in n for n in names)
         kit = {f"transformer/autograder/kit/{path.relative_to(ROOT / 'autograder/kit').as_posix()}"
-               for path in (ROOT / "autograder/kit").rglob("*.py") if "__pycache__" not in path.parts}
+               for path in (ROOT / "autograder/kit").rglob("*") if path.is_file() and "__pycache__" not in path.parts
+               and path.suffix in {".py", ".txt", ""}}  # its code, and its data (kit/data/reviews: a small corpus)
         ours = {n for n in names if n.startswith("transformer/autograder/")}
         assert ours == kit | {"transformer/autograder/__init__.py"}  # the kit, whole, and nothing else of ours
         assert {"transformer/attention.py", "transformer/run_tests.py", "transformer/README.md",
@@ -154,7 +155,7 @@ def test_python_version_claims_match_the_pins():
 
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     lines += (ROOT / "autograder/requirements-student.txt").read_text().splitlines()
-    for name in ("transformer", "foundations"):
+    for name in ("transformer", "foundations", "training"):
         lines += manifest_module.load(name).extra_requirements
     pins = {}
     for line in lines:

@@ -306,6 +306,10 @@ PITFALL_MUTANTS = {
         "metrics-argmax-axis-0": "compute_metrics: the argmax over the classes",
         "args-no-eval-strategy": "training_arguments: eval_strategy=\"epoch\"",
         "fine-tune-no-compute-metrics": "fine_tune: a Trainer with compute_metrics",
+        "cls-no-zero-grad": "train: zero the gradients for each batch",
+        "cls-train-mean-of-batch-losses": "train: the mean loss over the epoch's examples",
+        "cls-eval-mean-of-batch-accuracies": "evaluate_classifier: correct predictions over all examples",
+        "cls-eval-mode-not-restored": "evaluate_classifier: restore the previous mode",
     },
 }
 

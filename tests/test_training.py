@@ -90,8 +90,10 @@ def test_student_zip_runs_the_public_tests(tmp_path, training):
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path)
-    assert {"training/training.py", "training/model.py", "training/README.md", "training/tests/test_training.py",
-            "training/autograder/kit/devices.py"} <= names
+    assert {"training/training.py", "training/model.py", "training/classifier.py", "training/README.md",
+            "training/tests/test_training.py", "training/tests/test_classifier.py",
+            "training/autograder/kit/devices.py", "training/autograder/kit/reviews.py"} <= names
+    assert len([n for n in names if n.startswith("training/autograder/kit/data/reviews/")]) == 600  # the corpus
     assert not any("reference" in n or "hidden" in n for n in names)
     folder = tmp_path / "training"
     for name in training.submission_files:
