@@ -12,7 +12,8 @@ course plugin, no reference, no sandbox, no hidden tests):
    pitfall the handout names) must fail at least one public test of each of its problems.
 
 Both run one child process per assignment (torch is imported once); the mutants share it,
-one `pytest.main` each, restricted to their own problems' tests. This file is also that child:
+one `pytest.main` each, restricted to their own problems' tests that run a function the mutant
+changed (autograder/impact.py: the others pass as they do on the reference). This file is also that child:
 `python tests/test_public_audit.py MODE ASSIGNMENT WORKDIR ...` (see `main`).
 """
 from __future__ import annotations
@@ -374,8 +375,9 @@ def main(argv: list[str]) -> int:
     public test, with the Recorder (WORKDIR/features.json). Both write WORKDIR/collected.json."""
     mode, assignment, workdir, *pairs = argv
     workdir = pathlib.Path(workdir)
-    from autograder import manifest as manifest_module
     from autograder import catalogue as catalogue_module
+    from autograder import impact
+    from autograder import manifest as manifest_module
     from autograder.kit import adapter
 
     manifest = manifest_module.load(assignment)
@@ -394,12 +396,23 @@ def main(argv: list[str]) -> int:
              for nodeid, found in recorder.features.items()}), encoding="utf-8")
         return 0
     catalogue = {m.name: m for m in catalogue_module.load(manifest)[0]}
+    # A test that runs no changed function passes as on the reference (autograder/impact.py):
+    # record which functions each public test runs on a copy of the reference, once.
+    copy = catalogue_module.materialise(manifest, [], workdir / "reference-copy")
+    recorder = impact.CallRecorder(copy)
+    pytest.main(_pytest_args(assignment, workdir / "reference.jsonl", str(copy)), plugins=[recorder])
+    records = recorder.records()
     for pair in pairs:
         name, folder = pair.split("=", 1)
-        only = workdir / f"{name}.only"
-        only.write_text("\n".join(t["nodeid"] for t in tests
-                                  if set(t["problems"]) & problems_run(manifest, catalogue[name])), encoding="utf-8")
-        pytest.main([*_pytest_args(assignment, workdir / f"{name}.jsonl", folder), "--only", str(only)])
+        chosen = [t["nodeid"] for t in tests if set(t["problems"]) & problems_run(manifest, catalogue[name])]
+        functions, whole = impact.changes(copy, pathlib.Path(folder), manifest.submission_files)
+        if not whole:
+            chosen = [n for n in impact.tests_running(records, functions) if n in chosen]
+        (workdir / f"{name}.jsonl").touch()
+        if chosen:
+            only = workdir / f"{name}.only"
+            only.write_text("\n".join(chosen), encoding="utf-8")
+            pytest.main([*_pytest_args(assignment, workdir / f"{name}.jsonl", folder), "--only", str(only)])
     return 0
 
 
