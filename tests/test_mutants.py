@@ -149,10 +149,25 @@ NO_DIAGNOSIS = {
         "training": ["overfit-no-optimizer-step", "overfit-zero-grad-after-backward", "overfit-steps-off-by-one",
                      "overfit-loss-after-update"],
         "device": ["sample-greedy-on-cpu"],
+        "a key or field of Hugging Face's objects (the message names the key, or the TrainingArguments field "
+        "that differs)": [
+            "tokenize-labels-under-label", "tokenize-wrong-label-field", "metrics-eval-prefix", "args-no-eval-strategy",
+            "args-saves-checkpoints", "args-default-eval-batch-size", "args-default-learning-rate", "args-seed-ignored",
+            "args-epochs-as-steps"],
+        "an accuracy many mistakes share (the message shows the call, the expected and the returned accuracy)": [
+            "metrics-argmax-axis-0", "metrics-swapped"],
+        "a Trainer run or a classifier's training loop: a replay would train again (the message names what "
+        "differs: a missing eval_accuracy, the loss, gradients, Adam's moments, weights, the history)": [
+            "fine-tune-no-compute-metrics", "fine-tune-returns-train-metrics", "fine-tune-evaluates-train-set",
+            "fine-tune-no-training", "fine-tune-metric-of-first-batch", "cls-no-zero-grad", "cls-step-before-backward",
+            "cls-train-mean-of-batch-losses", "cls-train-last-batch-loss", "cls-history-evaluates-before-training",
+            "cls-history-one-epoch-short"],
+        "the classifier's mode, gradients and return type (the message names them)": [
+            "cls-train-no-train-mode", "cls-eval-mode-not-restored", "cls-eval-no-no-grad", "cls-train-returns-tensor"],
     },
 }
 # of the wrong variants, at least (the rest: NO_DIAGNOSIS)
-DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.45, "training": 0.35}
+DIAGNOSED_SHARE = {"transformer": 0.65, "foundations": 0.45, "training": 0.3}
 
 
 def _catalogue(name):
