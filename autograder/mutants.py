@@ -8,12 +8,15 @@ variant loses any, or if any variant is shown a diagnosis that is not its own.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
 from .catalogue import Mutant, load, materialise
 from . import impact
+from .build import fingerprints
 from .grade import batch, results
 from .grade.events import Run
 from .grade.intake import IntakeReport
@@ -60,12 +63,12 @@ def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bo
         tmp = pathlib.Path(tmp)
         folders = {f"m{i}": materialise(manifest, [m], tmp / f"m{i}") for i, m in enumerate(chosen)}
         if every_test:
-            entries = [batch.Entry(label, str(folder)) for label, folder in folders.items()]
+            runs = batch.run_batch(manifest, [batch.Entry(label, str(f)) for label, f in folders.items()], tmp)
         else:
-            reference = materialise(manifest, [], tmp / "reference")  # a folder of its own: its calls are recorded
-            entries = [batch.Entry("reference", str(reference), record=True)]
-            entries += [affected_tests(manifest, label, reference, folder) for label, folder in folders.items()]
-        runs = batch.run_batch(manifest, entries, tmp)
+            reference, records = reference_run(manifest, tmp)
+            copy = materialise(manifest, [], tmp / "reference")
+            entries = [affected_tests(manifest, label, copy, folder) for label, folder in folders.items()]
+            runs = {**batch.run_batch(manifest, entries, tmp, records=records), "reference": reference}
     verdicts = []
     for i, mutant in enumerate(chosen):
         run = runs[f"m{i}"] if every_test else _with_reference_results(runs[f"m{i}"], runs["reference"])
@@ -78,6 +81,31 @@ def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bo
         diagnosed = not mutant.diagnosis or mutant.diagnosis in shown
         verdicts.append(MutantVerdict(mutant, lost, diagnosed, tuple(sorted(shown - {mutant.diagnosis}))))
     return verdicts
+
+
+def reference_run(manifest: Manifest, tmp: pathlib.Path) -> tuple[Run, pathlib.Path]:
+    """The reference graded with every test's calls recorded (impact.CallRecorder): its Run and
+    the records file. Cached under dist/.cache/, keyed by a digest of everything it depends on
+    (as the fingerprints are), so that the catalogue's slices and later checks share one run."""
+    digest = fingerprints.inputs_digest(manifest, public_only=False)
+    cache = manifest.root / "dist" / ".cache" / f"reference-run-{manifest.name}-{digest}"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with fingerprints.locked(cache.parent / f"reference-run-{manifest.name}.lock"):
+        if not (cache / "calls.json").is_file():
+            work = tmp / "reference-run"
+            work.mkdir()
+            folder = materialise(manifest, [], work / "reference")
+            batch.run_batch(manifest, [batch.Entry("reference", str(folder), record=True)], work)
+            shutil.rmtree(cache, ignore_errors=True)
+            partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            partial.mkdir()
+            shutil.copy(work / "reference.jsonl", partial / "events.jsonl")
+            shutil.copy(work / "reference.calls.json", partial / "calls.json")
+            os.replace(partial, cache)
+            for stale in cache.parent.glob(f"reference-run-{manifest.name}-*"):
+                if stale != cache and stale.is_dir():  # made from older inputs
+                    shutil.rmtree(stale, ignore_errors=True)
+    return batch.read_run(cache / "events.jsonl"), cache / "calls.json"
 
 
 def affected_tests(manifest: Manifest, label: str, reference: pathlib.Path, folder: pathlib.Path) -> batch.Entry:

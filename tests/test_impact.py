@@ -266,11 +266,11 @@ def test_pruned_mutant_runs_give_every_test_its_full_run_result(assignment, tmp_
     every = catalogue.load(manifest)[0]
     chosen = every[len(every) // (2 * SAMPLE)::len(every) // SAMPLE][:SAMPLE]
     folders = {f"m{i}": catalogue.materialise(manifest, [m], tmp_path / f"m{i}") for i, m in enumerate(chosen)}
+    reference_run, records = mutants.reference_run(manifest, tmp_path)  # shared with the catalogue's checks
     reference = catalogue.materialise(manifest, [], tmp_path / "reference")
-    entries = [batch.Entry("reference", str(reference), record=True)]
-    entries += [mutants.affected_tests(manifest, label, reference, folder) for label, folder in folders.items()]
+    entries = [mutants.affected_tests(manifest, label, reference, folder) for label, folder in folders.items()]
     entries += [batch.Entry(f"{label}-all", str(folder)) for label, folder in folders.items()]
-    runs = batch.run_batch(manifest, entries, tmp_path)
+    runs = {**batch.run_batch(manifest, entries, tmp_path, records=records), "reference": reference_run}
     pruned_tests = 0
     for label in folders:
         every = runs[f"{label}-all"].outcomes

@@ -52,7 +52,7 @@ def fingerprints_json(manifest: manifest_module.Manifest) -> bytes:
     if cache.is_file():
         return cache.read_bytes()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cache.parent / f"fingerprints-{manifest.name}.lock"):
+    with locked(cache.parent / f"fingerprints-{manifest.name}.lock"):
         if not cache.is_file():  # another build may have made it while this one waited
             data = _compute_in_child(manifest)
             partial = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -65,7 +65,7 @@ def fingerprints_json(manifest: manifest_module.Manifest) -> bytes:
 
 
 @contextlib.contextmanager
-def _locked(path: pathlib.Path):
+def locked(path: pathlib.Path):
     """One build at a time computes a table (parallel test workers wait for the first)."""
     try:
         import fcntl
@@ -80,11 +80,12 @@ def _locked(path: pathlib.Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def inputs_digest(manifest: manifest_module.Manifest) -> str:
+def inputs_digest(manifest: manifest_module.Manifest, public_only: bool = True) -> str:
     """A digest of everything the table depends on: the harness, the assignment's folder
-    (manifest, mutants, variant files), the reference, the public tests, the library versions."""
+    (manifest, mutants, variant files), the reference, the public tests (every test, unless
+    `public_only`), the library versions."""
     folders = [PACKAGE, manifest.manifest_path.parent, manifest.path(manifest.reference),
-               *[manifest.path(t.path) for t in manifest.tests if t.public]]
+               *[manifest.path(t.path) for t in manifest.tests if t.public or not public_only]]
     digest = hashlib.sha256()
     for folder in folders:
         for path in sorted(folder.rglob("*")):

@@ -5,11 +5,12 @@ made by us from the reference, so they need no crash isolation: one child runs p
 once per submission and writes one event file each (same format as plain grading).
 
     python -m autograder.grade.batch NAME EVENTS_DIR PLAN.json
-    (PLAN.json: a list of `Entry`, as JSON objects)
+    (PLAN.json: {"records": a records file or null, "entries": [`Entry` as a JSON object, ...]})
 
 An entry may record which functions each test runs (autograder/impact.py's CallRecorder; the
-mutant checks record the reference's), and a later entry may then run, beside its test
-files, only the tests that ran some functions (`functions`): its changed ones.
+mutant checks record the reference's), and a later entry (or a later batch, given the records
+file) may then run, beside its test files, only the tests that ran some functions
+(`functions`): its changed ones.
 """
 from __future__ import annotations
 
@@ -38,25 +39,35 @@ class Entry:
 
 
 def run_batch(manifest: manifest_module.Manifest, entries: list[Entry], workdir: pathlib.Path,
-              python: str = sys.executable) -> dict[str, Run]:
+              python: str = sys.executable, records: pathlib.Path | None = None) -> dict[str, Run]:
     """{label: Run} for every entry, from one child process. An entry given no test to run is not
-    run (an empty Run). The recording entry's records are in `workdir/<label>.calls.json`."""
+    run (an empty Run). The recording entry's records are in `workdir/<label>.calls.json`;
+    `records`: such a file, from an earlier batch, for entries that come with no recording entry."""
     env = child_env(manifest, pathlib.Path(os.devnull))
     plan_path = workdir / "batch-plan.json"
-    plan_path.write_text(json.dumps([dataclasses.asdict(e) for e in entries]), encoding="utf-8")
+    plan = {"records": None if records is None else str(records), "entries": [dataclasses.asdict(e) for e in entries]}
+    plan_path.write_text(json.dumps(plan), encoding="utf-8")
     command = [python, "-m", "autograder.grade.batch", manifest.name, str(workdir), str(plan_path)]
     subprocess.run(command, cwd=workdir, env=env, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    runs = {}
-    for label in (e.label for e in entries):
-        run = Run()
-        for event in read_events(workdir / f"{label}.jsonl", 0)[0]:
-            if event["event"] == "collected":
-                run.collected = event["tests"]
-            elif event["event"] == "result":
-                run.outcomes[event["nodeid"]] = outcome_of(event)
-        runs[label] = run
-    return runs
+    return {e.label: read_run(workdir / f"{e.label}.jsonl") for e in entries}
+
+
+def read_run(events: pathlib.Path) -> Run:
+    """The Run an event file tells (empty if there is none)."""
+    run = Run()
+    for event in read_events(events, 0)[0]:
+        if event["event"] == "collected":
+            run.collected = event["tests"]
+        elif event["event"] == "result":
+            run.outcomes[event["nodeid"]] = outcome_of(event)
+    return run
+
+
+def read_records(path: pathlib.Path) -> dict[str, set[tuple[str, str]]]:
+    """The records a recording entry wrote (`<label>.calls.json`)."""
+    return {nodeid: {tuple(call) for call in calls}
+            for nodeid, calls in json.loads(path.read_text(encoding="utf-8")).items()}
 
 
 def main(argv: list[str]) -> int:
@@ -66,8 +77,9 @@ def main(argv: list[str]) -> int:
     events_dir = pathlib.Path(events_dir)
     manifest = manifest_module.load(name)
     diagnoses = write_diagnoses(manifest, events_dir)
-    records: dict[str, set] = {}
-    for entry in (Entry(**e) for e in json.loads(pathlib.Path(plan_path).read_text(encoding="utf-8"))):
+    plan = json.loads(pathlib.Path(plan_path).read_text(encoding="utf-8"))
+    records = read_records(pathlib.Path(plan["records"])) if plan["records"] else {}
+    for entry in (Entry(**e) for e in plan["entries"]):
         paths, only = entry.tests, None
         if entry.functions is not None:  # the whole of `tests`, and the tests that ran `functions`
             if not records:
