@@ -17,6 +17,11 @@ Keys (default in brackets):
                        with the rest of their output, once grades are published
     gpu                grading needs a GPU: `regrade` on a Dask cluster asks   [false]
                        for workers with the resource GPU=1 (README.md, "Grade a class")
+    [budgets]          training budgets per device, `name = { cpu = 60, cuda = 150 }`  [{}]
+                       (steps, epochs): tests read them with kit/devices.py's
+                       `budget(name, device)`; a GPU runner may train more, a CPU
+                       container still grades in time. `cpu` is required, and
+                       other devices fall back to it
     [limits]           (see README.md, "Time budget")
     test_timeout_s     seconds one test may run in grading; a test's own      [30]
                        @pytest.mark.timeout can only shorten it there
@@ -101,6 +106,7 @@ class Manifest:
     platform_timeout_s: float = 600
     preload: tuple[str, ...] = ("torch", "numpy")
     gpu: bool = False
+    budgets: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def path(self, relative: str) -> pathlib.Path:
         return self.root / relative
@@ -190,9 +196,22 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         platform_timeout_s=float(limits.get("platform_timeout_s", 600)),
         preload=tuple(str(n) for n in data.get("preload", _default_preload(data.get("extra_requirements", ())))),
         gpu=bool(data.get("gpu", False)),
+        budgets=_budgets(data.get("budgets", {}), where),
     )
     _check_limits(manifest, where)
     return manifest
+
+
+def _budgets(table: dict, where: str) -> dict[str, dict[str, float]]:
+    """[budgets]: each name maps devices ('cpu' required, 'cuda', ...) to a number."""
+    budgets = {}
+    for name, per_device in table.items():
+        if not isinstance(per_device, dict) or "cpu" not in per_device \
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in per_device.values()):
+            raise ManifestError(f"{where}: [budgets] {name} must be a table of numbers per device, "
+                                f"with `cpu` (e.g. {{ cpu = 60, cuda = 150 }})")
+        budgets[name] = dict(per_device)
+    return budgets
 
 
 def _check_limits(manifest: Manifest, where: str) -> None:

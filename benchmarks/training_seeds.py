@@ -29,14 +29,18 @@ import classifier  # noqa: E402
 import training  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
+from autograder import manifest  # noqa: E402
 from autograder.kit import reviews  # noqa: E402
+
+BUDGETS = manifest.load("training").budgets  # the CPU's: what a Gradescope container trains
+STEPS = BUDGETS["overfit_steps"]["cpu"]
 
 FLOOR = 0.5
 SETTINGS = {  # name: (config, batch shape, padding per row, steps on the CPU)
     "public": ({"vocab_size": 11, "hidden_size": 16, "num_heads": 2, "dropout": 0.0, "seq_len": 6, "num_layers": 2},
-               (4, 6), [0, 1, 3, 2], 60),
+               (4, 6), [0, 1, 3, 2], STEPS),
     "hidden": ({"vocab_size": 13, "hidden_size": 16, "num_heads": 2, "dropout": 0.0, "seq_len": 8, "num_layers": 2},
-               (4, 8), [0, 2, 4, 1], 60),
+               (4, 8), [0, 2, 4, 1], STEPS),
 }
 
 
@@ -74,7 +78,7 @@ def fine_tune_accuracy(train_seed: int, eval_seed: int, eval_size: int, seed: in
 
 
 CLASSIFIER_FLOOR = 0.8
-CLASSIFIER_EPOCHS = 12  # the CPU budget of both tests
+CLASSIFIER_EPOCHS = BUDGETS["classifier_epochs"]["cpu"]  # the CPU budget of both tests
 CLASSIFIER_CONFIG = {"embed_dim": 32, "num_heads": 4, "ffn_dim": 64, "dropout": 0.1}
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from autograder import manifest as manifest_module
-from autograder.manifest import ManifestError
+from autograder.manifest import ROOT, ManifestError
 
 
 def test_transformer_manifest(transformer):
@@ -64,3 +64,24 @@ def test_total_time_leaves_a_margin_under_the_platform_limit(tmp_path):
     raised = manifest_module.load("demo", write(tmp_path, GOOD.replace(
         "[[tests]]", "[limits]\ntotal_timeout_s = 1200\nplatform_timeout_s = 1800\n[[tests]]")))
     assert raised.total_timeout_s == 1200
+
+
+@pytest.mark.parametrize("table, ok", [
+    ("steps = { cpu = 60, cuda = 150 }", True),
+    ("steps = { cpu = 2.5 }", True),
+    ("steps = { cuda = 150 }", False),        # no cpu figure
+    ("steps = 60", False),                    # not per device
+    ('steps = { cpu = "60" }', False),
+])
+def test_budgets_are_numbers_per_device_with_a_cpu_figure(tmp_path, table, ok):
+    source = (ROOT / "assignments" / "training" / "assignment.toml").read_text(encoding="utf-8")
+    head, _, tail = source.partition("[budgets]\n")
+    tail = tail.split("\n\n", 1)[1]
+    folder = tmp_path / "assignments" / "training"
+    folder.mkdir(parents=True)
+    (folder / "assignment.toml").write_text(f"{head}[budgets]\n{table}\n\n{tail}", encoding="utf-8")
+    if ok:
+        assert "steps" in manifest_module.load("training", root=tmp_path).budgets
+    else:
+        with pytest.raises(manifest_module.ManifestError, match="budgets"):
+            manifest_module.load("training", root=tmp_path)

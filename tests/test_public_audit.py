@@ -366,7 +366,16 @@ def _pytest_args(assignment: str, report: pathlib.Path, submission: str) -> list
     """The public tests as `make public` runs them, with a report of every event."""
     return [str(ROOT / "tests_public" / assignment), "-p", "autograder.kit.plugin", "-p", "no:cacheprovider",
             "-p", "no:logging", "-c", os.devnull, "--rootdir", str(ROOT), "-q", "--no-header", "-rN",
-            "-p", "no:xdist", "--timeout", "120", "--submission", submission, "--report", str(report)]
+            "-p", "no:xdist", "--timeout", "120", "--submission", submission, "--report", str(report),
+            *_budgets(assignment)]
+
+
+def _budgets(assignment: str) -> list[str]:
+    """--budgets, as run_tests.py passes them (problems.json)."""
+    from autograder import manifest as manifest_module
+
+    budgets = manifest_module.load(assignment).budgets
+    return ["--budgets", json.dumps(budgets)] if budgets else []
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,9 @@
 """The `training` assignment's device choice (autograder/kit/devices.py), with the GPU forced on and off:
 no GPU is needed to check that a CUDA runner's tests would run on CUDA, with TF32 off, on its budget."""
+import pytest
 import torch
 
+from autograder import manifest as manifest_module
 from autograder.kit import devices
 
 
@@ -53,6 +55,20 @@ def test_budget_per_device():
     assert devices.budget(table, "cuda") == 150
     assert devices.budget(table, "cuda:1") == 150
     assert devices.budget({"cpu": 60}, "cuda") == 60   # no GPU figure: the CPU's
+
+
+def test_a_named_budget_comes_from_the_manifest_and_a_missing_one_says_so():
+    budgets = manifest_module.load("training").budgets
+    assert budgets["overfit_steps"] == {"cpu": 60, "cuda": 150}
+    saved = dict(devices._BUDGETS)
+    try:
+        devices.set_budgets(budgets)
+        assert devices.budget("overfit_steps", "cuda:0") == 150
+        assert devices.budget("classifier_epochs", "cpu") == 12
+        with pytest.raises(LookupError, match="no training budget named 'epochs'"):
+            devices.budget("epochs", "cpu")
+    finally:
+        devices.set_budgets(saved)
 
 
 def test_training_tests_take_the_device_fixture():

@@ -144,7 +144,8 @@ def collect(manifest: manifest_module.Manifest) -> list[dict]:
 def problem_table(manifest: manifest_module.Manifest) -> dict:
     """problems.json of the student zip: each problem in the manifest's (the handout's) order,
     its points, and the number of its public and hidden tests. A problem's points are split
-    equally over all its tests, so a public test of problem p is worth points / (public + hidden)."""
+    equally over all its tests, so a public test of problem p is worth points / (public + hidden).
+    Also the manifest's training budgets per device (kit/devices.py reads them)."""
     tests = collect(manifest)
     table = []
     for name, spec in manifest.problems.items():
@@ -152,7 +153,7 @@ def problem_table(manifest: manifest_module.Manifest) -> dict:
         public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or manifest_module.NO_FOLDER).public)
         table.append({"name": name, "points": spec.points, "file": spec.file,
                       "public_tests": public, "hidden_tests": len(mine) - public})
-    return {"assignment": manifest.name, "title": manifest.title, "problems": table}
+    return {"assignment": manifest.name, "title": manifest.title, "problems": table, "budgets": manifest.budgets}
 
 
 def build_autograder_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:

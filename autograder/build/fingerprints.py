@@ -125,7 +125,8 @@ def _pytest_args(manifest: manifest_module.Manifest) -> list[str]:
             "-p", "autograder.kit.fingerprints", "-p", "autograder.kit.plugin",
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:warnings", "-p", "no:xdist", "-c", os.devnull,
             "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
-            "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal"]
+            "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
+            *(["--budgets", json.dumps(manifest.budgets)] if manifest.budgets else [])]
 
 
 def public_tests(manifest: manifest_module.Manifest) -> list[tuple[str, list[str]]]:

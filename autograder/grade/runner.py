@@ -75,6 +75,8 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
                "--max-timeout", f"{manifest.test_timeout_s:g}",
                "--timeouts-per-problem", str(manifest.timeouts_per_problem), "--timed-out", json.dumps(timed_out or {}),
                "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden)]
+    if manifest.budgets:
+        command += ["--budgets", json.dumps(manifest.budgets)]
     if only is not None:
         command += ["--only", str(only)]
     if diagnoses is not None:

@@ -58,6 +58,8 @@ def pytest_addoption(parser):
                     help="folder holding the student's files [env AUTOGRADER_SUBMISSION, else the rootdir]")
     group.addoption("--report", default=None, help="write grading events as JSON lines to this file")
     group.addoption("--only", default=None, help="file listing the node ids to run, one per line")
+    group.addoption("--budgets", default=None,
+                    help="training budgets per device, JSON {name: {device: figure}} (the manifest's [budgets])")
     group.addoption("--grader-internals", action="store_true",
                     help="show pytest's full tracebacks instead of the student's view")
 
@@ -67,6 +69,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "isolate(module, *names): during this test the student's module uses the "
                                        "reference's names (grader runs only), so their bugs are charged elsewhere")
     config._autograder_report = None
+    if config.getoption("--budgets"):
+        from . import devices  # imports torch: only where budgets are given
+
+        devices.set_budgets(json.loads(config.getoption("--budgets")))
     if not config.getoption("--grader-internals") and config.option.tbstyle == "auto":
         # the student's view replaces pytest's traceback; building pytest's own costs ~70 ms a failure
         config.option.tbstyle = "native"

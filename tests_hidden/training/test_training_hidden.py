@@ -14,7 +14,6 @@ PAD = 0
 CONFIG = {"vocab_size": 13, "hidden_size": 16, "num_heads": 2, "dropout": 0.0, "seq_len": 8, "num_layers": 2}
 SCHEDULE = {"max_lr": 0.01, "min_lr": 0.001, "warmup_steps": 2, "total_steps": 6}
 # Overfitting one batch: steps per device (a GPU runner trains more) and the loss to reach.
-OVERFIT_STEPS = {"cpu": 60, "cuda": 150}
 OVERFIT_LOSS = 0.5
 OVERFIT_LR = 1e-2
 
@@ -213,7 +212,7 @@ def test_evaluate_like_reference(student, reference, device, training):
 @pytest.mark.timeout(60)
 def test_overfit_reaches_low_loss(student, reference, device):
     """the student's loop on the given model memorises one batch: its loss falls below 0.5 within the step budget"""
-    steps = budget(OVERFIT_STEPS, device)
+    steps = budget("overfit_steps", device)
     stu, ref = paired(student, reference, 8, device)
     batch = batch_of(9, 4, 8, device, pads=[0, 2, 4, 1])
     first = reference.training.lm_loss(ref(batch), batch, PAD).item()

@@ -126,7 +126,7 @@ def test_evaluate(student, device):
 @pytest.mark.timeout(60)
 def test_overfit_one_batch(student, device):
     """60 steps (150 on a GPU) on one batch of 4: the loss falls from about 2.6 to below 0.5"""
-    steps = budget({"cpu": 60, "cuda": 150}, device)
+    steps = budget("overfit_steps", device)
     model = student.training.build_model(CONFIG, seed=4, device=device)
     losses = student.training.overfit_one_batch(model, batch_of(50, 4, 6, device, pads=[0, 1, 3, 2]),
                                                 student.training.plain_adamw(model, lr=1e-2),

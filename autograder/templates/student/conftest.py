@@ -54,10 +54,23 @@ def selected_problems(config) -> list[str]:
     return [name.strip() for value in config.getoption("--problem") for name in value.split(",") if name.strip()]
 
 
+def load_budgets(path: pathlib.Path = PROBLEMS_FILE) -> dict:
+    """The assignment's training budgets per device ({} if absent), for kit/devices.py."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("budgets", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def pytest_configure(config):
     from autograder.kit import fingerprints
 
     fingerprints.load(FINGERPRINTS_FILE)
+    budgets = load_budgets()
+    if budgets and not config.getoption("--budgets"):
+        from autograder.kit import devices
+
+        devices.set_budgets(budgets)
     config._student_problems = load_problems()
     config._student_outcomes = {}
     known = [p["name"] for p in config._student_problems]
