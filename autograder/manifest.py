@@ -42,6 +42,12 @@ Keys (default in brackets):
       file             the submitted file that holds it                       [required]
       forbidden        dotted names of functions or nn.Module classes the     [[]]
                        student's code may not call in this problem's tests
+    [questions.<id>]   written questions (seeds' "why" questions), answered in  [{}]
+                       Markdown cells of the handout notebook, graded by hand:
+      prompt           the question, in Markdown                              [required]
+      points           points graded by hand on Gradescope (a separate       [0]
+                       manual question); the autograder's total is unchanged
+      after            the problem whose check cell the question follows      [the last problem]
 
 Paths are relative to the repository root (or to /autograder/source in the zip).
 """
@@ -87,6 +93,15 @@ class Problem:
 
 
 @dataclasses.dataclass(frozen=True)
+class Question:
+    """A written question, answered in a Markdown cell of the notebook and graded by hand."""
+    name: str
+    prompt: str
+    points: float = 0
+    after: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     name: str
     title: str
@@ -107,6 +122,7 @@ class Manifest:
     preload: tuple[str, ...] = ("torch", "numpy")
     gpu: bool = False
     budgets: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    questions: dict[str, Question] = dataclasses.field(default_factory=dict)
 
     def path(self, relative: str) -> pathlib.Path:
         return self.root / relative
@@ -197,6 +213,7 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
         preload=tuple(str(n) for n in data.get("preload", _default_preload(data.get("extra_requirements", ())))),
         gpu=bool(data.get("gpu", False)),
         budgets=_budgets(data.get("budgets", {}), where),
+        questions=_questions(data.get("questions", {}), problems, where),
     )
     _check_limits(manifest, where)
     return manifest
@@ -212,6 +229,23 @@ def _budgets(table: dict, where: str) -> dict[str, dict[str, float]]:
                                 f"with `cpu` (e.g. {{ cpu = 60, cuda = 150 }})")
         budgets[name] = dict(per_device)
     return budgets
+
+
+def _questions(table: dict, problems: dict, where: str) -> dict[str, Question]:
+    """[questions]: `id = { prompt = "...", points = 2, after = "problem" }`."""
+    questions = {}
+    for qid, entry in table.items():
+        if not re.fullmatch(r"[A-Za-z_][\w.-]*", qid) or not isinstance(entry, dict):
+            raise ManifestError(f"{where}: [questions] {qid!r} must be a table named with letters, digits, _ . -")
+        points = entry.get("points", 0)
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+            raise ManifestError(f"{where}: [questions.{qid}] points must be a number >= 0")
+        after = entry.get("after")
+        if after is not None and after not in problems:
+            raise ManifestError(f"{where}: [questions.{qid}] after = {after!r} is not a problem")
+        questions[qid] = Question(qid, str(_require(entry, "prompt", f"{where} [questions.{qid}]")),
+                                  float(points), after)
+    return questions
 
 
 def _check_limits(manifest: Manifest, where: str) -> None:

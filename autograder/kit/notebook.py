@@ -1,0 +1,176 @@
+"""Which cells of a notebook make which submitted file: one convention for the handout notebook
+(build writes it), its check cells (the student's kernel) and notebook submissions (intake).
+
+A code cell belongs to a submitted file when its metadata tags hold ``file:<name>.py`` or,
+for editors that drop metadata, when its first line is the marker comment ``# file: <name>.py``.
+A file is its cells' code joined in notebook order; untagged cells (exploration, plots) are
+never part of it. A Markdown cell tagged ``answer:<id>`` (or whose first line is
+``<!-- answer: <id> -->``) holds the answer to the written question <id>.
+
+IPython-only lines (``%magic``, ``!shell``, ``x = !cmd``, ``%%cell`` magics) are not Python:
+they are replaced by ``pass`` (keeping the indentation, so a block stays valid) and listed.
+The handout's own cells never hold one.
+
+Standard library only: this module ships to students (in the notebook's setup payload) and the
+grader reads submissions with it, so both sides cut a notebook into files the same way.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+
+FILE_TAG = "file:"        # a code cell's tag: "file:attention.py"
+ANSWER_TAG = "answer:"    # a Markdown cell's tag: "answer:why_scale"
+FILE_MARKER = re.compile(r"#\s*file:\s*(?P<name>[\w.-]+\.py)\s*")
+ANSWER_MARKER = re.compile(r"<!--\s*answer:\s*(?P<name>[\w.-]+)\s*-->\s*")
+# A line IPython rewrites before Python sees it: a magic, a shell escape, `x = !cmd` / `x = %magic`.
+IPYTHON_LINE = re.compile(r"\s*(?:[%!]|[\w.,\s]+=\s*[%!])")
+# Cell magics whose body is still Python (timing, capturing output); any other (%%bash,
+# %%writefile, %%html ...) makes the whole cell not Python.
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
+
+REMOVED_LINE = "cell {cell}: removed the IPython line `{line}` (not Python; it does not run in grading)"
+REMOVED_CELL = "cell {cell}: the `%%{magic}` cell is not Python; it is not part of {file}"
+DUPLICATE = ("{name} is defined in cells {cells} of {file}; the last one counts, as when Python runs the "
+             "file top to bottom")
+UNTAGGED = "cells not part of any submitted file (not graded, never run by the grader): {cells}"
+
+
+def source_of(cell: dict) -> str:
+    """A cell's source as one string (nbformat stores either a string or a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _tags(cell: dict) -> list[str]:
+    tags = (cell.get("metadata") or {}).get("tags") or []
+    return [t for t in tags if isinstance(t, str)]
+
+
+def _first_line(source: str) -> str:
+    return source.lstrip("\n").split("\n", 1)[0]
+
+
+def cell_file(cell: dict) -> str | None:
+    """The submitted file a code cell belongs to (its tag, else its marker line), or None."""
+    if cell.get("cell_type") != "code":
+        return None
+    for tag in _tags(cell):
+        if tag.startswith(FILE_TAG):
+            return tag[len(FILE_TAG):].strip()
+    match = FILE_MARKER.fullmatch(_first_line(source_of(cell)))
+    return match["name"] if match else None
+
+
+def answer_id(cell: dict) -> str | None:
+    """The written question a Markdown cell answers (its tag, else its marker line), or None."""
+    if cell.get("cell_type") != "markdown":
+        return None
+    for tag in _tags(cell):
+        if tag.startswith(ANSWER_TAG):
+            return tag[len(ANSWER_TAG):].strip()
+    match = ANSWER_MARKER.fullmatch(_first_line(source_of(cell)))
+    return match["name"] if match else None
+
+
+def python_of(source: str) -> tuple[str | None, list[str]]:
+    """A code cell's Python: IPython lines become `pass`; None when a cell magic makes it not Python.
+    Returns (code or None, the removed lines)."""
+    lines = source.split("\n")
+    body = [line for line in lines if line.strip()]
+    if body and body[0].lstrip().startswith("%%"):
+        magic = body[0].strip()[2:].split()[0] if body[0].strip()[2:] else ""
+        if magic not in PYTHON_CELL_MAGICS:
+            return None, [body[0].strip()]
+        first = lines.index(body[0])
+        return "\n".join(lines[:first] + ["pass"] + lines[first + 1:]), [body[0].strip()]
+    code, removed = [], []
+    for line in lines:
+        if IPYTHON_LINE.match(line) and not _is_python(line):
+            indent = line[: len(line) - len(line.lstrip())]
+            code.append(f"{indent}pass  # removed: IPython line")
+            removed.append(line.strip())
+        else:
+            code.append(line)
+    return "\n".join(code), removed
+
+
+def _is_python(line: str) -> bool:
+    """Whether a line that looks like IPython is Python after all (`x = a % b` is not a magic)."""
+    stripped = line.strip()
+    if stripped.startswith(("%", "!")):
+        return False
+    try:
+        ast.parse(stripped)
+    except SyntaxError:
+        return False
+    return True
+
+
+@dataclasses.dataclass
+class Assembly:
+    """A notebook cut into submitted files."""
+    files: dict[str, str]                   # file name -> its code (cells joined in order)
+    cells: dict[str, list[int]]             # file name -> the indexes of its cells
+    answers: dict[str, str]                 # question id -> the answer's Markdown (marker line dropped)
+    untagged: list[int]                     # code cells that belong to no file
+    notes: list[str]
+
+
+def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None) -> Assembly:
+    """Cut a notebook's cells (nbformat dicts, in order) into submitted files.
+
+    `files`, when given, limits which file names count (others' cells are listed as untagged).
+    Cell numbers in notes count from 1, as a student counts cells."""
+    parts: dict[str, list[str]] = {}
+    where: dict[str, list[int]] = {}
+    answers: dict[str, str] = {}
+    untagged: list[int] = []
+    notes: list[str] = []
+    for index, cell in enumerate(cells):
+        qid = answer_id(cell)
+        if qid is not None:
+            text = source_of(cell)
+            first = _first_line(text)
+            if ANSWER_MARKER.fullmatch(first):
+                text = text.lstrip("\n")[len(first):].lstrip("\n")
+            answers[qid] = (answers[qid] + "\n\n" + text) if qid in answers else text
+            continue
+        if cell.get("cell_type") != "code":
+            continue
+        name = cell_file(cell)
+        if name is None or (files is not None and name not in files):
+            untagged.append(index)
+            continue
+        code, removed = python_of(source_of(cell))
+        if code is None:
+            notes.append(REMOVED_CELL.format(cell=index + 1, magic=removed[0][2:].split()[0], file=name))
+            continue
+        notes.extend(REMOVED_LINE.format(cell=index + 1, line=line) for line in removed)
+        parts.setdefault(name, []).append(code.rstrip("\n") + "\n")
+        where.setdefault(name, []).append(index)
+    joined = {name: "\n\n".join(codes) for name, codes in parts.items()}
+    for name in joined:
+        notes.extend(_duplicates(name, [source_of(cells[i]) for i in where[name]], where[name]))
+    if untagged:
+        notes.append(UNTAGGED.format(cells=", ".join(str(i + 1) for i in untagged)))
+    return Assembly(joined, where, answers, untagged, notes)
+
+
+def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
+    """A note for each top-level function or class defined in more than one of a file's cells."""
+    defined: dict[str, list[int]] = {}
+    for source, index in zip(sources, indexes):
+        code, _ = python_of(source)
+        try:
+            tree = ast.parse(code or "")
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                cells = defined.setdefault(node.name, [])
+                if index + 1 not in cells:
+                    cells.append(index + 1)
+    return [DUPLICATE.format(name=n, cells=", ".join(map(str, c)), file=name)
+            for n, c in defined.items() if len(c) > 1]
