@@ -1,10 +1,11 @@
-"""torchkit.check_structure and copy_parameters (strict loading by name), checks.inputs_unchanged
+"""torchkit.check_structure and copy_parameters (strict loading by name), inplace.leaves_unchanged
 (issue 10, section 2): each names the difference it finds."""
 import pytest
 import torch
 import torch.nn as nn
 
-from autograder.kit.checks import GradingFailure, inputs_unchanged
+from autograder.kit.checks import GradingFailure
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import check_structure, copy_parameters
 
 
@@ -101,11 +102,11 @@ def test_sharing_across_a_part_boundary_is_named():
 
 def test_inputs_unchanged_names_the_input_written_into():
     x, y = torch.ones(2, 3), torch.zeros(4, dtype=torch.long)
-    with inputs_unchanged("f(x, y)", x=x, y=y):
+    with leaves_unchanged("f(x, y)", x=x, y=y):
         (x + 1, y.clone().add_(1))  # new tensors: fine
-    with pytest.raises(GradingFailure, match="y was changed by f"):
-        with inputs_unchanged("f(x, y)", x=x, y=y):
+    with pytest.raises(GradingFailure, match="changed y, its argument in f"):
+        with leaves_unchanged("f(x, y)", x=x, y=y):
             y.add_(1)
-    with pytest.raises(GradingFailure, match="x was changed by f"):
-        with inputs_unchanged("f(x)", x=x):
+    with pytest.raises(GradingFailure, match="changed x, its argument in f"):
+        with leaves_unchanged("f(x)", x=x):
             x.unsqueeze_(0)  # the shape counts too

@@ -33,6 +33,13 @@ def write(name):
         stream.write("left behind")
     return os.path.abspath(name)
 
+def shm_write(name):
+    with open(os.path.join("/dev/shm", name), "w") as stream:
+        stream.write("for another submission")
+
+def shm_exists(name):
+    return os.path.exists(os.path.join("/dev/shm", name))
+
 def exists(name):
     return os.path.exists(name) or os.path.exists(os.path.join(os.environ["TMPDIR"], name + ".tmp"))
 
@@ -123,6 +130,27 @@ def test_a_file_one_worker_wrote_is_not_seen_by_the_next(remote):
     remote.sandbox.stop()  # as after a crash or a timeout
     assert not remote.student.exists("note.txt")
     assert remote.student.cwd() != old_cwd and not os.path.exists(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the jail (a mount namespace) needs root, as on Gradescope and in CI")
+def test_dev_shm_is_the_gradings_own(remote, tmp_path):
+    """A file a worker writes in /dev/shm stays in its grading's own tmpfs: the machine's /dev/shm and
+    another grading's sandbox (a regrade runs them side by side) do not see it."""
+    name = f"autograder-shm-{os.getpid()}"
+    remote.student.shm_write(name)
+    assert remote.student.shm_exists(name)
+    assert not os.path.exists(os.path.join("/dev/shm", name))
+    (tmp_path / "student.py").write_text(textwrap.dedent(SUBMISSION))
+    other = RemoteSubmission(tmp_path, preload=[])
+    try:
+        assert not other.student.shm_exists(name)
+    finally:
+        other.sandbox.stop()
+        if other.sandbox.zygote is not None:
+            other.sandbox.zygote.close()
+        # Both sandboxes run as this test process's user, so stopping `other` killed `remote`'s worker
+        # too (gradings side by side have users of their own): start the next test on a new one.
+        remote.sandbox.stop()
 
 
 def test_the_zygote_has_no_thread_pool_when_it_forks(remote):

@@ -6,7 +6,6 @@ is shown only for public tests.
 """
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import torch
@@ -192,24 +191,3 @@ def assert_scalar_close(got: float, expected: float, *, what: str, rtol: float =
         fail(f"{what} is off by {abs(got - expected):.3g}.", f"expected {expected:.6g}, got {got:.6g}.",
              got=torch.tensor(float(got), dtype=torch.float64),
              expected=torch.tensor(float(expected), dtype=torch.float64))
-
-
-INPUT_CHANGED = ("{name} was changed by {call}: your code must not write into its inputs (no in-place operation "
-                 "such as x += ..., x.mul_(...) or x[...] = ... on an argument; work on a new tensor instead).")
-
-
-@contextlib.contextmanager
-def inputs_unchanged(call: str, **inputs):
-    """Fail if a tensor of `inputs` (name=tensor) has changed by the end of the block: values, shape or dtype.
-
-    Check the result's value inside the block: a wrong value fails first, so that purity alone pays
-    nothing (issue 10)."""
-    kept = {name: t.detach().clone() for name, t in inputs.items() if isinstance(t, torch.Tensor)}
-    yield
-    for name, before in kept.items():
-        after = inputs[name].detach()
-        same = after.shape == before.shape and after.dtype == before.dtype and bool(
-            torch.equal(after, before) or (after.is_floating_point() and torch.allclose(after, before, rtol=0, atol=0,
-                                                                                         equal_nan=True)))
-        if not same:
-            fail(INPUT_CHANGED.format(name=name, call=call))

@@ -98,9 +98,10 @@ def leaves_unchanged(call: str, **inputs):
             assert_close(student.numpy_attention.softmax(x), expected, what="softmax(x)")
 
     A wrong result fails first (the inputs are then not looked at), so this check only
-    costs points to code whose result is right.
+    costs points to code whose result is right. Tensors (values, shape, dtype), NumPy arrays,
+    pandas values, dicts and lists are compared; so is anything else that defines ==.
     """
     copies = {name: copy_of(value) for name, value in inputs.items()}
     yield
     for name, value in inputs.items():
-        expect_unchanged(value, copies[name], what=f"{name} (its argument in {call})")
+        expect_unchanged(value, copies[name], what=f"{name}, its argument in {call},")

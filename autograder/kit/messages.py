@@ -17,8 +17,9 @@ PRINTED = "Your code printed (cut to {limit} characters):\n{text}"
 GRADER_ERROR = ("The grader could not run this test (a problem on our side, not in your code): "
                 "please tell your instructor.")
 DIAGNOSIS = "Likely mistake: {diagnosis}"
-INPUT_CHANGED = ("Your code changed {what} in place; the handout asks to leave inputs as they are "
-                 "(work on a copy, or build a new value: x = x - m, not x -= m).")
+INPUT_CHANGED = ("Your code changed {what} in place; the handout asks to leave inputs as they are: no x += ..., "
+                 "x.mul_(...), x[...] = ... or del/append on an argument. Work on a copy or build a new value "
+                 "(x = x - m, not x -= m).")
 WORKER_CRASH = ("The process running your code died during this test ({how}). Grading went on with the other "
                 "tests; look for os._exit, sys.exit, endless recursion, or memory use that grows without bound.")
 WORKER_LOST = "This object was lost when an earlier call crashed the process running your code."

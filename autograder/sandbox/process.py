@@ -87,6 +87,10 @@ def worker_python(dropping: bool) -> str:
 
 
 SYSTEM_PATHS = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/etc", "/dev", "/proc", "/sys")
+# /dev/shm in the jail: a tmpfs of its own, not the machine's. Files a worker leaves there are
+# seen by no other grading (a regrade runs many side by side) and by no grader process, and they
+# cannot fill the machine's memory. PyTorch's DataLoader workers pass batches through it.
+SHM_OPTIONS = "size=128m,mode=1777"
 
 
 def _mount(source, target, fstype, flags, data=None) -> None:
@@ -105,8 +109,8 @@ def confine(new_root: str, read_only: list[str], writable: list[str], workdir: s
     permissions keep the worker out). Returns False, changing nothing visible, if it cannot.
     """
     libc = ctypes.CDLL(None, use_errno=True)
-    CLONE_NEWNS, MS_RDONLY, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-        0x00020000, 1, 2, 32, 4096, 16384, 1 << 18)
+    CLONE_NEWNS, MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+        0x00020000, 1, 2, 4, 32, 4096, 16384, 1 << 18)
     if libc.unshare(CLONE_NEWNS) != 0:
         return False
     try:
@@ -126,6 +130,8 @@ def confine(new_root: str, read_only: list[str], writable: list[str], workdir: s
             _mount(path, target, None, MS_BIND | MS_REC)
             if not writable_path and path not in ("/dev", "/proc"):
                 _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+        if os.path.isdir(new_root + "/dev/shm"):
+            _mount("tmpfs", new_root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, SHM_OPTIONS)
         _mount(None, new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
     except OSError:
         return False

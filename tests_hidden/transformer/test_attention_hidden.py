@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from autograder.kit.adapter import call
-from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import copy_parameters, randint, randn, randomize_, strict_device
 
 FLOATS = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -235,7 +236,7 @@ def _check_mh_inputs_unchanged(student, reference, fn: str, seed: int):
     S, W = _mh_inputs(2, 5, 8, seed)
     expected = getattr(reference.attention, fn)(S.clone(), *(w.clone() for w in W), num_heads=2)
     what = f"{fn}(S, W_Q, W_K, W_V, W_O, num_heads=2)"
-    with inputs_unchanged(what, S=S, W_Q=W[0], W_K=W[1], W_V=W[2], W_O=W[3]):
+    with leaves_unchanged(what, S=S, W_Q=W[0], W_K=W[1], W_V=W[2], W_O=W[3]):
         assert_close(getattr(student.attention, fn)(S, *W, num_heads=2), expected, what=what)
 
 
@@ -754,7 +755,7 @@ def test_mha_does_not_modify_inputs(student, reference):
     what = "MultiHeadAttention(8, 2)(x, mask)"
     with torch.no_grad():
         expected_ctx, expected_w = ref(x.clone(), mask.clone())
-    with inputs_unchanged(what, x=x, mask=mask), torch.no_grad():
+    with leaves_unchanged(what, x=x, mask=mask), torch.no_grad():
         ctx, weights = _pair(call(mine, x, mask, name="MultiHeadAttention.forward"), what)
         assert_close(weights, expected_w, what=f"weights of {what}")
         assert_close(ctx, expected_ctx, what=f"context of {what}")

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from autograder.kit.adapter import SubmissionError, call, describe
-from autograder.kit.checks import assert_close, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.checks import assert_close, expect, expect_tensor, fail
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import check_structure, copy_parameters, randn, randomize_
 
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -332,7 +333,7 @@ def test_fixed_does_not_modify_inputs(student, reference):
     with torch.no_grad():
         expected_x, expected_w = ref(x.clone(), mask.clone())
     what = f"{_sig(FIXED, (8, 2, 16, 0.1))}.forward(x, mask) in eval mode{NOTE}"
-    with inputs_unchanged(what, x=x, mask=mask):
+    with leaves_unchanged(what, x=x, mask=mask):
         got_x, got_w = _two_outputs(call(stu, x, mask), what)
         assert_close(got_x, expected_x, what=f"the output x of {what}")
         assert_close(got_w, expected_w, what=f"the attention weights of {what}")

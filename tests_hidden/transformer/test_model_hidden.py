@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder.kit.adapter import call, describe
-from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail, inputs_unchanged
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, fail
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import check_structure, copy_parameters, randint, randn, randomize_, strict_device
 
 # (dtype, train mode) runs on the meta device: every dtype in eval mode, and dropout once
@@ -97,7 +98,7 @@ def _check_inputs_unchanged(student, reference, name, args, x, *, seed):
     with torch.no_grad():
         expected = ref(x.clone())
     what = f"{_sig(name, args)}.forward(x: {describe(x)}) in eval mode{NOTE.get(name, '')}"
-    with inputs_unchanged(what, x=x):
+    with leaves_unchanged(what, x=x):
         assert_close(call(stu, x), expected, what=what)
 
 
@@ -840,7 +841,7 @@ def test_lm_loss_does_not_modify_inputs(student, reference):
     ids[0, 3:] = 2
     expected = reference.model.lm_loss(logits.clone(), ids.clone(), 2)
     what = f"lm_loss(logits: {describe(logits)}, input_ids with padding, pad_token_id=2)"
-    with inputs_unchanged(what, logits=logits, input_ids=ids):
+    with leaves_unchanged(what, logits=logits, input_ids=ids):
         assert_close(student.model.lm_loss(logits, ids, 2), expected, what=what)
 
 
@@ -988,7 +989,7 @@ def test_decode_does_not_modify_inputs(student, reference):
     model, ids = _decode_model(reference, 114), randint(20, 2, 3, seed=115)
     expected = reference.model.greedy_decode(model, ids.clone(), 4)
     what = f"greedy_decode(model, input_ids: {describe(ids)}, max_new_tokens=4)"
-    with inputs_unchanged(what, input_ids=ids):
+    with leaves_unchanged(what, input_ids=ids):
         assert_equal(student.model.greedy_decode(model, ids, 4), expected, what=what)
 
 

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor, inputs_unchanged
+from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import randn, strict_device
 
 
@@ -234,7 +235,7 @@ def test_sdpa_padding_formula(student, mask_dtype):
     V = randn(2, 2, 5, 3, seed=46, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).view(2, 1, 1, 5).to(mask_dtype)  # row 1: 2 padded keys
     expected_weights = _attention(Q, K, torch.eye(5, dtype=torch.float64), mask)
-    with inputs_unchanged("scaled_dot_product_attention(Q, K, V, mask)", Q=Q, K=K, V=V, mask=mask):
+    with leaves_unchanged("scaled_dot_product_attention(Q, K, V, mask)", Q=Q, K=K, V=V, mask=mask):
         output, weights = student.attention.scaled_dot_product_attention(Q, K, V, mask)
         assert_close(weights, expected_weights, what="weights: softmax(Q Kᵀ / sqrt(dk)), -1e9 where mask == 0")
         assert_close(output, expected_weights @ V, what="output: weights @ V")

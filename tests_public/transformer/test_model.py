@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 
 from autograder.kit.adapter import call
-from autograder.kit.checks import (assert_close, assert_equal, assert_scalar_close, expect, expect_tensor,
-                                      inputs_unchanged)
+from autograder.kit.checks import assert_close, assert_equal, assert_scalar_close, expect, expect_tensor
+from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import randint, randn, randomize_, strict_device
 
 
@@ -361,7 +361,7 @@ def test_greedy_decode_feeds_the_last_window(student):
     model, prompt = WindowSumModel(seq_len=3), torch.tensor([[1, 2], [3, 0]])
     # row 0: 1+2 = 3; 1+2+3 = 6; 2+3+6 = 11 -> 1; 3+6+1 = 10 -> 0.  row 1: 3; 6; 0+3+6 = 9; 3+6+9 = 18 -> 8
     expected = torch.tensor([[1, 2, 3, 6, 1, 0], [3, 0, 3, 6, 9, 8]])
-    with inputs_unchanged("greedy_decode(model, input_ids, max_new_tokens=4)", input_ids=prompt):
+    with leaves_unchanged("greedy_decode(model, input_ids, max_new_tokens=4)", input_ids=prompt):
         out = student.model.greedy_decode(model, prompt, max_new_tokens=4)
         assert_equal(out, expected, what="greedy_decode(next token = sum of the window mod 10, seq_len=3, "
                                          "[[1, 2], [3, 0]], max_new_tokens=4)")
