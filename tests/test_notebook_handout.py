@@ -99,6 +99,26 @@ def test_payload_is_the_student_zip_support_files(handout):
     assert [c["source"] for c in layout["cells"]] == [c.source for c in nb.cells if cells_module.cell_file(c)]
 
 
+def test_notebook_holds_no_reference_code_and_no_hidden_test(handout):
+    manifest, _, nb = handout
+    solution, given = set(), set()
+    for path in manifest.path(manifest.reference).glob("*.py"):
+        inside = False
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() in ("# BEGIN SOLUTION", "# END SOLUTION"):
+                inside = line.strip() == "# BEGIN SOLUTION"
+            elif len(line.strip()) > 25:
+                (solution if inside else given).add(line.strip())
+    public, hidden = ({line.strip() for path in (ROOT / kind / manifest.name).rglob("*.py")
+                       for line in path.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 40}
+                      for kind in ("tests_public", "tests_hidden"))
+    cell_lines = {line.strip() for cell in nb.cells for line in cell.source.splitlines()}
+    payload_lines = {line.strip() for data in _payload(nb).values()
+                     for line in data.decode("utf-8", "replace").splitlines()}
+    assert solution - given and hidden - public
+    assert not ((solution - given) | (hidden - public)) & (cell_lines | payload_lines)
+
+
 @pytest.mark.parametrize("name", ["transformer", "foundations", "training"])
 def test_graded_cells_make_the_starter_and_the_reference(name):
     """The cheap check of every assignment: the handout's tagged cells, cut by kit/notebook.assemble

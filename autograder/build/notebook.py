@@ -77,7 +77,8 @@ with zipfile.ZipFile(io.BytesIO(base64.b64decode(PAYLOAD))) as archive:
             target.write_bytes(data)
 for module in [m for m in sys.modules if m == "autograder" or m.startswith("autograder.")]:
     del sys.modules[module]  # a re-run loads this payload's checker
-sys.path.insert(0, str(folder))
+if str(folder) not in sys.path:
+    sys.path.insert(0, str(folder))
 from autograder.kit.jupyter import setup, check, check_all
 setup(folder)'''
 
@@ -293,7 +294,7 @@ def layout_of(manifest: manifest_module.Manifest, by_file: dict[str, list[dict]]
     cells = [c for file in _file_order(manifest) for c in by_file[file]]
     return {"assignment": manifest.name, "files": list(manifest.submission_files), "cells": cells,
             "problems": {name: p.file for name, p in manifest.problems.items()},
-            "test_timeout_s": manifest.test_timeout_s}
+            "test_timeout_s": manifest.test_timeout_s, "preload": list(manifest.preload)}
 
 
 def generate(manifest: manifest_module.Manifest, student_files: dict[str, bytes]):
