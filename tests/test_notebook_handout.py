@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import ast
 import base64
+import importlib
 import io
 import json
 import os
 import pathlib
 import subprocess
+import sys
+import types
 import zipfile
 
 import nbformat
@@ -201,22 +204,34 @@ def test_screenshot_of_check_table_and_heat_map(executed_reference, tmp_path):
 
 # ---- the checker, without a kernel ----
 
-@pytest.fixture
-def folder(handout, tmp_path):
+def _set_up(handout, tmp_path, warm: bool):
     """The setup cell's work: the payload unpacked, the checker set up (no IPython here: cells are
     recorded by hand)."""
     for name, data in _payload(handout[2]).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    jupyter.setup(tmp_path, colab=False)
+    jupyter.setup(tmp_path, colab=False, warm=warm)
     yield tmp_path
     jupyter._STATE["runner"].stop()
 
 
-def test_a_crash_or_an_endless_loop_never_reaches_the_kernel(folder):
+@pytest.fixture
+def folder(handout, tmp_path):
+    yield from _set_up(handout, tmp_path, warm=False)
+
+
+@pytest.fixture
+def warm_folder(handout, tmp_path):
+    """With the warm test server (Linux: checks run in children it forks)."""
+    yield from _set_up(handout, tmp_path, warm=True)
+
+
+def test_a_crash_or_an_endless_loop_never_reaches_the_kernel(warm_folder):
+    """A check runs student code in a child of the warm server: os._exit and `while True` end there."""
     pid = os.getpid()
     jupyter.record("# file: attention.py\nimport os\n\ndef causal_mask(T, device=None):\n    os._exit(3)")
     crashed = jupyter.check("causal_mask")
+    assert jupyter._STATE["runner"].ready  # the warm server ran it
     assert os.getpid() == pid and crashed.problems[0].status == "failed"
     assert crashed.notes and "died" in crashed.notes[0] and crashed.problems[0].tests[0].status == "crashed"
     limit, jupyter._STATE["layout"]["test_timeout_s"] = jupyter._STATE["layout"]["test_timeout_s"], 1
@@ -230,6 +245,20 @@ def test_a_crash_or_an_endless_loop_never_reaches_the_kernel(folder):
     assert fixed.problems[0].status == "passed", fixed.text()
     files = jupyter.write_files()
     assert "while True" not in files["attention.py"] and "def self_attention" in files["attention.py"]
+
+
+def test_a_cell_that_imports_a_submitted_file_gets_the_notebook_code(folder):
+    """`from attention import ...` in a later cell (debugging.py's given cell) reads the cells as last run;
+    a check without the warm server (no fork: macOS, Windows) runs in a new Python."""
+    try:
+        for value in (1, 2):
+            jupyter.record(f"# file: attention.py\ndef causal_mask(T, device=None):\n    return {value}")
+            jupyter._pre_run_cell(types.SimpleNamespace(raw_cell="from attention import causal_mask"))
+            assert importlib.import_module("attention").causal_mask(3) == value
+    finally:
+        sys.modules.pop("attention", None)
+    wrong = jupyter.check("causal_mask")  # where there is no fork: a new Python per check
+    assert wrong.problems[0].status == "failed" and not wrong.notes and wrong.problems[0].tests[0].message
 
 
 def test_recorder_keys_cells_by_what_they_define():
@@ -250,6 +279,15 @@ def test_recorder_keys_cells_by_what_they_define():
                        "# file: a.py\nimport numpy as np", "# file: a.py\ndef helper():\n    return 4",
                        cells[2]["source"]]
     assert "return 4" in recorder.files_now()["a.py"]
+
+
+def test_colab_setup_pip_installs_what_is_missing(tmp_path, monkeypatch):
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\npytest==9.2.0\npytest-timeout==2.4.0\n")
+    monkeypatch.setattr(jupyter, "_version_of", {"torch": "2.13.0", "pytest": "8.3.5"}.get)
+    commands = []
+    monkeypatch.setattr(jupyter.subprocess, "run", lambda command, **kwargs: commands.append(command))
+    assert jupyter.install_missing(tmp_path) == ["pytest-timeout==2.4.0"]
+    assert commands == [[sys.executable, "-m", "pip", "install", "--quiet", "pytest-timeout==2.4.0"]]
 
 
 def test_colab_installs_only_what_is_missing_and_never_torch():
