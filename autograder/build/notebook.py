@@ -283,7 +283,8 @@ def _problem_cells(manifest, file: str, cells: list[dict]) -> dict[int, list[str
 
 
 def _question(out: _Cells, number: int, question: manifest_module.Question) -> None:
-    graded = (f"{question.points:g} points, graded by hand" if question.points else "not graded")
+    graded = (f"{question.points:g} point{'s' if question.points != 1 else ''}, graded by hand"
+              if question.points else "not graded")
     out.markdown(f"**Written question {number}** ({graded}). {question.prompt.strip()}\n\n"
                  f"*Answer in the Markdown cell below (double-click it to edit).*", tags=["question"])
     out.markdown(f"<!-- answer: {question.name} -->\n*Your answer here.*",
