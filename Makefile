@@ -35,8 +35,9 @@ lint: setup  ## ruff on the harness's code (its rules: pyproject.toml)
 test: setup lint  ## ruff, then the harness's own tests: reference, starter, zips, crashes, hangs, every catalogued mutant
 	$(PY) -m pytest tests -n $(JOBS) --maxprocesses 4 --durations 10
 
-demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip
+demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip; run the handout notebook
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder demo $$a || exit 1; done
+	$(PY) -m autograder notebook-demo transformer
 	$(PY) -m autograder regrade-demo transformer
 
 build: setup  ## dist/<name>-autograder.zip and dist/<name>-student.zip

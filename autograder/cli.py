@@ -5,6 +5,7 @@
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
+    python -m autograder notebook-demo NAME
     python -m autograder regrade NAME SUBMISSIONS -o OUT/ [--workers N] [--scheduler tcp://HOST:8786]
                                  [--previous OLD_OUT/] [--zip AUTOGRADER_ZIP]
     python -m autograder regrade-demo [NAME]
@@ -17,10 +18,11 @@ import sys
 
 
 def _build(args) -> int:
-    from .build import build
+    from .build import build, notebook_path
 
     for path in build(args.assignment, args.dist):
         print(path)
+    print(notebook_path(args.assignment, args.dist))
     return 0
 
 
@@ -71,6 +73,12 @@ def _demo(args) -> int:
     from .demo import demo
 
     return demo(args.assignment)
+
+
+def _notebook_demo(args) -> int:
+    from .demo import notebook_demo
+
+    return notebook_demo(args.assignment)
 
 
 def _regrade(args) -> int:
@@ -126,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("demo", help="build, then grade the reference, the starter and the buggy examples")
     p.add_argument("assignment")
     p.set_defaults(func=_demo)
+
+    p = commands.add_parser("notebook-demo", help="build the handout notebook, execute it with the reference in its "
+                                                 "cells (nbclient) and print its check_all() table")
+    p.add_argument("assignment")
+    p.set_defaults(func=_notebook_demo)
 
     p = commands.add_parser("regrade", help="grade a whole class (Gradescope export or folder) on a Dask cluster; "
                                            "write results/, scores.csv and report.html")

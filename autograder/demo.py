@@ -58,3 +58,27 @@ def demo(name: str) -> int:
     if not ok:
         print("\nUNEXPECTED: the reference should get full marks and the starter zero.")
     return 0 if ok else 1
+
+
+def notebook_demo(name: str) -> int:
+    """Build the handout notebook, fill its stub cells with the reference's code, execute it headless
+    (nbclient, python3 kernel) and print its check_all() table: full marks expected."""
+    from .build import notebook as notebook_module
+    from .build import notebook_path
+
+    manifest = manifest_module.load(name)
+    build(name)
+    path = notebook_path(name)
+    nb = notebook_module.fill(notebook_module.read(path), notebook_module.reference_sources(manifest))
+    with tempfile.TemporaryDirectory(prefix="notebook-demo-") as tmp:
+        notebook_module.execute(nb, pathlib.Path(tmp))
+    checks = notebook_module.check_cells(nb)
+    print(f"executed {path.relative_to(manifest.root)} with the reference in its cells: "
+          f"{len(checks) - 1} check cells, then check_all():\n")
+    print(checks[-1][1])
+    table = notebook_module.parse_table(checks[-1][1])
+    full = (list(table) == list(manifest.problems)
+            and all(row["status"] == "passed" and row["earned"] == row["share"] for row in table.values()))
+    if not full:
+        print("\nUNEXPECTED: the reference should pass every public test of the notebook.")
+    return 0 if full else 1

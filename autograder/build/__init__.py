@@ -18,6 +18,9 @@ dist/NAME-student.zip, all under NAME/:
     fingerprints.json (hashes of the diagnosed wrong variants' results on the public tests, with
     their diagnoses: "Likely mistake" on the student's laptop; see build/fingerprints.py)
 
+dist/NAME-student.ipynb: the same handout as a notebook, generated from the same files
+(build/notebook.py): stub cells, check cells, the support files embedded in its setup cell.
+
 Both are reproducible: entries sorted, fixed timestamps and permissions, so the same
 inputs give the same bytes. The student zip never holds reference code or hidden tests.
 """
@@ -34,6 +37,7 @@ import zipfile
 from .. import manifest as manifest_module
 from .. import starter as starter_module
 from ..gradescope import failed_run
+from . import notebook as notebook_module
 from .fingerprints import fingerprints_json
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -166,11 +170,21 @@ def build_student_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) ->
 
 def build(name: str, dist: str | pathlib.Path | None = None,
           root: str | pathlib.Path = manifest_module.ROOT) -> tuple[pathlib.Path, pathlib.Path]:
-    """Build both zips of assignment `name` into `dist` (default: ROOT/dist)."""
+    """Build both zips of assignment `name` into `dist` (default: ROOT/dist), and the handout
+    notebook beside them (`notebook_path`)."""
     manifest = manifest_module.load(name, root)
     stale = starter_module.stale(manifest)
     if stale:
         raise SystemExit(f"starter files out of date with the reference: {', '.join(stale)}; "
                          f"run `python -m autograder starter {name}`")
     dist = pathlib.Path(dist) if dist else manifest.root / "dist"
-    return build_autograder_zip(manifest, dist), build_student_zip(manifest, dist)
+    files = student_files(manifest)
+    student_zip = write_zip(dist / f"{manifest.name}-student.zip", files)
+    notebook_module.write(manifest, dist, files)
+    return build_autograder_zip(manifest, dist), student_zip
+
+
+def notebook_path(name: str, dist: str | pathlib.Path | None = None,
+                  root: str | pathlib.Path = manifest_module.ROOT) -> pathlib.Path:
+    """Where `build` writes the handout notebook."""
+    return (pathlib.Path(dist) if dist else pathlib.Path(root) / "dist") / f"{name}-student.ipynb"

@@ -34,3 +34,18 @@ NOT_RUN_TIMEOUTS = ("Not run: {count} earlier tests of {problem} timed out, so i
                     "(each would have waited for its time limit too). Look for an endless loop in its code.")
 STAND_IN = ("While grading your other files, the reference's {file} stood in for yours wherever they import it, "
             "so this costs only {file}'s problems.")
+# ---- the handout notebook's checker (kit/jupyter.py) ----
+NB_NOT_IMPLEMENTED = "not implemented yet"
+NB_NEVER_RUN = ("The cell of {name} ({file}) was never run in this session, so the check used the handout's "
+                "text: run the cell after editing it, then the check.")
+NB_NO_SETUP = "Run the setup cell (the first code cell) first: it installs the checker."
+NB_CHECK_TIMEOUT = "The whole check ran past {seconds:g} s and was stopped: look for an endless loop."
+NB_CHECK_CRASHED = ("The process running the tests died ({how}); your notebook's kernel is fine. Look for "
+                    "os._exit, sys.exit or a crash in native code. Its last output:\n{output}")
+NB_TEST_CRASHED = "The test process died during this test."
+NB_UNKNOWN_PROBLEM = "There is no problem named {name!r}; the problems are: {names}."
+NB_POINTS_NOTE = ("Points: what the public tests earn / the share of the problem's points they carry. The hidden "
+                  "tests, run by the grader after you submit, decide the rest (the last column).")
+NB_TORCH_VERSION = ("Colab's torch is {have}; the grader uses {want}. Keeping Colab's (reinstalling torch "
+                    "takes minutes): results may differ in the last digits.")
+NB_INSTALLING = "Installing what the tests need and Colab lacks: {names}"
