@@ -28,6 +28,9 @@ def check_schema(results: dict, manifest) -> None:
         assert TEST_FIELDS <= set(test), test
         assert test["status"] in {"passed", "failed"}
         assert test["visibility"] in VISIBILITIES
+        if test["name"] == messages.WRITTEN_ANSWERS:   # graded by hand: 0 points here, no problem's tag
+            assert test["max_score"] == test["score"] == 0 and test["tags"] == [], test
+            continue
         assert test["tags"] and set(test["tags"]) <= set(manifest.problems), test
         assert 0 <= test["score"] <= test["max_score"]
         assert (test["score"] == test["max_score"]) is (test["status"] == "passed")

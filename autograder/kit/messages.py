@@ -33,3 +33,25 @@ NOT_RUN_TIMEOUTS = ("Not run: {count} earlier tests of {problem} timed out, so i
                     "(each would have waited for its time limit too). Look for an endless loop in its code.")
 STAND_IN = ("While grading your other files, the reference's {file} stood in for yours wherever they import it, "
             "so this costs only {file}'s problems.")
+
+# ---- notebook submissions (grade/notebooks.py, grade/intake.py, grade/results.py) ----
+NOTEBOOK_NOT_JSON = "it is not valid JSON ({error}); a notebook saved by Jupyter or Colab is JSON"
+NOTEBOOK_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook (it has no `nbformat` key)"
+NOTEBOOK_INVALID = "it is not a valid Jupyter notebook ({error})"
+NOTEBOOK_UNREADABLE = ("{notebook} could not be read: {why}. Download it again from Jupyter or Colab "
+                       "(File > Download > .ipynb) and submit that file.")
+NOTEBOOK_UNREADABLE_WHY = "your notebook {notebook} could not be read"
+NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: clear its outputs "
+                      "(Edit > Clear all outputs) and submit it again.")
+NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
+NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
+                     "or its first line is `# file: <name>.py`.")
+NOTEBOOK_AND_FILE = ("Both {file} and cells of {notebook} give {file}, and they differ: {file} was graded, "
+                     "the notebook's cells for it were not. Submit only one of them.")
+NOTEBOOK_SEVERAL = "Several notebooks: graded {chosen} (it gives the most files), ignored {others}."
+WRITTEN_ANSWERS = "Written answers (graded by hand)"
+WRITTEN_ANSWERS_HEAD = ("**Written answers**: graded by hand ({points:g} points, not part of the autograder's "
+                        "score).")
+WRITTEN_ANSWERS_NO_POINTS = "**Written answers** (no points in this assignment: shown for your instructor)."
+WRITTEN_ANSWERS_NONE = "(no answer found)"
+WRITTEN_ANSWERS_UNKNOWN = "(not a question of this assignment)"

@@ -9,6 +9,8 @@ never part of it. A Markdown cell tagged ``answer:<id>`` (or whose first line is
 
 IPython-only lines (``%magic``, ``!shell``, ``x = !cmd``, ``%%cell`` magics) are not Python:
 they are replaced by ``pass`` (keeping the indentation, so a block stays valid) and listed.
+A cell that parses as Python is kept whole (``!= b`` or ``% n`` on a continuation line, a
+docstring line starting with ``!``, are Python).
 The handout's own cells never hold one.
 
 Standard library only: this module ships to students (in the notebook's setup payload) and the
@@ -39,7 +41,7 @@ UNTAGGED = "cells not part of any submitted file (not graded, never run by the g
 
 def source_of(cell: dict) -> str:
     """A cell's source as one string (nbformat stores either a string or a list of lines)."""
-    source = cell.get("source", "")
+    source = cell.get("source") or ""
     return "".join(source) if isinstance(source, list) else str(source)
 
 
@@ -85,6 +87,8 @@ def python_of(source: str) -> tuple[str | None, list[str]]:
             return None, [body[0].strip()]
         first = lines.index(body[0])
         return "\n".join(lines[:first] + ["pass"] + lines[first + 1:]), [body[0].strip()]
+    if _parses(source):   # pure Python: a line starting with % or ! continues an expression, or is in a string
+        return source, []
     code, removed = [], []
     for line in lines:
         if IPYTHON_LINE.match(line) and not _is_python(line):
@@ -96,16 +100,18 @@ def python_of(source: str) -> tuple[str | None, list[str]]:
     return "\n".join(code), removed
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
+        return False
+    return True
+
+
 def _is_python(line: str) -> bool:
     """Whether a line that looks like IPython is Python after all (`x = a % b` is not a magic)."""
     stripped = line.strip()
-    if stripped.startswith(("%", "!")):
-        return False
-    try:
-        ast.parse(stripped)
-    except SyntaxError:
-        return False
-    return True
+    return not stripped.startswith(("%", "!")) and _parses(stripped)
 
 
 @dataclasses.dataclass
@@ -165,7 +171,7 @@ def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
         code, _ = python_of(source)
         try:
             tree = ast.parse(code or "")
-        except SyntaxError:
+        except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
