@@ -184,6 +184,7 @@ def test_a_notebook_through_run_autograder_shows_its_written_answers(tmp_path, c
     (b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code"}]}',
      "not a valid Jupyter notebook"),
     (b'{"nbformat": 99, "nbformat_minor": 0, "metadata": {}, "cells": []}', "not a valid Jupyter notebook"),
+    (b'{"nbformat": 3, "nbformat_minor": 0, "worksheets": 5}', "not a valid Jupyter notebook"),
 ])
 def test_a_broken_notebook_scores_0_with_a_clear_error_and_no_test_runs(tmp_path, transformer, data, why):
     (tmp_path / "hw.ipynb").write_bytes(data)

@@ -1,10 +1,11 @@
 """`python -m autograder grade NAME SUBMISSION -o results.json [--via-zip]`.
 
-Plain `grade` takes the manifest's files out of the submission (intake), runs the public
-and hidden tests on them in a child pytest process, and writes results.json, whatever
-happens (written in a `finally`). `--via-zip` builds the Gradescope zip, lays out a
-temporary root like /autograder (source/, submission/, results/), runs the zip's own
-run_autograder there and copies its results.json out: what Gradescope would do.
+Plain `grade` takes the manifest's files out of the submission (intake: from `.py` files or
+a notebook's tagged cells), runs the public and hidden tests on them in a child pytest
+process, and writes results.json, whatever happens (written in a `finally`). `--via-zip`
+builds the Gradescope zip, lays out a temporary root like /autograder (source/, submission/,
+results/), runs the zip's own run_autograder there and copies its results.json out: what
+Gradescope would do.
 """
 from __future__ import annotations
 

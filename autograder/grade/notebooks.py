@@ -45,7 +45,8 @@ def _short(text: str) -> str:
 
 def _drop_outputs(raw: dict) -> None:
     """Empty every code cell's outputs and drop attachments (nbformat 4 `cells`, 3 `worksheets`)."""
-    lists = [raw.get("cells")] + [w.get("cells") for w in raw.get("worksheets") or [] if isinstance(w, dict)]
+    worksheets = raw.get("worksheets") if isinstance(raw.get("worksheets"), list) else []
+    lists = [raw.get("cells")] + [w.get("cells") for w in worksheets if isinstance(w, dict)]
     for cells in lists:
         for cell in cells if isinstance(cells, list) else []:
             if isinstance(cell, dict):
