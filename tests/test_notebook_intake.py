@@ -15,6 +15,7 @@ import zipfile
 import nbformat
 import pytest
 from nbformat import v3, v4
+from test_grading import check_schema
 
 from autograder import catalogue
 from autograder import manifest as manifest_module
@@ -157,6 +158,7 @@ def test_a_notebook_through_run_autograder_shows_its_written_answers(tmp_path, c
     files = _submission(manifest, ["mask-future"], tmp_path / "py")
     path = write_notebook(notebook_of(files, answers=answers), tmp_path / "upload" / "homework.ipynb")
     results = grade_via_zip("transformer", path, tmp_path / "results.json", root=root, quiet=True)
+    check_schema(results, manifest)
     written = [t for t in results["tests"] if t["name"] == messages.WRITTEN_ANSWERS]
     assert len(written) == 1 and written[0]["score"] == written[0]["max_score"] == 0
     assert written[0]["visibility"] == "visible" and written[0]["tags"] == []
@@ -190,6 +192,7 @@ def test_a_broken_notebook_scores_0_with_a_clear_error_and_no_test_runs(tmp_path
     (tmp_path / "hw.ipynb").write_bytes(data)
     results = grade("transformer", tmp_path / "hw.ipynb", tmp_path / "results.json", quiet=True)
     assert json.loads((tmp_path / "results.json").read_text()) == results
+    check_schema(results, transformer)
     assert results["score"] == 0 and results["tests"]
     assert all(t["name"].endswith(": not graded") and t["status"] == "failed" for t in results["tests"])
     reason = messages.NOTEBOOK_UNREADABLE_WHY.format(notebook="hw.ipynb")
