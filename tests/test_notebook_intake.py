@@ -152,7 +152,7 @@ def test_a_notebook_through_run_autograder_shows_its_written_answers(tmp_path, c
     root = copy_root(tmp_path / "root")
     toml = root / "assignments" / "transformer" / "assignment.toml"
     toml.write_text(toml.read_text() + '\n[questions.why_scale]\nprompt = "Why divide by sqrt(d_k)?"\npoints = 2\n'
-                    '\n[questions.why_mask]\nprompt = "Why mask the future?"\npoints = 1\nafter = "causal_mask"\n')
+                    '\n[questions.why_mask]\nprompt = """Why mask\nthe future?"""\npoints = 1\nafter = "causal_mask"\n')
     manifest = manifest_module.load("transformer", root)
     answers = {"why_scale": "The scores' variance grows with d_k;\nthe softmax would saturate.", "extra": "Hello"}
     files = _submission(manifest, ["mask-future"], tmp_path / "py")
@@ -162,10 +162,10 @@ def test_a_notebook_through_run_autograder_shows_its_written_answers(tmp_path, c
     written = [t for t in results["tests"] if t["name"] == messages.WRITTEN_ANSWERS]
     assert len(written) == 1 and written[0]["score"] == written[0]["max_score"] == 0
     assert written[0]["visibility"] == "visible" and written[0]["tags"] == []
-    head = messages.WRITTEN_ANSWERS_HEAD.format(points=3)
+    head = messages.WRITTEN_ANSWERS_HEAD.format(points=sum(q.points for q in manifest.questions.values()))
     assert head in written[0]["output"] and head in results["output"]
     for text in (head, "> The scores' variance grows with d_k;\n> the softmax would saturate.",
-                 f"**why_mask** (1 points): Why mask the future?\n{messages.WRITTEN_ANSWERS_NONE}",
+                 f"**why_mask** (1 point): Why mask the future?\n{messages.WRITTEN_ANSWERS_NONE}",
                  f"**extra** {messages.WRITTEN_ANSWERS_UNKNOWN}\n> Hello"):
         assert text in results["output"], text
     graded = [t for t in results["tests"] if t["name"] != messages.WRITTEN_ANSWERS]
@@ -350,3 +350,30 @@ def test_the_gradescope_image_installs_the_nbformat_intake_reads_with(transforme
     requirements = autograder_files(transformer)["requirements.txt"].decode().splitlines()
     pins = [line.split("#")[0].strip() for line in requirements if line.startswith("nbformat")]
     assert pins == [f"nbformat=={importlib.metadata.version('nbformat')}"]
+
+
+def test_written_answers_are_shown_and_a_0_point_test_added_only_for_points_and_a_run(transformer):
+    import dataclasses
+
+    from autograder import gradescope
+    from autograder.grade import results as results_module
+
+    def added(questions: dict, answers: dict, graded: bool = True) -> dict:
+        manifest = dataclasses.replace(transformer, questions=questions)
+        results = gradescope.failed_run(manifest, "why")
+        report = intake.IntakeReport(found={}, missing=[], notes=[], answers=answers)
+        results_module.add_written_answers(results, manifest, report, graded=graded)
+        return results
+
+    plain = gradescope.failed_run(dataclasses.replace(transformer, questions={}), "why")
+    assert added({}, {}) == plain                                  # nothing asked, nothing answered
+    free = manifest_module.Question("free", "Say anything", 0)
+    scored = manifest_module.Question("scored", "Explain", 2)
+    only_answers = added({}, {"mine": "An answer"})
+    assert messages.WRITTEN_ANSWERS_NO_POINTS in only_answers["output"] and "> An answer" in only_answers["output"]
+    assert only_answers["tests"] == plain["tests"]
+    assert added({"free": free}, {})["tests"] == plain["tests"]   # no points: no test
+    assert added({"scored": scored}, {}, graded=False)["tests"] == plain["tests"]   # no test ran: none added
+    with_points = added({"free": free, "scored": scored}, {"scored": "Because"})
+    assert [t["name"] for t in with_points["tests"][len(plain["tests"]):]] == [messages.WRITTEN_ANSWERS]
+    assert "**free** (0 points): Say anything\n" + messages.WRITTEN_ANSWERS_NONE in with_points["output"]

@@ -145,13 +145,14 @@ def _quoted(text: str) -> str:
 
 def written_answers(manifest: Manifest, answers: dict[str, str]) -> str:
     """The written answers as Markdown for the human grader: each question of the manifest (its
-    points, its prompt's first line) with its answer quoted, then answers to unknown questions."""
+    points, the start of its prompt) with its answer quoted, then answers to unknown questions."""
     points = sum(q.points for q in manifest.questions.values())
     lines = [messages.WRITTEN_ANSWERS_HEAD.format(points=points) if points else messages.WRITTEN_ANSWERS_NO_POINTS]
     for qid, question in manifest.questions.items():
-        prompt = (question.prompt.strip().splitlines() or [""])[0]
+        prompt = " ".join(question.prompt.split())   # a prompt over several lines, as one
         prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[: PROMPT_CHARS - 3] + "..."
-        lines += ["", f"**{qid}** ({question.points:g} points): {prompt}".rstrip(),
+        worth = f"{question.points:g} point" + ("" if question.points == 1 else "s")
+        lines += ["", f"**{qid}** ({worth}): {prompt}".rstrip(),
                   _quoted(answers[qid]) if answers.get(qid, "").strip() else messages.WRITTEN_ANSWERS_NONE]
     for qid in sorted(set(answers) - set(manifest.questions)):
         lines += ["", f"**{qid}** {messages.WRITTEN_ANSWERS_UNKNOWN}", _quoted(answers[qid])]
