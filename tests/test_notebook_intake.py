@@ -2,9 +2,10 @@
 tagged for it (grade/notebooks.py, grade/intake.py), so that a notebook grades exactly as the
 same code in `.py` files; hostile and broken notebooks cost only what they should.
 
-Full gradings are few (about 9 s of CPU each): the reference of `transformer` as a notebook, two
-mutants, a crash at import, and one run through the Gradescope zip's run_autograder. The other
-assignments are proven by their rebuilt sources (the reference's bytes, plus the marker lines).
+Full gradings are few (about 9 s of CPU each): the reference of `transformer` as a notebook, three
+mutants (one submission), a crash at import, each beside its .py grading, and one run through the
+Gradescope zip's run_autograder. The other assignments are proven by their rebuilt sources (the
+reference's bytes, plus the marker lines).
 """
 import json
 import pathlib
@@ -130,7 +131,9 @@ def _submission(manifest, mutant_names: list[str], folder: pathlib.Path) -> dict
 CRASH = "import os\nos._exit(3)"
 
 
-@pytest.mark.parametrize("case", [["mask-future"], ["lm-loss-no-shift", "decode-notebook-argmax"], "crash"])
+# Three mutants in one submission (attention.py and model.py: one grading instead of three, for CI time).
+@pytest.mark.parametrize("case", [["mask-future", "lm-loss-no-shift", "decode-notebook-argmax"], "crash"],
+                         ids=["mutants", "crash"])
 def test_mutants_and_a_crash_grade_the_same_from_a_notebook(transformer, tmp_path, case):
     """The same code, as .py files or as a notebook without marker cells (a marker line would
     shift line numbers in tracebacks), grades the same; a tagged cell that ends the process at
@@ -285,7 +288,25 @@ def test_magics_in_tagged_cells_are_removed_and_listed(tmp_path):
         assert text in notes
 
 
-def test_a_py_file_wins_over_a_notebook_giving_the_same_file(tmp_path):
+def test_a_notebook_wins_over_deeper_py_files_as_those_its_checks_write(tmp_path):
+    """A student zips the folder they worked in: the notebook, and the folder beside it where its
+    check cells wrote the files (from the cells last run, maybe older than the saved notebook)."""
+    cells = [v4.new_code_cell("x = 'saved'", metadata={"tags": ["file:one.py"]})]
+    write_notebook(v4.new_notebook(cells=cells), tmp_path / "work" / "hw.ipynb")
+    (tmp_path / "work" / "hw-notebook").mkdir()
+    (tmp_path / "work" / "hw-notebook" / "one.py").write_text("x = 'last run'\n")
+    with zipfile.ZipFile(tmp_path / "work.zip", "w") as archive:
+        for path in sorted((tmp_path / "work").rglob("*")):
+            archive.write(path, path.relative_to(tmp_path).as_posix())
+    report = intake.take(tmp_path / "work.zip", ["one.py"], tmp_path / "clean")
+    assert report.found == {"one.py": "work/hw.ipynb"}
+    assert (tmp_path / "clean" / "one.py").read_text() == "x = 'saved'\n"
+    assert messages.NOTEBOOK_OVER_FILE.format(path="work/hw-notebook/one.py", file="one.py",
+                                              notebook="work/hw.ipynb") in report.notes
+    assert not any(n.startswith("Ignored") for n in report.notes)
+
+
+def test_a_py_file_wins_over_a_notebook_at_its_depth_giving_the_same_file(tmp_path):
     (tmp_path / "one.py").write_text("x = 'py'\n")
     (tmp_path / "two.py").write_text("y = 2\n")
     cells = [v4.new_code_cell("x = 'notebook'", metadata={"tags": ["file:one.py"]}),
@@ -296,7 +317,7 @@ def test_a_py_file_wins_over_a_notebook_giving_the_same_file(tmp_path):
     assert report.found == {"one.py": "one.py", "two.py": "two.py", "three.py": "hw.ipynb"}
     assert (tmp_path / "clean" / "one.py").read_text() == "x = 'py'\n"
     assert (tmp_path / "clean" / "three.py").read_text() == "z = 3\n"
-    assert messages.NOTEBOOK_AND_FILE.format(file="one.py", notebook="hw.ipynb") in report.notes
+    assert messages.NOTEBOOK_AND_FILE.format(path="one.py", file="one.py", notebook="hw.ipynb") in report.notes
     assert not any("two.py" in n and "differ" in n for n in report.notes)   # the same code: nothing to say
 
 

@@ -9,8 +9,10 @@ dropped and CRLF line ends become LF.
 
 A notebook (`.ipynb`, alone or beside `.py` files) gives the files its tagged cells make
 (grade/notebooks.py; the tag and marker convention is kit/notebook.py's). Which wins:
-- a `.py` file and a notebook both give a file: the `.py` file is graded (adding a notebook never
-  changes how `.py` files grade); when the notebook's cells for it differ, a note says so;
+- a `.py` file and a notebook both give a file: as between two copies of a file, the shallower is
+  graded, and at the same depth the `.py` file (so a notebook beside `.py` files never changes
+  how they grade, and the files a handout notebook's checks write into the folder beside it
+  never override the notebook); when they differ, a note says which was graded;
 - several notebooks: the one that gives the most of the submission's files is read (ties: the
   shallowest, then the first in sorted order); the notes name the others, which are not read;
 - a notebook that cannot be read (not JSON, not a valid notebook, over MAX_NOTEBOOK_BYTES) is
@@ -163,9 +165,10 @@ def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...],
         if len(matches) > 1:
             others = ", ".join(sorted(m for m in matches if m != chosen))
             notes.append(f"Several files are named {name}; graded {chosen}, ignored {others}.")
+    used = set(found.values())   # .py files a notebook overrides are named in its note, not as ignored
     answers, error = _take_notebook(candidates, wanted, destination, found, notes)
     missing = [name for name in wanted if name not in found]
-    used = set(found.values())
+    used |= set(found.values())
     ignored = sorted(rel for rel in candidates
                      if rel not in used and _is_kept(rel) and not rel.endswith(NOTEBOOK_SUFFIX))
     loaders = [rel for rel in ignored if _changes_loading(pathlib.PurePosixPath(rel))]
@@ -202,8 +205,8 @@ def _read_notebooks(candidates: dict, wanted, notes: list[str]) -> tuple[dict, l
 
 def _take_notebook(candidates: dict, wanted, destination: pathlib.Path, found: dict[str, str],
                    notes: list[str]) -> tuple[dict[str, str], str]:
-    """Write the files a notebook gives that no `.py` file gave; (its written answers, the error
-    when nothing at all could be taken)."""
+    """Write the files the chosen notebook gives (over a `.py` file only when that is deeper: see the
+    module's docstring); (its written answers, the error when nothing at all could be taken)."""
     readable, unreadable = _read_notebooks(candidates, wanted, notes)
     if not readable:
         error = messages.NOTEBOOK_UNREADABLE_WHY.format(notebook=unreadable[0]) if unreadable and not found else ""
@@ -217,13 +220,17 @@ def _take_notebook(candidates: dict, wanted, destination: pathlib.Path, found: d
         if name not in book.files:
             continue
         code = normalise(book.files[name])
-        if name in found:
-            if (destination / name).read_bytes() != code:
-                notes.append(messages.NOTEBOOK_AND_FILE.format(file=name, notebook=chosen))
-            continue
         if len(code) > MAX_FILE_BYTES:
             notes.append(f"{name} (from {chosen}) is larger than {MAX_FILE_BYTES} bytes and was not graded.")
             continue
+        if name in found and (destination / name).read_bytes() == code:
+            continue
+        if name in found:   # a .py file of that name too, and they differ: the shallower wins, else the .py file
+            path = found[name]
+            if path.count("/") <= chosen.count("/"):
+                notes.append(messages.NOTEBOOK_AND_FILE.format(path=path, file=name, notebook=chosen))
+                continue
+            notes.append(messages.NOTEBOOK_OVER_FILE.format(path=path, file=name, notebook=chosen))
         (destination / name).write_bytes(code)
         found[name] = chosen
         notes.append(messages.NOTEBOOK_GAVE.format(file=name, notebook=chosen,

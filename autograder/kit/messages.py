@@ -46,8 +46,11 @@ NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: cl
 NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
 NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
                      "or its first line is `# file: <name>.py`.")
-NOTEBOOK_AND_FILE = ("Both {file} and cells of {notebook} give {file}, and they differ: {file} was graded, "
+NOTEBOOK_AND_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: {path} was graded, "
                      "the notebook's cells for it were not. Submit only one of them.")
+NOTEBOOK_OVER_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: the notebook's cells were "
+                      "graded ({path} is in a deeper folder, as files the notebook's checks write are), {path} was "
+                      "not. Submit only one of them.")
 NOTEBOOK_SEVERAL = "Several notebooks: graded {chosen} (it gives the most files), ignored {others}."
 WRITTEN_ANSWERS = "Written answers (graded by hand)"
 WRITTEN_ANSWERS_HEAD = ("**Written answers**: graded by hand ({points:g} points, not part of the autograder's "
