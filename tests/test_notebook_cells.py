@@ -101,3 +101,10 @@ def test_hostile_cells_do_not_crash_assembly():
     built = notebook.assemble(cells)
     assert built.files["one.py"] == "x = 1\x00\npass  # removed: IPython line\n\n\n\n"   # no "None"
     assert built.untagged == [2]   # tags that are not a list are no tags
+
+
+def test_cell_numbers_read_as_ranges_and_stay_short():
+    assert notebook.cell_numbers([3, 5, 6, 7, 8, 9, 11, 12]) == "3, 5-9, 11, 12"
+    assert notebook.cell_numbers(list(range(1, 10_001, 2)), limit=3) == "1, 3, 5 and 4997 more"
+    built = notebook.assemble([code("x = 1")] * 5 + [code("y = 2", "file:one.py")] + [code("z = 3")] * 2)
+    assert notebook.UNTAGGED.format(cells="1-5, 7, 8") in built.notes

@@ -116,8 +116,9 @@ def test_the_reference_as_a_notebook_grades_as_the_py_files_and_untagged_cells_n
     assert reference_py["score"] == transformer.total_points
     _same_grading(reference_py, results)
     assert not witness.exists()
-    assert any(f"cells {', '.join(map(str, [1 + k for k in range(1, 9)]))} of hw.ipynb" in line
-               for line in results["output"].splitlines())
+    attention = len(chunks(reference_files(transformer)["attention.py"]))   # its cells follow the title cell
+    gave = messages.NOTEBOOK_GAVE.format(file="attention.py", cells=f"2-{1 + attention}", notebook="hw.ipynb")
+    assert f"- {gave}" in results["output"].splitlines()
 
 
 def _submission(manifest, mutant_names: list[str], folder: pathlib.Path) -> dict[str, str]:
@@ -398,3 +399,16 @@ def test_written_answers_are_shown_and_a_0_point_test_added_only_for_points_and_
     with_points = added({"free": free, "scored": scored}, {"scored": "Because"})
     assert [t["name"] for t in with_points["tests"][len(plain["tests"]):]] == [messages.WRITTEN_ANSWERS]
     assert "**free** (0 points): Say anything\n" + messages.WRITTEN_ANSWERS_NONE in with_points["output"]
+
+
+def test_a_notebook_of_too_many_cells_is_not_read_and_notes_stay_few(tmp_path, monkeypatch):
+    cells = [v4.new_code_cell(f"!echo {i}\nx{i} = {i}", metadata={"tags": ["file:one.py"]}) for i in range(50)]
+    cells += [v4.new_code_cell("print('explore')")]
+    data = nbformat.writes(v4.new_notebook(cells=cells)).encode()
+    book = notebooks.cut(data, ["one.py"])
+    assert len(book.notes) == notebooks.MAX_NOTES + 2
+    assert book.notes[-2] == messages.NOTEBOOK_MORE_NOTES.format(count=50 - notebooks.MAX_NOTES)
+    assert "not part of any submitted file" in book.notes[-1]   # the untagged cells are always named
+    monkeypatch.setattr(notebooks, "MAX_CELLS", 50)
+    with pytest.raises(notebooks.NotebookError, match=messages.NOTEBOOK_TOO_MANY_CELLS.format(limit=50)):
+        notebooks.cut(data, ["one.py"])

@@ -28,6 +28,7 @@ import pathlib
 import zipfile
 
 from ..kit import messages
+from ..kit import notebook as convention
 from . import notebooks
 from .notebooks import MAX_NOTEBOOK_BYTES
 
@@ -234,7 +235,7 @@ def _take_notebook(candidates: dict, wanted, destination: pathlib.Path, found: d
         (destination / name).write_bytes(code)
         found[name] = chosen
         notes.append(messages.NOTEBOOK_GAVE.format(file=name, notebook=chosen,
-                                                   cells=", ".join(map(str, book.cells[name]))))
+                                                   cells=convention.cell_numbers(book.cells[name])))
     notes.extend(f"{chosen}: {note}" for note in book.notes)
     lacking = [name for name in wanted if name not in found]
     if lacking:

@@ -21,6 +21,8 @@ from ..kit import messages
 from ..kit import notebook as convention
 
 MAX_NOTEBOOK_BYTES = 100_000_000
+MAX_CELLS = 10_000          # the handouts have about 100; reading 10 000 takes about a second
+MAX_NOTES = 30              # notes about one notebook shown (a removed IPython line each, ...)
 MAX_ANSWER_CHARS = 20_000   # one written answer, as shown to the human grader
 MAX_ERROR_CHARS = 300
 
@@ -43,16 +45,20 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _drop_outputs(raw: dict) -> None:
-    """Empty every code cell's outputs and drop attachments (nbformat 4 `cells`, 3 `worksheets`)."""
+def _drop_outputs(raw: dict) -> int:
+    """Empty every code cell's outputs and drop attachments (nbformat 4 `cells`, 3 `worksheets`);
+    the number of cells."""
     worksheets = raw.get("worksheets") if isinstance(raw.get("worksheets"), list) else []
     lists = [raw.get("cells")] + [w.get("cells") for w in worksheets if isinstance(w, dict)]
+    count = 0
     for cells in lists:
         for cell in cells if isinstance(cells, list) else []:
+            count += 1
             if isinstance(cell, dict):
                 if "outputs" in cell:
                     cell["outputs"] = []
                 cell.pop("attachments", None)
+    return count
 
 
 def read(data: bytes):
@@ -70,7 +76,8 @@ def read(data: bytes):
     del data
     if not isinstance(raw, dict) or "nbformat" not in raw:
         raise NotebookError(messages.NOTEBOOK_NOT_NOTEBOOK)
-    _drop_outputs(raw)
+    if _drop_outputs(raw) > MAX_CELLS:
+        raise NotebookError(messages.NOTEBOOK_TOO_MANY_CELLS.format(limit=MAX_CELLS))
     captured: dict = {}
     try:
         notebook = nbformat.reads(json.dumps(raw), as_version=4, capture_validation_error=captured)
@@ -90,7 +97,16 @@ def cut(data: bytes, wanted: list[str] | tuple[str, ...]) -> NotebookFiles:
              for name, code in assembly.files.items()}
     cells = {name: [i + 1 for i in indexes] for name, indexes in assembly.cells.items()}
     answers = {qid: _cut_answer(text.strip()) for qid, text in assembly.answers.items()}
-    return NotebookFiles(files, cells, answers, list(assembly.notes))
+    return NotebookFiles(files, cells, answers, _capped(assembly.notes, bool(assembly.untagged)))
+
+
+def _capped(notes: list[str], untagged: bool) -> list[str]:
+    """The first MAX_NOTES notes, and always the last one that lists the untagged cells."""
+    last = notes[-1:] if untagged else []
+    rest = notes[:-1] if untagged else notes
+    if len(rest) <= MAX_NOTES:
+        return rest + last
+    return rest[:MAX_NOTES] + [messages.NOTEBOOK_MORE_NOTES.format(count=len(rest) - MAX_NOTES)] + last
 
 
 def _cut_answer(text: str) -> str:

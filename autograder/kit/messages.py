@@ -38,6 +38,8 @@ STAND_IN = ("While grading your other files, the reference's {file} stood in for
 NOTEBOOK_NOT_JSON = "it is not valid JSON ({error}); a notebook saved by Jupyter or Colab is JSON"
 NOTEBOOK_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook (it has no `nbformat` key)"
 NOTEBOOK_INVALID = "it is not a valid Jupyter notebook ({error})"
+NOTEBOOK_TOO_MANY_CELLS = "it has more than {limit} cells"
+NOTEBOOK_MORE_NOTES = "... and {count} more notes like these."
 NOTEBOOK_UNREADABLE = ("{notebook} could not be read: {why}. Download it again from Jupyter or Colab "
                        "(File > Download > .ipynb) and submit that file.")
 NOTEBOOK_UNREADABLE_WHY = "your notebook {notebook} could not be read"

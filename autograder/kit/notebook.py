@@ -39,6 +39,20 @@ DUPLICATE = ("{name} is defined in cells {cells} of {file}; the last one counts,
 UNTAGGED = "cells not part of any submitted file (not graded, never run by the grader): {cells}"
 
 
+def cell_numbers(numbers: list[int], limit: int = 20) -> str:
+    """Cell numbers as a student reads them: runs of three or more as ranges ("3, 5-9, 11, 12"), at
+    most `limit` items."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    items = [item for a, b in runs for item in ([f"{a}-{b}"] if b > a + 1 else map(str, range(a, b + 1)))]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 def source_of(cell: dict) -> str:
     """A cell's source as one string (nbformat stores either a string or a list of lines)."""
     source = cell.get("source") or ""
@@ -160,7 +174,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     for name in joined:
         notes.extend(_duplicates(name, [source_of(cells[i]) for i in where[name]], where[name]))
     if untagged:
-        notes.append(UNTAGGED.format(cells=", ".join(str(i + 1) for i in untagged)))
+        notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, where, answers, untagged, notes)
 
 
@@ -178,5 +192,5 @@ def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
                 cells = defined.setdefault(node.name, [])
                 if index + 1 not in cells:
                     cells.append(index + 1)
-    return [DUPLICATE.format(name=n, cells=", ".join(map(str, c)), file=name)
+    return [DUPLICATE.format(name=n, cells=cell_numbers(c), file=name)
             for n, c in defined.items() if len(c) > 1]
