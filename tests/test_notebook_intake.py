@@ -412,3 +412,17 @@ def test_a_notebook_of_too_many_cells_is_not_read_and_notes_stay_few(tmp_path, m
     monkeypatch.setattr(notebooks, "MAX_CELLS", 50)
     with pytest.raises(notebooks.NotebookError, match=messages.NOTEBOOK_TOO_MANY_CELLS.format(limit=50)):
         notebooks.cut(data, ["one.py"])
+
+
+def test_only_the_shallowest_notebooks_are_read_and_a_zips_are_read_one_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "MAX_NOTEBOOKS", 2)
+    with zipfile.ZipFile(tmp_path / "hw.zip", "w") as archive:
+        for name in ("a/b/deep.ipynb", "a/mid.ipynb", "top.ipynb"):
+            cell = v4.new_code_cell(f"where = {name!r}", metadata={"tags": ["file:one.py"]})
+            archive.writestr(name, nbformat.writes(v4.new_notebook(cells=[cell])))
+    members = intake._candidates(tmp_path / "hw.zip", set())
+    assert all(isinstance(member, intake.ZipMember) for member in members.values())   # not read yet
+    report = intake.take(tmp_path / "hw.zip", ["one.py"], tmp_path / "clean")
+    assert report.found == {"one.py": "top.ipynb"}
+    assert messages.NOTEBOOK_TOO_MANY.format(count=3, limit=2, ignored="a/b/deep.ipynb") in report.notes
+    assert messages.NOTEBOOK_SEVERAL.format(chosen="top.ipynb", others="a/mid.ipynb") in report.notes

@@ -13,8 +13,9 @@ A notebook (`.ipynb`, alone or beside `.py` files) gives the files its tagged ce
   graded, and at the same depth the `.py` file (so a notebook beside `.py` files never changes
   how they grade, and the files a handout notebook's checks write into the folder beside it
   never override the notebook); when they differ, a note says which was graded;
-- several notebooks: the one that gives the most of the submission's files is read (ties: the
-  shallowest, then the first in sorted order); the notes name the others, which are not read;
+- several notebooks: the one that gives the most of the submission's files is graded (ties: the
+  shallowest, then the first in sorted order); the notes name the others. At most MAX_NOTEBOOKS
+  (the shallowest) are read, one at a time (a zip's notebooks too);
 - a notebook that cannot be read (not JSON, not a valid notebook, over MAX_NOTEBOOK_BYTES) is
   named in the notes with the reason; when nothing else gives any file, the report's `error`
   says why and grading stops there (results.json: every problem failed, score 0).
@@ -34,6 +35,7 @@ from .notebooks import MAX_NOTEBOOK_BYTES
 
 MAX_FILE_BYTES = 1_000_000
 NOTEBOOK_SUFFIX = ".ipynb"
+MAX_NOTEBOOKS = 10   # notebooks read in one submission (the shallowest): each may cost seconds
 # Folders skipped whole: a virtual environment in the assignment folder would otherwise be read (1 GB or more).
 # So is any folder holding a pyvenv.cfg (a virtual environment, whatever its name).
 IGNORED_PARTS = {"__MACOSX", "__pycache__", ".git", ".ipynb_checkpoints", ".venv", "venv", "site-packages",
@@ -67,11 +69,11 @@ def _skipped_part(relative: str) -> str | None:
     return None
 
 
-def _candidates(submission: pathlib.Path, skipped: set[str]) -> dict[str, bytes | pathlib.Path | None]:
-    """Every file of the submission, by relative POSIX path: bytes (from a zip), a path, or None
-    (a zip's notebook over MAX_NOTEBOOK_BYTES, left unread).
+def _candidates(submission: pathlib.Path, skipped: set[str]) -> dict[str, Candidate]:
+    """Every file of the submission, by relative POSIX path: bytes (a zip's `.py` file), a path, a
+    ZipMember (a zip's notebook, read when needed) or None (a zip's notebook over MAX_NOTEBOOK_BYTES).
     Skipped folders (IGNORED_PARTS) are not walked; their paths are added to `skipped`."""
-    files: dict[str, bytes | pathlib.Path | None] = {}
+    files: dict[str, Candidate] = {}
     if submission.is_file():
         if zipfile.is_zipfile(submission):
             files.update(_zip_members(submission, "", skipped))
@@ -95,7 +97,21 @@ def _candidates(submission: pathlib.Path, skipped: set[str]) -> dict[str, bytes 
     return dict(sorted(files.items()))
 
 
-def _zip_members(path: pathlib.Path, prefix: str, skipped: set[str]) -> dict[str, bytes | None]:
+@dataclasses.dataclass(frozen=True)
+class ZipMember:
+    """A zip's member, read only when needed (a notebook)."""
+    archive: pathlib.Path
+    name: str
+
+    def read(self, limit: int) -> bytes:
+        with zipfile.ZipFile(self.archive) as archive, archive.open(self.name) as stream:
+            return stream.read(limit + 1)
+
+
+Candidate = bytes | pathlib.Path | ZipMember | None
+
+
+def _zip_members(path: pathlib.Path, prefix: str, skipped: set[str]) -> dict[str, Candidate]:
     members = {}
     with zipfile.ZipFile(path) as archive:
         venvs = {name[: -len(VENV_MARKER)] for name in archive.namelist()
@@ -111,9 +127,9 @@ def _zip_members(path: pathlib.Path, prefix: str, skipped: set[str]) -> dict[str
                 continue
             if info.is_dir():
                 continue
-            if info.filename.endswith(NOTEBOOK_SUFFIX):
+            if info.filename.endswith(NOTEBOOK_SUFFIX):   # read later, one at a time (up to 100 MB each)
                 too_large = info.file_size > MAX_NOTEBOOK_BYTES
-                members[prefix + info.filename] = None if too_large else archive.read(info)
+                members[prefix + info.filename] = None if too_large else ZipMember(path, info.filename)
             elif info.filename.endswith(".py") and info.file_size <= MAX_FILE_BYTES:
                 members[prefix + info.filename] = archive.read(info)
     return members
@@ -130,12 +146,15 @@ def _changes_loading(path: pathlib.PurePosixPath) -> bool:
             or (path.suffix == ".py" and path.stem in SHADOWED) or path.parts[0] in SHADOWED)
 
 
-def _read(source: bytes | pathlib.Path | None, limit: int) -> bytes | None:
+def _read(source: Candidate, limit: int) -> bytes | None:
     """A candidate's bytes, or None when it is over `limit` (a file is read no further than that)."""
     if source is None or isinstance(source, bytes):
         return source if source is None or len(source) <= limit else None
-    with open(source, "rb") as stream:
-        data = stream.read(limit + 1)
+    if isinstance(source, ZipMember):
+        data = source.read(limit)
+    else:
+        with open(source, "rb") as stream:
+            data = stream.read(limit + 1)
     return data if len(data) <= limit else None
 
 
@@ -189,7 +208,12 @@ def take(submission: str | pathlib.Path, wanted: list[str] | tuple[str, ...],
 def _read_notebooks(candidates: dict, wanted, notes: list[str]) -> tuple[dict, list[str]]:
     """({notebook: NotebookFiles} of the readable notebooks, the unreadable ones); notes say why."""
     readable, unreadable = {}, []
-    for relative in sorted(rel for rel in candidates if rel.endswith(NOTEBOOK_SUFFIX) and _is_kept(rel)):
+    books = sorted((rel for rel in candidates if rel.endswith(NOTEBOOK_SUFFIX) and _is_kept(rel)),
+                   key=lambda rel: (rel.count("/"), rel))
+    if len(books) > MAX_NOTEBOOKS:
+        notes.append(messages.NOTEBOOK_TOO_MANY.format(count=len(books), limit=MAX_NOTEBOOKS,
+                                                       ignored=", ".join(books[MAX_NOTEBOOKS:][:10])))
+    for relative in books[:MAX_NOTEBOOKS]:
         data = _read(candidates[relative], MAX_NOTEBOOK_BYTES)
         if data is None:
             notes.append(messages.NOTEBOOK_TOO_LARGE.format(notebook=relative, limit=MAX_NOTEBOOK_BYTES // 10**6))

@@ -45,6 +45,8 @@ NOTEBOOK_UNREADABLE = ("{notebook} could not be read: {why}. Download it again f
 NOTEBOOK_UNREADABLE_WHY = "your notebook {notebook} could not be read"
 NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: clear its outputs "
                       "(Edit > Clear all outputs) and submit it again.")
+NOTEBOOK_TOO_MANY = ("Your submission holds {count} notebooks: only the {limit} shallowest were read, not "
+                     "{ignored}.")
 NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
 NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
                      "or its first line is `# file: <name>.py`.")
