@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dist", default=None, help="output folder [dist/]")
     p.set_defaults(func=_build)
 
-    p = commands.add_parser("grade", help="grade a submission folder or zip; write Gradescope's results.json")
+    p = commands.add_parser("grade", help="grade a submission folder, zip or notebook; write Gradescope's results.json")
     p.add_argument("assignment")
     p.add_argument("submission")
     p.add_argument("-o", "--output", default=None, help="results.json to write [print to stdout]")

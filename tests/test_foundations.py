@@ -18,7 +18,7 @@ from autograder.build import build_student_zip
 from autograder.grade import grade, grade_via_zip
 from autograder.grade.results import per_problem
 
-from test_grading import VISIBILITIES, make_submission
+from test_grading import VISIBILITIES, graded_tests, make_submission
 
 ROOT = manifest_module.ROOT
 
@@ -58,8 +58,8 @@ def test_reference_gets_full_marks_and_a_leaderboard_entry(reference_results, fo
 def test_starter_scores_zero(tmp_path, foundations):
     results = grade("foundations", foundations.path(foundations.starter), tmp_path / "r.json")
     assert results["score"] == 0
-    assert all("not implemented yet" in t["output"] for t in results["tests"]), \
-        [t["output"] for t in results["tests"] if "not implemented yet" not in t["output"]][:3]
+    assert all("not implemented yet" in t["output"] for t in graded_tests(results)), \
+        [t["output"] for t in graded_tests(results) if "not implemented yet" not in t["output"]][:3]
     assert "leaderboard" not in results
 
 

@@ -17,6 +17,12 @@ TEST_FIELDS = {"name", "number", "score", "max_score", "status", "output", "visi
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 
 
+def graded_tests(results: dict) -> list[dict]:
+    """results.json's tests but the "Written answers" one (0 points: a manifest's [questions] are
+    graded by hand; it passes whatever the code does)."""
+    return [t for t in results["tests"] if t["name"] != messages.WRITTEN_ANSWERS]
+
+
 def check_schema(results: dict, manifest) -> None:
     """Gradescope's documented fields, and our own promises about them."""
     json.dumps(results)
@@ -28,12 +34,15 @@ def check_schema(results: dict, manifest) -> None:
         assert TEST_FIELDS <= set(test), test
         assert test["status"] in {"passed", "failed"}
         assert test["visibility"] in VISIBILITIES
+        numbers.add(test["number"])
+        if test["name"] == messages.WRITTEN_ANSWERS:   # graded by hand: 0 points here, no problem's tag
+            assert test["max_score"] == test["score"] == 0 and test["tags"] == [], test
+            continue
         assert test["tags"] and set(test["tags"]) <= set(manifest.problems), test
         assert 0 <= test["score"] <= test["max_score"]
         assert (test["score"] == test["max_score"]) is (test["status"] == "passed")
         if test["status"] == "failed":
             assert test["output"].strip(), f"a failed test needs a message: {test['name']}"
-        numbers.add(test["number"])
     assert len(numbers) == len(results["tests"])
     assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]), abs=1e-3)
     assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(manifest.total_points, abs=1e-3)
@@ -64,7 +73,7 @@ def test_starter_scores_zero(tmp_path, transformer):
     results = grade("transformer", transformer.path(transformer.starter), tmp_path / "r.json")
     check_schema(results, transformer)
     assert results["score"] == 0
-    assert all("NotImplementedError" in t["output"] for t in results["tests"])
+    assert all("NotImplementedError" in t["output"] for t in graded_tests(results))
     assert not any("autograder/" in t["output"] or "tests_hidden" in t["output"] for t in results["tests"])
 
 

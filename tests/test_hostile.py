@@ -14,6 +14,7 @@ import pytest
 from autograder import manifest as manifest_module
 from autograder.grade import grade, grade_via_zip
 from autograder.kit import messages
+from test_grading import graded_tests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def starter_with(tmp_path, transformer, *, prelude: str = "", cheat: bool = Fals
 
 def check_honest(results: dict, secrets: set[str]) -> None:
     assert results["score"] == 0, [t["name"] for t in results["tests"] if t["status"] == "passed"]
-    assert all(t["status"] == "failed" for t in results["tests"])
+    assert all(t["status"] == "failed" for t in graded_tests(results))
     text = json.dumps(results)
     leaked = [line for line in secrets if line in text or json.dumps(line)[1:-1] in text]
     assert not leaked, leaked[:3]

@@ -131,8 +131,8 @@ def test_sources_read_an_export_zip_its_folder_and_a_plain_folder(small, tmp_pat
     (plain / "dave.txt").write_text("hi")
     found, export = sources.read(plain)
     assert not export and [s.key for s in found] == ["ada", "bob", "carol", "dave.txt"]
-    assert [bool(s.rejected) for s in found] == [False, False, True, True]
-    assert "notebook" in found[2].rejected
+    assert [bool(s.rejected) for s in found] == [False, False, False, True]
+    assert (found[2].kind, found[2].filename, found[2].payload) == ("file", "carol.ipynb", b"{}")  # graded by intake
     rebuilt = sources.unpack_folder(found[0].payload, tmp_path / "rebuilt")
     assert (rebuilt / ".venv").is_dir() and not (rebuilt / ".venv" / "big.bin").exists()  # intake still names it
 
@@ -216,7 +216,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     from distributed import Client, LocalCluster
 
     plain = make_class(transformer, tmp_path / "class", ["reference", "mutant", "mutant"], layout="plain")
-    (plain / "zz-notebook.ipynb").write_text("{}")
+    (plain / "zz-notes.txt").write_text("{}")   # neither a folder, a zip nor a notebook
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0)
     client = Client(cluster)
     outcome, lines = {}, []
@@ -245,10 +245,10 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     result = outcome["it"]
     assert result.graded_now == 3 and not result.interrupted
     rows = _csv(tmp_path / "out" / "scores.csv")
-    assert sorted(r["Submission"] for r in rows) == ["000-reference", "001-mutant", "002-mutant", "zz-notebook"]
+    assert sorted(r["Submission"] for r in rows) == ["000-reference", "001-mutant", "002-mutant", "zz-notes.txt"]
     statuses = {r["Submission"]: r["Status"] for r in rows}
     assert statuses == {"000-reference": "graded", "001-mutant": "graded", "002-mutant": "graded",
-                        "zz-notebook": "rejected"}
+                        "zz-notes.txt": "rejected"}
     assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
     finished_by = [json.loads(p.read_text())["worker"] for p in (tmp_path / "out" / "state").glob("*.json")]
     assert len(finished_by) == 3 and not any(w.endswith(f":{pid}") for w in finished_by)  # re-run elsewhere

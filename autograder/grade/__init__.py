@@ -1,10 +1,11 @@
 """`python -m autograder grade NAME SUBMISSION -o results.json [--via-zip]`.
 
-Plain `grade` takes the manifest's files out of the submission (intake), runs the public
-and hidden tests on them in a child pytest process, and writes results.json, whatever
-happens (written in a `finally`). `--via-zip` builds the Gradescope zip, lays out a
-temporary root like /autograder (source/, submission/, results/), runs the zip's own
-run_autograder there and copies its results.json out: what Gradescope would do.
+Plain `grade` takes the manifest's files out of the submission (intake: from `.py` files or
+a notebook's tagged cells), runs the public and hidden tests on them in a child pytest
+process, and writes results.json, whatever happens (written in a `finally`). `--via-zip`
+builds the Gradescope zip, lays out a temporary root like /autograder (source/, submission/,
+results/), runs the zip's own run_autograder there and copies its results.json out: what
+Gradescope would do.
 """
 from __future__ import annotations
 
@@ -56,10 +57,24 @@ def _stop_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def _run_and_score(manifest, taken, tmp: pathlib.Path, *, python, sandbox, spawn, quiet) -> dict:
+    """Run the tests on the files intake took (tmp/submission); results.json, with the written answers."""
+    run = run_tests(manifest, tmp / "submission", tmp, python=python, sandbox=sandbox, spawn=spawn)
+    for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
+        print(entry, file=sys.stderr)
+    if run.collected is None:
+        results = gradescope.failed_run(manifest, "the tests could not be collected",
+                                        results_module.intake_notes(taken))
+    else:
+        results = results_module.results_json(manifest, run, taken)
+    results_module.add_written_answers(results, manifest, taken, graded=run.collected is not None)
+    return results
+
+
 def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib.Path | None = None, *,
           root: str | pathlib.Path = manifest_module.ROOT, python: str = sys.executable,
           quiet: bool = False, sandbox: bool = True, spawn=None) -> dict:
-    """Grade one submission (folder or zip); write and return results.json.
+    """Grade one submission (folder, zip, notebook or file); write and return results.json.
 
     The child's own output (pytest's report, for instructors) goes to stderr unless `quiet`.
     Student code runs in a sandboxed worker unless `sandbox` is False (trusted code only).
@@ -74,14 +89,11 @@ def grade(assignment: str, submission: str | pathlib.Path, output: str | pathlib
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
             tmp = pathlib.Path(tmp)
             taken = intake_module.take(submission, manifest.submission_files, tmp / "submission")
-            run = run_tests(manifest, tmp / "submission", tmp, python=python, sandbox=sandbox, spawn=spawn)
-            for entry in [] if quiet else run.log:  # for instructors; Gradescope hides it from students
-                print(entry, file=sys.stderr)
-            if run.collected is None:
-                results = gradescope.failed_run(manifest, "the tests could not be collected",
-                                               results_module.intake_notes(taken))
+            if taken.error:  # nothing could be taken (a notebook that cannot be read): score 0, and why
+                results = gradescope.failed_run(manifest, taken.error, results_module.intake_notes(taken))
             else:
-                results = results_module.results_json(manifest, run, taken)
+                results = _run_and_score(manifest, taken, tmp, python=python, sandbox=sandbox, spawn=spawn,
+                                         quiet=quiet)
     except GraderStopped:
         if manifest is not None:
             results = gradescope.failed_run(manifest, "the grader was stopped at the time limit")

@@ -134,3 +134,49 @@ def per_problem(results: dict) -> dict[str, tuple[float, float]]:
             row[0] += entry["score"]
             row[1] += entry["max_score"]
     return {k: (round(v[0], 2), round(v[1], 2)) for k, v in table.items()}
+
+
+PROMPT_CHARS = 150   # of a question's prompt, shown above its answer
+
+
+def _quoted(text: str) -> str:
+    return "\n".join("> " + line if line.strip() else ">" for line in text.splitlines())
+
+
+def written_answers(manifest: Manifest, answers: dict[str, str]) -> str:
+    """The written answers as Markdown for the human grader: each question of the manifest (its
+    points, the start of its prompt) with its answer quoted, then answers to unknown questions."""
+    points = sum(q.points for q in manifest.questions.values())
+    lines = [messages.WRITTEN_ANSWERS_HEAD.format(points=points) if points else messages.WRITTEN_ANSWERS_NO_POINTS]
+    for qid, question in manifest.questions.items():
+        prompt = " ".join(question.prompt.split())   # a prompt over several lines, as one
+        prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[: PROMPT_CHARS - 3] + "..."
+        worth = f"{question.points:g} point" + ("" if question.points == 1 else "s")
+        lines += ["", f"**{qid}** ({worth}): {prompt}".rstrip(),
+                  _quoted(answers[qid]) if answers.get(qid, "").strip() else messages.WRITTEN_ANSWERS_NONE]
+    for qid in sorted(set(answers) - set(manifest.questions)):
+        lines += ["", f"**{qid}** {messages.WRITTEN_ANSWERS_UNKNOWN}", _quoted(answers[qid])]
+    return "\n".join(lines)
+
+
+def add_written_answers(results: dict, manifest: Manifest, intake: IntakeReport, graded: bool = True) -> None:
+    """Show the written answers (a notebook's answer cells) in results.json's top-level output;
+    when the manifest gives its questions points and tests ran (`graded`), also a test of 0 points
+    that says they are graded by hand and shows the answers."""
+    if not manifest.questions and not intake.answers:
+        return
+    section = written_answers(manifest, intake.answers)
+    results["output"] = (results["output"] + "\n\n" + section).strip()
+    points = sum(q.points for q in manifest.questions.values())
+    if points > 0 and graded:
+        results["tests"].append({
+            "name": messages.WRITTEN_ANSWERS,
+            "number": f"{len(manifest.problems) + 1}.1",
+            "score": 0.0,
+            "max_score": 0.0,
+            "status": "passed",
+            "output": section,
+            "output_format": "md",
+            "visibility": "visible",
+            "tags": [],
+        })

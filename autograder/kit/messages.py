@@ -49,3 +49,32 @@ NB_POINTS_NOTE = ("Points: what the public tests earn / the share of the problem
 NB_TORCH_VERSION = ("Colab's torch is {have}; the grader uses {want}. Keeping Colab's (reinstalling torch "
                     "takes minutes): results may differ in the last digits.")
 NB_INSTALLING = "Installing what the tests need and Colab lacks: {names}"
+
+# ---- notebook submissions (grade/notebooks.py, grade/intake.py, grade/results.py) ----
+NOTEBOOK_NOT_JSON = "it is not valid JSON ({error}); a notebook saved by Jupyter or Colab is JSON"
+NOTEBOOK_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook (it has no `nbformat` key)"
+NOTEBOOK_INVALID = "it is not a valid Jupyter notebook ({error})"
+NOTEBOOK_TOO_MANY_CELLS = "it has more than {limit} cells"
+NOTEBOOK_MORE_NOTES = "... and {count} more notes like these."
+NOTEBOOK_UNREADABLE = ("{notebook} could not be read: {why}. Download it again from Jupyter or Colab "
+                       "(File > Download > .ipynb) and submit that file.")
+NOTEBOOK_UNREADABLE_WHY = "your notebook {notebook} could not be read"
+NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: clear its outputs "
+                      "(Edit > Clear all outputs) and submit it again.")
+NOTEBOOK_TOO_MANY = ("Your submission holds {count} notebooks: only the {limit} shallowest were read, not "
+                     "{ignored}.")
+NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
+NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
+                     "or its first line is `# file: <name>.py`.")
+NOTEBOOK_AND_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: {path} was graded, "
+                     "the notebook's cells for it were not. Submit only one of them.")
+NOTEBOOK_OVER_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: the notebook's cells were "
+                      "graded ({path} is in a deeper folder, as files the notebook's checks write are), {path} was "
+                      "not. Submit only one of them.")
+NOTEBOOK_SEVERAL = "Several notebooks: graded {chosen} (it gives the most files), ignored {others}."
+WRITTEN_ANSWERS = "Written answers (graded by hand)"
+WRITTEN_ANSWERS_HEAD = ("**Written answers**: graded by hand ({points:g} points, not part of the autograder's "
+                        "score).")
+WRITTEN_ANSWERS_NO_POINTS = "**Written answers** (no points in this assignment: shown for your instructor)."
+WRITTEN_ANSWERS_NONE = "(no answer found)"
+WRITTEN_ANSWERS_UNKNOWN = "(not a question of this assignment)"

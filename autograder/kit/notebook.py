@@ -9,6 +9,8 @@ never part of it. A Markdown cell tagged ``answer:<id>`` (or whose first line is
 
 IPython-only lines (``%magic``, ``!shell``, ``x = !cmd``, ``%%cell`` magics) are not Python:
 they are replaced by ``pass`` (keeping the indentation, so a block stays valid) and listed.
+A cell that parses as Python is kept whole (``!= b`` or ``% n`` on a continuation line, a
+docstring line starting with ``!``, are Python).
 The handout's own cells never hold one.
 
 Standard library only: this module ships to students (in the notebook's setup payload) and the
@@ -37,9 +39,23 @@ DUPLICATE = ("{name} is defined in cells {cells} of {file}; the last one counts,
 UNTAGGED = "cells not part of any submitted file (not graded, never run by the grader): {cells}"
 
 
+def cell_numbers(numbers: list[int], limit: int = 20) -> str:
+    """Cell numbers as a student reads them: runs of three or more as ranges ("3, 5-9, 11, 12"), at
+    most `limit` items."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    items = [item for a, b in runs for item in ([f"{a}-{b}"] if b > a + 1 else map(str, range(a, b + 1)))]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 def source_of(cell: dict) -> str:
     """A cell's source as one string (nbformat stores either a string or a list of lines)."""
-    source = cell.get("source", "")
+    source = cell.get("source") or ""
     return "".join(source) if isinstance(source, list) else str(source)
 
 
@@ -85,6 +101,8 @@ def python_of(source: str) -> tuple[str | None, list[str]]:
             return None, [body[0].strip()]
         first = lines.index(body[0])
         return "\n".join(lines[:first] + ["pass"] + lines[first + 1:]), [body[0].strip()]
+    if _parses(source):   # pure Python: a line starting with % or ! continues an expression, or is in a string
+        return source, []
     code, removed = [], []
     for line in lines:
         if IPYTHON_LINE.match(line) and not _is_python(line):
@@ -96,16 +114,18 @@ def python_of(source: str) -> tuple[str | None, list[str]]:
     return "\n".join(code), removed
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
+        return False
+    return True
+
+
 def _is_python(line: str) -> bool:
     """Whether a line that looks like IPython is Python after all (`x = a % b` is not a magic)."""
     stripped = line.strip()
-    if stripped.startswith(("%", "!")):
-        return False
-    try:
-        ast.parse(stripped)
-    except SyntaxError:
-        return False
-    return True
+    return not stripped.startswith(("%", "!")) and _parses(stripped)
 
 
 @dataclasses.dataclass
@@ -154,7 +174,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     for name in joined:
         notes.extend(_duplicates(name, [source_of(cells[i]) for i in where[name]], where[name]))
     if untagged:
-        notes.append(UNTAGGED.format(cells=", ".join(str(i + 1) for i in untagged)))
+        notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, where, answers, untagged, notes)
 
 
@@ -165,12 +185,12 @@ def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
         code, _ = python_of(source)
         try:
             tree = ast.parse(code or "")
-        except SyntaxError:
+        except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 cells = defined.setdefault(node.name, [])
                 if index + 1 not in cells:
                     cells.append(index + 1)
-    return [DUPLICATE.format(name=n, cells=", ".join(map(str, c)), file=name)
+    return [DUPLICATE.format(name=n, cells=cell_numbers(c), file=name)
             for n, c in defined.items() if len(c) > 1]

@@ -17,9 +17,10 @@ A plain folder holds one subfolder, zip or `.ipynb` per student (its name is the
 
 Each submission travels to a Dask worker as bytes (`Submission.payload`): a zip of its folder
 (files as they are; the contents of folders intake skips are left out but the folders stay, so
-intake still names them; files over intake's size limit are cut just past it, which intake
-reads as "too large"), or the bytes of a submitted file with its name. The worker rebuilds the
-same folder or file and grades it as `grade` grades the original. Its hash is the payload's.
+intake still names them; files over intake's size limit, MAX_FILE_BYTES or MAX_NOTEBOOK_BYTES
+for a notebook, are cut just past it, which intake reads as "too large"), or the bytes of a
+submitted file (a zip or a notebook) with its name. The worker rebuilds the same folder
+or file and grades it as `grade` grades the original. Its hash is the payload's.
 """
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ import pathlib
 import tempfile
 import zipfile
 
-from ..grade.intake import IGNORED_PARTS, MAX_FILE_BYTES, VENV_MARKER
+from ..grade.intake import IGNORED_PARTS, MAX_FILE_BYTES, MAX_NOTEBOOK_BYTES, NOTEBOOK_SUFFIX, VENV_MARKER
 
 METADATA = "submission_metadata.yml"
 MAX_PAYLOAD_BYTES = 200 << 20   # one submission, as sent to a worker
-NOTEBOOK_REASON = "a notebook (.ipynb) cannot be graded yet (issue 15); submit the .py files"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -93,8 +93,9 @@ def pack_folder(folder: pathlib.Path) -> bytes:
                 path = base / name
                 if path.is_symlink() or not path.is_file():
                     continue   # intake never reads these either
+                limit = MAX_NOTEBOOK_BYTES if path.suffix == NOTEBOOK_SUFFIX else MAX_FILE_BYTES
                 with open(path, "rb") as stream:
-                    data = stream.read() if path.suffix == ".zip" else stream.read(MAX_FILE_BYTES + 1)
+                    data = stream.read() if path.suffix == ".zip" else stream.read(limit + 1)
                 _zip_entry(archive, prefix + name, data)
     return buffer.getvalue()
 
@@ -127,9 +128,6 @@ def _from_folder(key: str, folder: pathlib.Path, students=(), previous=None) -> 
 
 def _from_file(key: str, path: pathlib.Path, students=(), previous=None) -> Submission:
     submission = Submission(key, tuple(students), "file", path.name, b"", previous_score=previous)
-    if path.suffix == ".ipynb":
-        submission.rejected = NOTEBOOK_REASON
-        return submission
     try:
         if path.stat().st_size > MAX_PAYLOAD_BYTES:
             submission.rejected = f"larger than {MAX_PAYLOAD_BYTES >> 20} MB"

@@ -31,7 +31,7 @@ else
   "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 fi
 "$VENV/bin/python" -m pip install -r "$SOURCE/requirements.txt"
-"$VENV/bin/python" -c "import torch, pytest; print('setup.sh: torch', torch.__version__, 'ready')"
+"$VENV/bin/python" -c "import torch, pytest, nbformat; print('setup.sh: torch', torch.__version__, 'ready')"
 
 # Student code runs in a worker process as this user (autograder/sandbox/process.py): no home,
 # no login shell. It must be able to run the venv's Python, and must not read source/.
