@@ -466,3 +466,26 @@ def test_a_cold_test_process_dies_with_the_worker_process(tmp_path):
     if info is not None and info[1] != "Z":
         os.kill(sleeper, signal.SIGKILL)
         pytest.fail("the test process outlived the worker process")
+
+
+def test_the_demo_gives_one_hidden_test_a_weight_in_a_copy(tmp_path, transformer, copy_root):
+    """regrade-demo's change: one hidden test's weight in the copy's manifest; its problem's points
+    move to that test (each parametrization), every other test keeps its points."""
+    from autograder.build import collect
+    from autograder.grade.results import points_per_test
+    from autograder.regrade.demo import _weigh
+
+    collected = collect(transformer)
+    hidden = next(t for t in collected if "causal_mask" in t["problems"] and "tests_hidden" in t["file"])
+    function = hidden["name"].split("[")[0]
+    root = copy_root(tmp_path / "root")
+    _weigh(root, "transformer", "causal_mask", function, 3)
+    weighed = manifest_module.load("transformer", root)
+    assert weighed.problems["causal_mask"].weights == {function: 3}
+    assert weighed.problems["causal_mask"].points == transformer.problems["causal_mask"].points
+    before, after = points_per_test(transformer, collected), points_per_test(weighed, collected)
+    moved = {t["nodeid"] for t in collected if before[t["nodeid"]] != after[t["nodeid"]]}
+    mask = [t for t in collected if "causal_mask" in t["problems"]]
+    assert moved == {t["nodeid"] for t in mask}
+    assert all(after[t["nodeid"]] > before[t["nodeid"]] for t in mask if t["name"].split("[")[0] == function)
+    assert sum(after.values()) == pytest.approx(sum(before.values()))
