@@ -489,3 +489,51 @@ def test_the_demo_gives_one_hidden_test_a_weight_in_a_copy(tmp_path, transformer
     assert moved == {t["nodeid"] for t in mask}
     assert all(after[t["nodeid"]] > before[t["nodeid"]] for t in mask if t["name"].split("[")[0] == function)
     assert sum(after.values()) == pytest.approx(sum(before.values()))
+
+
+def test_the_bytecode_cache_is_turned_on_only_once_the_zygote_is_forked(tmp_path, monkeypatch):
+    """A warm test process keeps its bytecode (warm.py); the zygote it forks first keeps the flags
+    of `grade` (no bytecode written), so the sandbox's workers write none either."""
+    import types
+
+    from autograder.regrade import warm
+
+    seen = []
+    launch = types.SimpleNamespace(fork_zygote=lambda _: seen.append((sys.pycache_prefix, sys.dont_write_bytecode)))
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    warm._cache_bytecode_after_the_zygote(launch, str(tmp_path))
+    launch.fork_zygote({"preload": []})
+    assert seen == [(None, True)]
+    assert (sys.pycache_prefix, sys.dont_write_bytecode) == (str(tmp_path), False)
+
+
+def test_a_warm_worker_keeps_its_bytecode_and_grades_the_same_with_it(tmp_path, transformer, monkeypatch):
+    """Two warm grades of one submission on one worker: the first compiles the test modules (pytest's
+    assertion rewriting) into the worker's private folder, the second reads them; same results."""
+    import hashlib
+
+    from autograder.regrade import autograder_zip_bytes
+
+    monkeypatch.setattr(worker, "_WARM", None)
+    monkeypatch.delenv("AUTOGRADER_WORKER_USER", raising=False)
+    zip_bytes = autograder_zip_bytes(transformer)
+    digest = hashlib.sha256(zip_bytes).hexdigest()
+    [submission], _ = sources.read(make_class(transformer, tmp_path / "class", ["mutant"], layout="plain"))
+    graded = []
+    try:
+        for _ in range(2):
+            graded.append(worker.grade_one(zip_bytes, digest, "transformer", submission.key, submission.kind,
+                                           submission.filename, submission.payload))
+            if len(graded) == 1:
+                cached = sorted(p.name for p in pathlib.Path(worker._WARM.pycache).rglob("*-pytest-*.pyc"))
+        launcher = worker._WARM
+        assert launcher.spawned == 2 and not launcher.cold
+    finally:
+        if worker._WARM is not None:
+            worker._WARM.close()
+            shutil.rmtree(worker._WARM.pycache, ignore_errors=True)
+    assert any(name.startswith("test_") for name in cached), cached
+    assert not list(worker.unpacked(zip_bytes, digest).rglob("__pycache__"))   # nothing beside the sources
+    first, second = (json.loads(g["results"]) for g in graded)
+    assert 0 < first["score"] < 100 and _without_time(graded[0]["results"]) == _without_time(graded[1]["results"])

@@ -67,9 +67,11 @@ def _child(request: dict, server: int) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))   # as Popen's close_fds: not the server's report pipe
-        from autograder.sandbox.launch import main
+        from autograder.sandbox import launch
 
-        main([request["launch"], request["args"]])
+        if request.get("pycache"):
+            _cache_bytecode_after_the_zygote(launch, request["pycache"])
+        launch.main([request["launch"], request["args"]])
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -82,6 +84,22 @@ def _child(request: dict, server: int) -> None:
             except Exception:  # noqa: BLE001
                 pass
         os._exit(code)
+
+
+def _cache_bytecode_after_the_zygote(launch, folder: str) -> None:
+    """Once launch.main has forked the zygote, let this test process keep the bytecode it compiles
+    (pytest's assertion rewriting of the test modules and plugins, the grader's own modules) in
+    `folder` (sys.pycache_prefix: nothing is written beside a source), and read it back in the
+    next grading run: `grade` compiles them afresh each time (PYTHONDONTWRITEBYTECODE), about half
+    a second of each run. The zygote, and the sandbox's workers forked from it, keep this
+    process's flags from before: they write no bytecode, as in `grade`."""
+    fork_zygote = launch.fork_zygote
+
+    def fork_then_cache(options: dict) -> None:
+        fork_zygote(options)
+        sys.pycache_prefix, sys.dont_write_bytecode = folder, False
+
+    launch.fork_zygote = fork_then_cache
 
 
 def serve(preload_json: str) -> None:
@@ -178,6 +196,7 @@ class WarmLauncher:
         self.pids: list[int] = []
         self.cold = False
         self.spawned = 0   # test processes forked (a run whose child died or hung has several)
+        self.pycache: str | None = None   # a private folder where test processes keep their bytecode
 
     def _start(self, python: str, env: dict, preload: list[str]) -> None:
         self.close()
@@ -222,7 +241,8 @@ class WarmLauncher:
                 return None
         with self.lock:
             self.pids.clear()
-        request = {"cwd": str(cwd), "log": str(log), "launch": command[4], "args": command[5]}
+        request = {"cwd": str(cwd), "log": str(log), "launch": command[4], "args": command[5],
+                   "pycache": self.pycache}
         self.process.stdin.write((json.dumps(request) + "\n").encode())
         self.process.stdin.flush()
         deadline = time.monotonic() + 30

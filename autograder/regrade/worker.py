@@ -119,12 +119,15 @@ _WARM = None
 
 
 def warm_launcher():
-    """This worker process's warm launcher (warm.py), made on first use."""
+    """This worker process's warm launcher (warm.py), made on first use, with a private folder
+    (mode 0700, removed at exit) for its test processes' bytecode."""
     global _WARM
     if _WARM is None:
         from .warm import WarmLauncher
 
         _WARM = WarmLauncher()
+        _WARM.pycache = tempfile.mkdtemp(prefix="regrade-pycache-")
+        atexit.register(shutil.rmtree, _WARM.pycache, True)
         atexit.register(_WARM.close)
     return _WARM
 
