@@ -537,3 +537,13 @@ def test_a_warm_worker_keeps_its_bytecode_and_grades_the_same_with_it(tmp_path, 
     assert not list(worker.unpacked(zip_bytes, digest).rglob("__pycache__"))   # nothing beside the sources
     first, second = (json.loads(g["results"]) for g in graded)
     assert 0 < first["score"] < 100 and _without_time(graded[0]["results"]) == _without_time(graded[1]["results"])
+
+
+def test_a_weight_that_names_no_hidden_test_stops_regrade_before_grading(tmp_path, transformer, copy_root):
+    from autograder.regrade.demo import _weigh
+
+    root = copy_root(tmp_path / "root")
+    _weigh(root, "transformer", "causal_mask", "test_no_such_test", 2)
+    with pytest.raises(manifest_module.ManifestError, match="test_no_such_test, which is no hidden test"):
+        regrade("transformer", tmp_path / "nothing-here", tmp_path / "out", root=root, progress=False)
+    assert not (tmp_path / "out").exists()
