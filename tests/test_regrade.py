@@ -391,15 +391,17 @@ def test_a_gpu_assignment_asks_the_cluster_for_gpu_workers(tmp_path, transformer
 def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
     """The runner's handle on a warm child: its exit status (0, 1), and a kill of its process group
     (the watchdog's) (-9); the child holds none of the launcher's pipes (student code could write
-    forged exit statuses to them); a child and its zygote die with the server when it is killed."""
+    forged exit statuses to them); the server's objects are frozen for its children's collector; a
+    child and its zygote die with the server when it is killed."""
     from autograder.regrade.warm import WarmLauncher
     from autograder.sandbox import launch
 
     tests = tmp_path / "tests"
     tests.mkdir()
     (tests / "test_a.py").write_text(
-        "import os, time\n\n"
-        "def test_fds():\n    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+        "import gc, os, time\n\n"
+        "def test_fds():\n    open(os.environ['FDS'] + '.frozen', 'w').write(str(gc.get_freeze_count()))\n"
+        "    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
         "            links.append(os.readlink('/proc/self/fd/' + fd))\n        except OSError:\n            pass\n"
         "    open(os.environ['FDS'], 'w').write('\\n'.join(links))\n\n"
         "def test_mode():\n    mode = os.environ['MODE']\n    assert mode != 'fail'\n"
@@ -422,6 +424,7 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
         server_pipes = {os.readlink(f"/proc/{launcher.process.pid}/fd/{fd}") for fd in (0, 1)}
         assert all(link.startswith("pipe:") for link in server_pipes)
         assert not server_pipes & set((tmp_path / "pass.fds").read_text().splitlines())
+        assert int((tmp_path / "pass.fds.frozen").read_text()) > 1000   # the server's imports, frozen
         assert children["fail"].wait(timeout=120) == 1
         hang = children["hang"]
         time.sleep(1)
