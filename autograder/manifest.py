@@ -38,7 +38,8 @@ Keys (default in brackets):
       visibility       Gradescope visibility of these tests                  ["visible" if public
                                                                                 else "after_published"]
     [problems.<name>]  one per graded problem, with:
-      points           points, split equally over the tests marked with it    [required]
+      points           points, split over the tests marked with it: equally,  [required]
+                       unless `weights` says otherwise
       file             the submitted file that holds it                       [required]
       forbidden        dotted names of functions or nn.Module classes the     [[]]
                        student's code may not call in this problem's tests
