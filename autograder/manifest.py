@@ -38,10 +38,17 @@ Keys (default in brackets):
       visibility       Gradescope visibility of these tests                  ["visible" if public
                                                                                 else "after_published"]
     [problems.<name>]  one per graded problem, with:
-      points           points, split equally over the tests marked with it    [required]
+      points           points, split over the tests marked with it: equally,  [required]
+                       unless `weights` says otherwise
       file             the submitted file that holds it                       [required]
       forbidden        dotted names of functions or nn.Module classes the     [[]]
                        student's code may not call in this problem's tests
+      weights          a hidden test's weight in the split of the points,     [{}: each test 1]
+                       `{ test_function = 2 }` (each parametrization of it;
+                       points split in proportion); a name that is no hidden
+                       test of the problem is an error when the tests are
+                       collected (build, grading): a public test weighs 1,
+                       as the student's run counts it
     [questions.<id>]   written questions (seeds' "why" questions), answered in  [{}]
                        Markdown cells of the handout notebook, graded by hand:
       prompt           the question, in Markdown                              [required]
@@ -90,6 +97,7 @@ class Problem:
     points: float
     file: str
     forbidden: tuple[str, ...] = ()
+    weights: dict[str, float] = dataclasses.field(default_factory=dict, hash=False)  # test function -> weight (1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +146,20 @@ class Manifest:
     @property
     def total_points(self) -> float:
         return sum(p.points for p in self.problems.values())
+
+    def weighted_tests(self, problem: str, collected: list[dict]) -> list[tuple[str, float]]:
+        """(node id, weight) of each collected test of `problem` ({"nodeid", "name", "file",
+        "problems"}, as the plugin lists them), in their order; raises ManifestError for a weight
+        that names no hidden test of the problem."""
+        weights = self.problems[problem].weights
+        mine = [t for t in collected if problem in t["problems"]]
+        hidden = {t["name"].split("[")[0] for t in mine if not (self.folder_of(t["file"]) or NO_FOLDER).public}
+        wrong = sorted(set(weights) - hidden)
+        if wrong:
+            raise ManifestError(f"{self.manifest_path}: [problems.{problem}] weights name "
+                                f"{', '.join(wrong)}, which {'is' if len(wrong) == 1 else 'are'} no hidden test "
+                                f"of {problem} (its hidden tests: {', '.join(sorted(hidden)) or 'none'})")
+        return [(t["nodeid"], weights.get(t["name"].split("[")[0], 1)) for t in mine]
 
     def visibility_of(self, test_file: str) -> str:
         folder = self.folder_of(test_file)
@@ -189,7 +211,8 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
     for pname, table in _require(data, "problems", where).items():
         problem = Problem(pname, float(_require(table, "points", f"{where} [problems.{pname}]")),
                           _require(table, "file", f"{where} [problems.{pname}]"),
-                          tuple(table.get("forbidden", ())))
+                          tuple(table.get("forbidden", ())), _weights(table.get("weights", {}), f"{where} "
+                                                                       f"[problems.{pname}]"))
         if problem.file not in files:
             raise ManifestError(f"{where}: problem {pname} is in {problem.file}, which is not a submission file")
         problems[pname] = problem
@@ -217,6 +240,15 @@ def load(name: str, root: pathlib.Path | str = ROOT) -> Manifest:
     )
     _check_limits(manifest, where)
     return manifest
+
+
+def _weights(table, where: str) -> dict[str, float]:
+    """[problems.X] weights: `{ test_function = 2 }`, each a number > 0 (the tests are checked when collected)."""
+    if not isinstance(table, dict) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in table.values()):
+        raise ManifestError(f"{where}: weights must be a table of numbers > 0 per test function "
+                            "(e.g. { test_causal_mask_blocks_the_future = 2 })")
+    return dict(table)
 
 
 def _budgets(table: dict, where: str) -> dict[str, dict[str, float]]:

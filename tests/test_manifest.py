@@ -85,3 +85,19 @@ def test_budgets_are_numbers_per_device_with_a_cpu_figure(tmp_path, table, ok):
     else:
         with pytest.raises(manifest_module.ManifestError, match="budgets"):
             manifest_module.load("training", root=tmp_path)
+
+
+@pytest.mark.parametrize("weights, ok", [
+    ("{ test_a = 2, test_b = 0.5 }", True),
+    ("{ test_a = 0 }", False),
+    ('{ test_a = "2" }', False),
+    ("{ test_a = true }", False),
+    ("2", False),
+])
+def test_weights_are_positive_numbers_per_test(tmp_path, weights, ok):
+    body = GOOD.replace('file = "a.py" }', f'file = "a.py", weights = {weights} }}')
+    if ok:
+        assert manifest_module.load("demo", write(tmp_path, body)).problems["f"].weights == {"test_a": 2, "test_b": 0.5}
+    else:
+        with pytest.raises(ManifestError, match="weights must be"):
+            manifest_module.load("demo", write(tmp_path, body))

@@ -210,16 +210,50 @@ def _unpacks() -> int:
     return worker_module.UNPACKS
 
 
+def _process(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) of a process from /proc, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def _descendants(root: int) -> dict[int, tuple[int, int]]:
+    """Every living descendant of `root`: {pid: (generation, start time)} (children: generation 1)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = _process(int(entry))
+            if info is not None and info[1] != "Z":
+                table[int(entry)] = info
+    found, frontier, generation = {}, {root}, 0
+    while frontier:
+        generation += 1
+        frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier and pid not in found}
+        found.update({pid: (generation, table[pid][2]) for pid in frontier})
+    return found
+
+
+def _alive(processes: dict[int, tuple[int, int]]) -> list[int]:
+    """Those of `processes` still running (not a zombie, and not a new process that reuses the pid)."""
+    return [pid for pid, (_, started) in processes.items()
+            if (info := _process(pid)) is not None and info[1] != "Z" and info[2] == started]
+
+
 def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path, transformer):
     """An existing cluster, given by its scheduler's address; one of its two workers is killed
-    while it grades: its submission runs again on a worker, every submission has one result."""
+    (SIGKILL) while it grades, when its test process, zygote and sandbox worker run (generations
+    2, 3 and 4 below it: the warm launcher is the first): every process below it dies with it, at
+    once; its submission runs again on a worker, every submission has one result."""
     from distributed import Client, LocalCluster
 
     plain = make_class(transformer, tmp_path / "class", ["reference", "mutant", "mutant"], layout="plain")
     (plain / "zz-notes.txt").write_text("{}")   # neither a folder, a zip nor a notebook
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0)
     client = Client(cluster)
-    outcome, lines = {}, []
+    outcome, lines, below = {}, [], {}
     try:
         thread = threading.Thread(target=lambda: outcome.setdefault("it", regrade(
             "transformer", plain, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False,
@@ -231,15 +265,25 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
             busy = {w: tasks for w, tasks in client.processing().items() if tasks}
             time.sleep(0.2)
         assert busy, "no worker started grading"
-        time.sleep(3)   # into the grading
         victim = next(iter(busy))
         pid = client.run(os.getpid, workers=[victim])[victim]
+        below = {}
+        while time.monotonic() < deadline and max((g for g, _ in below.values()), default=0) < 4:
+            below = _descendants(pid)
+            time.sleep(0.1)
+        assert max(g for g, _ in below.values()) >= 4, f"no sandbox worker below the worker: {below}"
         os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while _alive(below) and time.monotonic() - killed < 5:
+            time.sleep(0.05)
+        assert not _alive(below), f"{len(_alive(below))} processes outlived the worker: {_alive(below)}"
         thread.join(timeout=400)
         assert not thread.is_alive()
         unpacks = client.run(_unpacks)   # the autograder zip reached each worker once, not per submission
         assert unpacks and all(n <= 1 for n in unpacks.values()) and sum(unpacks.values()) >= 1, unpacks
     finally:
+        for leftover in _alive(below):   # a failed check leaves nothing running
+            os.kill(leftover, signal.SIGKILL)
         client.close()
         cluster.close()
     result = outcome["it"]
@@ -347,15 +391,17 @@ def test_a_gpu_assignment_asks_the_cluster_for_gpu_workers(tmp_path, transformer
 def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
     """The runner's handle on a warm child: its exit status (0, 1), and a kill of its process group
     (the watchdog's) (-9); the child holds none of the launcher's pipes (student code could write
-    forged exit statuses to them)."""
+    forged exit statuses to them); the server's objects are frozen for its children's collector; a
+    child and its zygote die with the server when it is killed."""
     from autograder.regrade.warm import WarmLauncher
     from autograder.sandbox import launch
 
     tests = tmp_path / "tests"
     tests.mkdir()
     (tests / "test_a.py").write_text(
-        "import os, time\n\n"
-        "def test_fds():\n    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+        "import gc, os, time\n\n"
+        "def test_fds():\n    open(os.environ['FDS'] + '.frozen', 'w').write(str(gc.get_freeze_count()))\n"
+        "    links = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
         "            links.append(os.readlink('/proc/self/fd/' + fd))\n        except OSError:\n            pass\n"
         "    open(os.environ['FDS'], 'w').write('\\n'.join(links))\n\n"
         "def test_mode():\n    mode = os.environ['MODE']\n    assert mode != 'fail'\n"
@@ -363,7 +409,7 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
     submission = tmp_path / "submission"
     submission.mkdir()
     launcher = WarmLauncher()
-    children = {}
+    children, below = {}, {}
     try:
         for mode in ("pass", "fail", "hang"):
             env = dict(os.environ, MODE=mode, FDS=str(tmp_path / f"{mode}.fds"),
@@ -378,6 +424,7 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
         server_pipes = {os.readlink(f"/proc/{launcher.process.pid}/fd/{fd}") for fd in (0, 1)}
         assert all(link.startswith("pipe:") for link in server_pipes)
         assert not server_pipes & set((tmp_path / "pass.fds").read_text().splitlines())
+        assert int((tmp_path / "pass.fds.frozen").read_text()) > 1000   # the server's imports, frozen
         assert children["fail"].wait(timeout=120) == 1
         hang = children["hang"]
         time.sleep(1)
@@ -385,8 +432,121 @@ def test_a_warm_test_process_is_polled_killed_and_waited_like_a_popen(tmp_path):
         os.killpg(hang.pid, signal.SIGKILL)
         assert hang.wait(timeout=30) == -signal.SIGKILL
         assert launcher.spawned == 3 and not launcher.cold
+        command, bare = launch.command(sys.executable, [sys.executable, "-m", "pytest", "-q", str(tests)],
+                                       dict(env, MODE="hang"), submission, {"preload": []}, tmp_path / "orphan.json")
+        children["orphan"] = orphan = launcher.spawn(command, bare, tmp_path, tmp_path / "orphan.log")
+        while max((g for g, _ in below.values()), default=0) < 2 and orphan.poll() is None:
+            below = _descendants(launcher.process.pid)   # the test process and its zygote
+            time.sleep(0.05)
+        os.kill(launcher.process.pid, signal.SIGKILL)   # the server killed: its children die with it
+        deadline = time.monotonic() + 5
+        while _alive(below) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(below) >= 2 and not _alive(below), below
+        assert orphan.poll() == -signal.SIGKILL
     finally:
         for child in children.values():   # a failed check leaves no test process running
             if child is not None and child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
+        for leftover in _alive(below):
+            os.kill(leftover, signal.SIGKILL)
         launcher.close()
+
+
+def test_a_cold_test_process_dies_with_the_worker_process(tmp_path):
+    """`regrade --cold`: a test process started by the worker (worker.cold_spawn) dies when the
+    worker process is killed (SIGKILL: no cleanup of its own runs)."""
+    script = ("import os, signal, sys; from autograder.regrade.worker import cold_spawn; "
+              "p = cold_spawn(['sleep', '60'], {'PATH': os.environ['PATH']}, sys.argv[1], sys.argv[1] + '/log'); "
+              "print(p.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          cwd=pathlib.Path(__file__).resolve().parent.parent)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    sleeper = int(done.stdout)
+    deadline = time.monotonic() + 5
+    while (info := _process(sleeper)) is not None and info[1] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if info is not None and info[1] != "Z":
+        os.kill(sleeper, signal.SIGKILL)
+        pytest.fail("the test process outlived the worker process")
+
+
+def test_the_demo_gives_one_hidden_test_a_weight_in_a_copy(tmp_path, transformer, copy_root):
+    """regrade-demo's change: one hidden test's weight in the copy's manifest; its problem's points
+    move to that test (each parametrization), every other test keeps its points."""
+    from autograder.build import collect
+    from autograder.grade.results import points_per_test
+    from autograder.regrade.demo import _weigh
+
+    collected = collect(transformer)
+    hidden = next(t for t in collected if "causal_mask" in t["problems"] and "tests_hidden" in t["file"])
+    function = hidden["name"].split("[")[0]
+    root = copy_root(tmp_path / "root")
+    _weigh(root, "transformer", "causal_mask", function, 3)
+    weighed = manifest_module.load("transformer", root)
+    assert weighed.problems["causal_mask"].weights == {function: 3}
+    assert weighed.problems["causal_mask"].points == transformer.problems["causal_mask"].points
+    before, after = points_per_test(transformer, collected), points_per_test(weighed, collected)
+    moved = {t["nodeid"] for t in collected if before[t["nodeid"]] != after[t["nodeid"]]}
+    mask = [t for t in collected if "causal_mask" in t["problems"]]
+    assert moved == {t["nodeid"] for t in mask}
+    assert all(after[t["nodeid"]] > before[t["nodeid"]] for t in mask if t["name"].split("[")[0] == function)
+    assert sum(after.values()) == pytest.approx(sum(before.values()))
+
+
+def test_the_bytecode_cache_is_turned_on_only_once_the_zygote_is_forked(tmp_path, monkeypatch):
+    """A warm test process keeps its bytecode (warm.py); the zygote it forks first keeps the flags
+    of `grade` (no bytecode written), so the sandbox's workers write none either."""
+    import types
+
+    from autograder.regrade import warm
+
+    seen = []
+    launch = types.SimpleNamespace(fork_zygote=lambda _: seen.append((sys.pycache_prefix, sys.dont_write_bytecode)))
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    warm._cache_bytecode_after_the_zygote(launch, str(tmp_path))
+    launch.fork_zygote({"preload": []})
+    assert seen == [(None, True)]
+    assert (sys.pycache_prefix, sys.dont_write_bytecode) == (str(tmp_path), False)
+
+
+def test_a_warm_worker_keeps_its_bytecode_and_grades_the_same_with_it(tmp_path, transformer, monkeypatch):
+    """Two warm grades of one submission on one worker: the first compiles the test modules (pytest's
+    assertion rewriting) into the worker's private folder, the second reads them; same results."""
+    import hashlib
+
+    from autograder.regrade import autograder_zip_bytes
+
+    monkeypatch.setattr(worker, "_WARM", None)
+    monkeypatch.delenv("AUTOGRADER_WORKER_USER", raising=False)
+    zip_bytes = autograder_zip_bytes(transformer)
+    digest = hashlib.sha256(zip_bytes).hexdigest()
+    [submission], _ = sources.read(make_class(transformer, tmp_path / "class", ["mutant"], layout="plain"))
+    graded = []
+    try:
+        for _ in range(2):
+            graded.append(worker.grade_one(zip_bytes, digest, "transformer", submission.key, submission.kind,
+                                           submission.filename, submission.payload))
+            if len(graded) == 1:
+                cached = sorted(p.name for p in pathlib.Path(worker._WARM.pycache).rglob("*-pytest-*.pyc"))
+        launcher = worker._WARM
+        assert launcher.spawned == 2 and not launcher.cold
+    finally:
+        if worker._WARM is not None:
+            worker._WARM.close()
+            shutil.rmtree(worker._WARM.pycache, ignore_errors=True)
+    assert any(name.startswith("test_") for name in cached), cached
+    assert not list(worker.unpacked(zip_bytes, digest).rglob("__pycache__"))   # nothing beside the sources
+    first, second = (json.loads(g["results"]) for g in graded)
+    assert 0 < first["score"] < 100 and _without_time(graded[0]["results"]) == _without_time(graded[1]["results"])
+
+
+def test_a_weight_that_names_no_hidden_test_stops_regrade_before_grading(tmp_path, transformer, copy_root):
+    from autograder.regrade.demo import _weigh
+
+    root = copy_root(tmp_path / "root")
+    _weigh(root, "transformer", "causal_mask", "test_no_such_test", 2)
+    with pytest.raises(manifest_module.ManifestError, match="test_no_such_test, which is no hidden test"):
+        regrade("transformer", tmp_path / "nothing-here", tmp_path / "out", root=root, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -150,3 +150,30 @@ def test_the_always_visible_summary_tells_the_visible_tests_points_only(transfor
     shown = dataclasses.replace(transformer, tests=visible)
     out = results.results_json(shown, run, IntakeReport({}, [], []))
     assert f"4 / {transformer.total_points:g} points." in out["output"]
+
+
+def _weighted(manifest, problem, weights):
+    spec = dataclasses.replace(manifest.problems[problem], weights=weights)
+    return dataclasses.replace(manifest, problems={**manifest.problems, problem: spec})
+
+
+def test_weights_split_a_problems_points_in_proportion(transformer):
+    """[problems.X] weights: a hidden test (each parametrization) weighs more; the points still add up."""
+    other = dict(HIDDEN, nodeid="tests_hidden/transformer/test_b.py::test_z", name="test_z")
+    collected = [PUBLIC, HIDDEN, other]
+    assert list(results.points_per_test(transformer, collected).values()) == [1.3334, 1.3333, 1.3333]  # equal
+    shares = results.points_per_test(_weighted(transformer, "causal_mask", {"test_y": 3}), collected)
+    assert list(shares.values()) == [0.8, 2.4, 0.8]                                # 4 points over 1 + 3 + 1
+    shares = results.points_per_test(_weighted(transformer, "causal_mask", {"test_y": 2, "test_z": 4}), collected)
+    assert list(shares.values()) == [0.5714, 1.1429, 2.2857] and sum(shares.values()) == pytest.approx(4)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"test_nope": 2}, "test_nope, which is no hidden test of causal_mask"),
+    ({"test_x": 2}, "test_x, which is no hidden test"),   # public: the student's run counts it as 1
+])
+def test_a_weight_that_names_no_hidden_test_is_an_error(transformer, weights, message):
+    from autograder.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match=message):
+        results.points_per_test(_weighted(transformer, "causal_mask", weights), [PUBLIC, HIDDEN])

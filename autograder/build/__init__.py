@@ -148,15 +148,18 @@ def collect(manifest: manifest_module.Manifest) -> list[dict]:
 def problem_table(manifest: manifest_module.Manifest) -> dict:
     """problems.json of the student zip: each problem in the manifest's (the handout's) order,
     its points, and the number of its public and hidden tests. A problem's points are split
-    equally over all its tests, so a public test of problem p is worth points / (public + hidden).
-    Also the manifest's training budgets per device (kit/devices.py reads them)."""
+    equally over all its tests, so a public test of problem p is worth points / (public + hidden);
+    `hidden_tests` is the hidden tests' total weight where the manifest weighs them (a public test
+    weighs 1: the formula holds). Also the manifest's training budgets per device (kit/devices.py
+    reads them)."""
     tests = collect(manifest)
     table = []
     for name, spec in manifest.problems.items():
         mine = [t for t in tests if name in t["problems"]]
+        weight = dict(manifest.weighted_tests(name, tests))   # a weight naming no hidden test stops the build
         public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or manifest_module.NO_FOLDER).public)
         table.append({"name": name, "points": spec.points, "file": spec.file,
-                      "public_tests": public, "hidden_tests": len(mine) - public})
+                      "public_tests": public, "hidden_tests": sum(weight[t["nodeid"]] for t in mine) - public})
     return {"assignment": manifest.name, "title": manifest.title, "problems": table, "budgets": manifest.budgets}
 
 

@@ -1,11 +1,13 @@
 """Turn a test run into Gradescope's results.json (its format: autograder/gradescope.py).
 
 Every test entry's `tags` lists the contract problems it grades. Points of a problem
-are split equally over its tests; a test marked with several problems gets a share of each.
+are split equally over its tests (or by the weights the manifest gives hidden tests); a test
+marked with several problems gets a share of each.
 """
 from __future__ import annotations
 
 import collections
+import fractions
 
 from .. import gradescope
 from ..gradescope import PRECISION
@@ -16,16 +18,22 @@ from .intake import IntakeReport
 
 
 def points_per_test(manifest: Manifest, collected: list[dict]) -> dict[str, float]:
-    """Each problem's points split over its tests in units of 10**-PRECISION that add up exactly."""
+    """Each problem's points split over its tests, in proportion to their weights (1 unless the
+    manifest says otherwise), in units of 10**-PRECISION that add up exactly: each test gets its
+    share rounded down, and the units left go one each to the tests that lost most in the
+    rounding (the first tests, when they lost as much)."""
     unit = 10 ** PRECISION
     shares: dict[str, int] = {test["nodeid"]: 0 for test in collected}
     for problem, spec in manifest.problems.items():
-        tests = [t["nodeid"] for t in collected if problem in t["problems"]]
+        tests = manifest.weighted_tests(problem, collected)
         if not tests:
             continue
-        base, extra = divmod(round(spec.points * unit), len(tests))
-        for k, nodeid in enumerate(tests):
-            shares[nodeid] += base + (1 if k < extra else 0)
+        units, total = round(spec.points * unit), sum(fractions.Fraction(w) for _, w in tests)
+        exact = [units * fractions.Fraction(w) / total for _, w in tests]
+        floors = [int(share) for share in exact]
+        first = sorted(range(len(tests)), key=lambda k: (floors[k] - exact[k], k))[:units - sum(floors)]
+        for k, (nodeid, _) in enumerate(tests):
+            shares[nodeid] += floors[k] + (k in first)
     return {nodeid: units / unit for nodeid, units in shares.items()}
 
 

@@ -55,6 +55,23 @@ def zip_manifest(assignment: str, zip_bytes: bytes):
         return manifest_module.load(assignment, tmp)
 
 
+def check_weights(assignment: str, zip_bytes: bytes, manifest) -> None:
+    """Raise ManifestError when a manifest weight names no hidden test of its problem (as `build`
+    does), before any grading: every grade would fail on it. Collects the zip's tests only when
+    the manifest gives weights."""
+    if not any(problem.weights for problem in manifest.problems.values()):
+        return
+    from ..build import collect
+
+    with tempfile.TemporaryDirectory(prefix="regrade-weights-") as tmp:
+        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+            archive.extractall(tmp)
+        unpacked = manifest_module.load(assignment, tmp)
+        tests = collect(unpacked)
+        for problem in unpacked.problems:
+            unpacked.weighted_tests(problem, tests)
+
+
 def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib.Path, *,
             workers: int | None = None, scheduler: str | None = None, previous: str | pathlib.Path | None = None,
             root: str | pathlib.Path = manifest_module.ROOT, zip_path: str | pathlib.Path | None = None,
@@ -68,6 +85,7 @@ def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib
     zip_bytes = autograder_zip_bytes(manifest_module.load(assignment, root), zip_path)
     digest = hashlib.sha256(zip_bytes).hexdigest()
     manifest = zip_manifest(assignment, zip_bytes)   # the problems and points the workers grade with
+    check_weights(assignment, zip_bytes, manifest)
     old = outputs.previous_scores(pathlib.Path(previous)) if previous else None
     with tempfile.TemporaryDirectory(prefix="regrade-source-") as scratch:
         found, is_export = sources.read(submissions, pathlib.Path(scratch))

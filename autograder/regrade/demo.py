@@ -1,6 +1,7 @@
 """`python -m autograder regrade-demo [NAME]` (the end of `make demo`): regrade a small generated
-class into dist/demo-regrade/, then change the points of the problem a hidden test grades in a
-copy of the assignment, regrade with --previous, and print the diff.
+class into dist/demo-regrade/, then change one hidden test's points in a copy of the assignment
+(its weight in the split of its problem's points: [problems.X] weights in the manifest),
+regrade with --previous, and print the diff.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .fixtures import make_class
 from .outputs import who
 
 SIZE = 6
-EXTRA_POINTS = 2
+WEIGHT = 3   # the changed hidden test's weight (the others of its problem weigh 1)
 
 
 def _copy_assignment(manifest, destination: pathlib.Path) -> pathlib.Path:
@@ -24,28 +25,42 @@ def _copy_assignment(manifest, destination: pathlib.Path) -> pathlib.Path:
     return destination
 
 
-def _hidden_problem(manifest, outcome) -> str:
-    """A problem with a hidden test that some graded submissions fail and others pass."""
+def _hidden_test(manifest, outcome) -> tuple[str, str, str]:
+    """(problem, test function, its name in results) of a hidden test that some graded submissions
+    fail and others pass, in a problem with other tests (a new weight then moves scores)."""
+    from ..build import collect
+    from ..grade.results import test_name
+
+    collected = collect(manifest)
     failed, passed = set(), set()
     for row in outcome.rows:
-        for test in (row.results or {}).get("tests") or []:
-            if test.get("visibility") == "after_published" and row.status == "graded":
-                (failed if test["status"] == "failed" else passed).update(test["tags"][:1])
-    both = [p for p in manifest.problems if p in failed and p in passed]
-    return both[0] if both else next(iter(manifest.problems))
+        graded = (row.results or {}).get("tests") or [] if row.status == "graded" else []
+        for test in graded:
+            if test.get("visibility") == "after_published":
+                (failed if test["status"] == "failed" else passed).add(test["name"])
+    candidates = []
+    for test in collected:
+        problem = next((p for p in test["problems"] if p in manifest.problems), None)
+        hidden = not (manifest.folder_of(test["file"]) or manifest_module.NO_FOLDER).public
+        if problem and hidden and sum(problem in t["problems"] for t in collected) > 1:
+            name = test_name(test)
+            candidates.append((name not in failed or name not in passed, problem, test["name"].split("[")[0], name))
+    if not candidates:
+        raise SystemExit(f"regrade-demo: {manifest.name} has no hidden test in a problem with other tests")
+    _, problem, function, name = min(candidates, key=lambda c: c[0])
+    return problem, function, name
 
 
-def _raise_points(copy: pathlib.Path, name: str, problem: str, extra: float) -> float:
-    """In the copy's manifest, give `problem` `extra` more points; returns the new points."""
+def _weigh(copy: pathlib.Path, name: str, problem: str, function: str, weight: float) -> None:
+    """In the copy's manifest, give hidden test `function` of `problem` the weight `weight`
+    ([problems.X] weights: the problem's points are split in proportion)."""
     toml = copy / "assignments" / name / "assignment.toml"
     text = toml.read_text(encoding="utf-8")
-    pattern = re.compile(rf"^({re.escape(problem)} = \{{ points = )([0-9.]+)", re.M)
-    match = pattern.search(text)
-    if match is None:
-        raise SystemExit(f"regrade-demo: cannot find the points of {problem} in {toml}")
-    points = float(match.group(2)) + extra
-    toml.write_text(pattern.sub(lambda m: f"{m.group(1)}{points:g}", text, count=1), encoding="utf-8")
-    return points
+    pattern = re.compile(rf"^({re.escape(problem)} = \{{ )", re.M)
+    if pattern.search(text) is None:
+        raise SystemExit(f"regrade-demo: cannot find the table of {problem} in {toml}")
+    toml.write_text(pattern.sub(lambda m: f'{m.group(1)}weights = {{ "{function}" = {weight:g} }}, ', text, count=1),
+                    encoding="utf-8")
 
 
 def demo(name: str = "transformer") -> int:
@@ -58,11 +73,11 @@ def demo(name: str = "transformer") -> int:
     for line in first.lines:
         print(line)
     print(f"report: {first.report}")
-    problem = _hidden_problem(manifest, first)
+    problem, function, test = _hidden_test(manifest, first)
     copy = _copy_assignment(manifest, base / "assignment-copy")
-    points = _raise_points(copy, name, problem, EXTRA_POINTS)
-    print(f"\n== regrade again: {problem} now worth {points:g} points (a copy of the assignment), "
-          "with --previous ==")
+    _weigh(copy, name, problem, function, WEIGHT)
+    print(f"\n== regrade again: the hidden test {function} of {problem} now weighs {WEIGHT:g} in the split "
+          f"of the problem's points (a copy of the assignment), with --previous ==")
     second = regrade(name, submissions, base / "out-changed", previous=base / "out", root=copy, progress=False)
     for line in second.lines:
         print(line)

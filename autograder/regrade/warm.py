@@ -13,6 +13,16 @@ process of a cold start, with torch already imported. The server has read nothin
 preload list, as the launcher before its fork; the run's secrets reach the child after its
 zygote is forked, as before.
 
+The server freezes its objects (gc.freeze, as the zygote does before it forks workers): a test
+process's garbage collections, pytest's at the end of the session among them, then skip the
+imported modules' objects (about 7% of a test process's CPU time), and touch none of their pages.
+
+Nothing outlives the grader: when the worker process that started the server dies (even by
+SIGKILL: its end of the server's stdin closes, or the server finds a new parent), the server
+kills each running child's session and whatever the child's sandbox user still runs, then ends;
+each child asks to die with the server (PR_SET_PDEATHSIG, on Linux), its zygote dies with it
+(sandbox/process.py) and the sandbox's workers with their zygote (sandbox/zygote.py).
+
 The grader sees a `WarmChild` where it had a subprocess.Popen: its pid (the child's session and
 process group, which the runner kills), `poll()` and `wait()`, with the exit status the server
 reaps and reports (negative: killed by that signal, as Popen gives it).
@@ -22,9 +32,12 @@ and its children import only the standard library and what launch.main imports.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -32,13 +45,26 @@ import time
 import traceback
 
 BOOT = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm__')['serve'](sys.argv[2])"
+PR_SET_PDEATHSIG = 1
 
 
-def _child(request: dict) -> None:
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent (`parent`, single-threaded) ends, and
+    end now if it already has. Linux only (prctl); elsewhere the parent's own cleanup is all."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(request: dict, server: int) -> None:
     """In the forked child: become the grading run's test process (never returns)."""
     code = 1
     try:
         os.setsid()
+        die_with_parent(server)
         os.chdir(request["cwd"])
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -46,9 +72,11 @@ def _child(request: dict) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))   # as Popen's close_fds: not the server's report pipe
-        from autograder.sandbox.launch import main
+        from autograder.sandbox import launch
 
-        main([request["launch"], request["args"]])
+        if request.get("pycache"):
+            _cache_bytecode_after_the_zygote(launch, request["pycache"])
+        launch.main([request["launch"], request["args"]])
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -63,6 +91,22 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
+def _cache_bytecode_after_the_zygote(launch, folder: str) -> None:
+    """Once launch.main has forked the zygote, let this test process keep the bytecode it compiles
+    (pytest's assertion rewriting of the test modules and plugins, the grader's own modules) in
+    `folder` (sys.pycache_prefix: nothing is written beside a source), and read it back in the
+    next grading run: `grade` compiles them afresh each time (PYTHONDONTWRITEBYTECODE), about half
+    a second of each run. The zygote, and the sandbox's workers forked from it, keep this
+    process's flags from before: they write no bytecode, as in `grade`."""
+    fork_zygote = launch.fork_zygote
+
+    def fork_then_cache(options: dict) -> None:
+        fork_zygote(options)
+        sys.pycache_prefix, sys.dont_write_bytecode = folder, False
+
+    launch.fork_zygote = fork_then_cache
+
+
 def serve(preload_json: str) -> None:
     """The server's loop: one JSON request a line on stdin -> "pid N"; each child's end -> "exit N CODE"."""
     from autograder.sandbox import zygote
@@ -72,29 +116,59 @@ def serve(preload_json: str) -> None:
     if zygote.threads() != 1:
         out.write("cold\n")
         return
+    gc.collect()
+    gc.freeze()   # what is imported now is never scanned again by a child's collector (nor copied on write)
     out.write("ready\n")
-    buffer, children = b"", set()
-    while True:
-        ready, _, _ = select.select([0], [], [], 0.02)
-        for pid in list(children):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                children.discard(pid)
-                out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
-        if not ready:
-            continue
-        data = os.read(0, 65536)
-        if not data:
-            return   # the grader is gone: its children were killed with their sessions
-        buffer += data
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            out.flush()
-            pid = os.fork()
-            if pid == 0:
-                _child(json.loads(line))
-            children.add(pid)
-            out.write(f"pid {pid}\n")
+    buffer, children, grader = b"", set(), os.getppid()
+    try:
+        while True:
+            ready, _, _ = select.select([0], [], [], 0.02)
+            for pid in list(children):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    children.discard(pid)
+                    out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+            if os.getppid() != grader:
+                return   # the grader is gone (killed: the stdin pipe may not have closed yet)
+            if not ready:
+                continue
+            data = os.read(0, 65536)
+            if not data:
+                return   # the grader is gone, or closed the launcher
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                out.flush()
+                server = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    _child(json.loads(line), server)
+                children.add(pid)
+                out.write(f"pid {pid}\n")
+    finally:
+        kill_children(children)
+
+
+def kill_children(children: set[int]) -> None:
+    """Kill each running child's session (its test process and zygote) and its sandbox user's
+    processes (what a worker started in a session of its own), as the runner does after a run."""
+    for pid in children:
+        for kill, target in ((os.killpg, pid), (os.kill, pid)):
+            try:
+                kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    if not children:
+        return
+    from autograder.sandbox.process import SandboxUnavailable, kill_user_processes, worker_user
+
+    for pid in children:
+        try:
+            user = worker_user(pid)
+        except SandboxUnavailable:
+            return
+        if user is not None:
+            kill_user_processes(user[0])
 
 
 class WarmChild:
@@ -129,6 +203,7 @@ class WarmLauncher:
         self.pids: list[int] = []
         self.cold = False
         self.spawned = 0   # test processes forked (a run whose child died or hung has several)
+        self.pycache: str | None = None   # a private folder where test processes keep their bytecode
 
     def _start(self, python: str, env: dict, preload: list[str]) -> None:
         self.close()
@@ -173,7 +248,8 @@ class WarmLauncher:
                 return None
         with self.lock:
             self.pids.clear()
-        request = {"cwd": str(cwd), "log": str(log), "launch": command[4], "args": command[5]}
+        request = {"cwd": str(cwd), "log": str(log), "launch": command[4], "args": command[5],
+                   "pycache": self.pycache}
         self.process.stdin.write((json.dumps(request) + "\n").encode())
         self.process.stdin.flush()
         deadline = time.monotonic() + 30

@@ -9,6 +9,10 @@ results.json; its text goes back to the client unchanged, with a reason when the
 could not really be graded (a corrupt zip, nothing of the assignment's files in it, the tests
 not run).
 
+A test process dies with the worker process that grades it, even one killed by SIGKILL (the
+scheduler then runs its submission elsewhere): the warm launcher's children die with it
+(warm.py); a test process started cold asks for it itself (`cold_spawn`: PR_SET_PDEATHSIG).
+
 Several workers on one machine must not share a sandbox user (a run kills every process of
 its user when it ends), so AUTOGRADER_WORKER_USER is dropped here: each grading run then gets
 a user of its own (sandbox/process.py, `worker_user`).
@@ -22,6 +26,7 @@ import os
 import pathlib
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -114,21 +119,43 @@ _WARM = None
 
 
 def warm_launcher():
-    """This worker process's warm launcher (warm.py), made on first use."""
+    """This worker process's warm launcher (warm.py), made on first use, with a private folder
+    (mode 0700, removed at exit) for its test processes' bytecode."""
     global _WARM
     if _WARM is None:
         from .warm import WarmLauncher
 
         _WARM = WarmLauncher()
+        _WARM.pycache = tempfile.mkdtemp(prefix="regrade-pycache-")
+        atexit.register(shutil.rmtree, _WARM.pycache, True)
         atexit.register(_WARM.close)
     return _WARM
+
+
+def cold_spawn(command: list[str], env: dict, cwd, log) -> subprocess.Popen:
+    """Start a test process as the runner does (subprocess.Popen, a session of its own), asking it
+    to die with this worker process. PR_SET_PDEATHSIG watches the thread that starts it: that
+    thread is the one grading, which waits for the test process to end before it returns."""
+    from .warm import die_with_parent
+
+    parent = os.getpid()
+    with open(log, "ab") as stream:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=stream, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=lambda: die_with_parent(parent))
+
+
+def spawn_warm_or_cold(command: list[str], env: dict, cwd, log):
+    """The grading run's test process: forked by the warm launcher, else started cold."""
+    return warm_launcher().spawn(command, env, cwd, log) or cold_spawn(command, env, cwd, log)
 
 
 def grade_one(autograder_zip: bytes, digest: str, assignment: str, key: str, kind: str, filename: str,
               payload: bytes, warm: bool = True) -> dict:
     """Grade one submission on this worker: {"key", "results" (results.json's text), "reason",
     "seconds", "worker"}. Never raises for a bad submission: grade writes results.json whatever happens.
-    `warm`: each test process is forked from this worker's warm launcher (torch imported once)."""
+    `warm`: each test process is forked from this worker's warm launcher (torch imported once);
+    either way it dies with this worker process."""
     os.environ.pop("AUTOGRADER_WORKER_USER", None)
     start = time.monotonic()
     root = unpacked(autograder_zip, digest)
@@ -138,7 +165,7 @@ def grade_one(autograder_zip: bytes, digest: str, assignment: str, key: str, kin
         target = _rebuild(kind, filename, payload, tmp)
         output = tmp / "results.json"
         results = grade(assignment, target, output, root=root, quiet=True,
-                        spawn=warm_launcher().spawn if warm else None)
+                        spawn=spawn_warm_or_cold if warm else cold_spawn)
         text = output.read_text(encoding="utf-8") if output.is_file() else json.dumps(results, indent=2) + "\n"
         reason = reason_for(kind, filename, payload, target, manifest, results)
     return {"key": key, "results": text, "reason": reason, "seconds": round(time.monotonic() - start, 2),
