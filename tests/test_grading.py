@@ -293,7 +293,7 @@ def test_results_written_when_the_tests_cannot_run(tmp_path, transformer, copy_r
     assert json.loads(out.read_text()) == results
     check_schema(results, transformer)
     assert results["score"] == 0
-    assert all(t["status"] == "failed" and messages.GRADER_ERROR in t["output"] for t in results["tests"])
+    assert all(t["status"] == "failed" and messages.GRADER_ERROR in t["output"] for t in graded_tests(results))
 
 
 def test_results_written_for_a_zip_submission_at_depth(tmp_path, transformer):

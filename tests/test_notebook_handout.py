@@ -210,9 +210,15 @@ def _set_up(handout, tmp_path, warm: bool):
     for name, data in _payload(handout[2]).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
+    saved_path = list(sys.path)
     jupyter.setup(tmp_path, colab=False, warm=warm)
-    yield tmp_path
-    jupyter._STATE["runner"].stop()
+    try:
+        yield tmp_path
+    finally:
+        jupyter._STATE["runner"].stop()
+        # setup() put the folder first on sys.path, as in a kernel; left there, its `autograder`
+        # (the kit alone) is what processes this one spawns import (a Dask LocalCluster's workers)
+        sys.path[:] = saved_path
 
 
 @pytest.fixture
