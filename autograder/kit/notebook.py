@@ -68,26 +68,25 @@ def _first_line(source: str) -> str:
     return source.lstrip("\n").split("\n", 1)[0]
 
 
-def cell_file(cell: dict) -> str | None:
-    """The submitted file a code cell belongs to (its tag, else its marker line), or None."""
-    if cell.get("cell_type") != "code":
+def _label(cell: dict, cell_type: str, tag_prefix: str, marker) -> str | None:
+    """What a cell of `cell_type` is labelled with: its tag `<tag_prefix>X`, else its marker line, or None."""
+    if cell.get("cell_type") != cell_type:
         return None
     for tag in _tags(cell):
-        if tag.startswith(FILE_TAG):
-            return tag[len(FILE_TAG):].strip()
-    match = FILE_MARKER.fullmatch(_first_line(source_of(cell)))
+        if tag.startswith(tag_prefix):
+            return tag[len(tag_prefix):].strip()
+    match = marker.fullmatch(_first_line(source_of(cell)))
     return match["name"] if match else None
+
+
+def cell_file(cell: dict) -> str | None:
+    """The submitted file a code cell belongs to (its tag, else its marker line), or None."""
+    return _label(cell, "code", FILE_TAG, FILE_MARKER)
 
 
 def answer_id(cell: dict) -> str | None:
     """The written question a Markdown cell answers (its tag, else its marker line), or None."""
-    if cell.get("cell_type") != "markdown":
-        return None
-    for tag in _tags(cell):
-        if tag.startswith(ANSWER_TAG):
-            return tag[len(ANSWER_TAG):].strip()
-    match = ANSWER_MARKER.fullmatch(_first_line(source_of(cell)))
-    return match["name"] if match else None
+    return _label(cell, "markdown", ANSWER_TAG, ANSWER_MARKER)
 
 
 def python_of(source: str) -> tuple[str | None, list[str]]:
