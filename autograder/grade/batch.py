@@ -93,10 +93,9 @@ def main(argv: list[str]) -> int:
         if paths == []:
             continue
         report = events_dir / f"{entry.label}.jsonl"
-        # mutants are ours, made from the reference: no sandbox needed; and no gc.collect() twice
-        # a session (pytest's unraisable-exception plugin), ~10% of a batch with a large heap
+        # mutants are ours, made from the reference: no sandbox needed
         args = pytest_command(manifest, "python", report, None, diagnoses, sandbox=False,
-                              paths=paths)[3:] + ["-p", "no:unraisableexception"]  # [3:]: no "python -m pytest"
+                              paths=paths)[3:]  # [3:]: no "python -m pytest"
         recorder = impact.CallRecorder(pathlib.Path(entry.folder)) if entry.record else None
         gc.freeze()  # what earlier sessions left (torch, above all) is never scanned again
         pytest.main([*args, "--submission", entry.folder, *(["--only", str(only)] if only else [])],
@@ -109,4 +108,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from ..sandbox.launch import end
+
+    end(main(sys.argv[1:]))  # without the interpreter's teardown (see sandbox/launch.py)

@@ -38,6 +38,7 @@ def child_env(manifest: Manifest, submission: pathlib.Path) -> dict[str, str]:
         PYTHONPATH=str(manifest.root),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONHASHSEED="0",
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",  # only the plugins named on the command line (see pytest_command)
         AUTOGRADER_SUBMISSION=str(submission),
         AUTOGRADER_REFERENCE=str(manifest.path(manifest.reference)),
         OMP_NUM_THREADS="1",
@@ -64,12 +65,16 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
                    timed_out: dict[str, int] | None = None, paths: list[str] | None = None) -> list[str]:
     """The child's command line; with `sandbox`, student code runs in a worker (autograder/sandbox/).
     `timed_out`: the timeouts each problem already cost in this run (earlier children).
-    `paths`: the test files to run (default: every test folder of the manifest)."""
+    `paths`: the test files to run (default: every test folder of the manifest).
+
+    Plugins: only those named here load (child_env turns off setuptools autoloading, so a plugin
+    installed in the grader's image cannot change grading); pytest's unraisableexception plugin is
+    off, as its end-of-run garbage collections cost about 0.3 s and student code runs elsewhere."""
     if paths is None:
         paths = [str(manifest.path(t.path)) for t in manifest.tests]
     command = [python, "-m", "pytest", *paths,
-               "-p", "autograder.kit.plugin", "-p", "autograder.grader.plugin",
-               "-p", "no:cacheprovider", "-p", "no:logging",
+               "-p", "pytest_timeout", "-p", "autograder.kit.plugin", "-p", "autograder.grader.plugin",
+               "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:unraisableexception",
                "-c", os.devnull, "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
                "--max-timeout", f"{manifest.test_timeout_s:g}",
@@ -120,6 +125,8 @@ def run_tests(manifest: Manifest, submission: pathlib.Path, workdir: pathlib.Pat
         if sandbox:  # the zygote shares the test process's imports, forked before it reads anything of ours
             command, env = launch.command(python, command, env, submission, sandbox_options(manifest),
                                           workdir / f"child-{attempt}.json")
+        else:  # the same pytest, ended as launch.end ends it
+            command = [python, "-m", "autograder.sandbox.launch", *command[3:]]
         process = spawn(command, env, workdir, workdir / f"child-{attempt}.log") if sandbox and spawn else None
         if process is None:
             process = subprocess.Popen(command, cwd=workdir,

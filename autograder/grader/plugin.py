@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import json
 import os
 import pathlib
@@ -265,6 +266,7 @@ def pytest_sessionstart(session):
         from ..kit.torchkit import warm_up
 
         warm_up()
+    gc.freeze()  # what is imported by now lives to the end: later collections need not walk it
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

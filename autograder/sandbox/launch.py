@@ -12,9 +12,16 @@ copy on write), and the zygote still never sees grader state: when it is forked,
 process has read nothing but the submission's path and the sandbox's options (LAUNCH_JSON),
 and its environment holds nothing of the grader's (no AUTOGRADER_REFERENCE). Hidden tests,
 the reference and the diagnoses are read by the test process after the fork.
+
+Once pytest is done (its report written, the sandbox stopped), the process ends with
+`os._exit` after the atexit handlers: tearing down an interpreter that imported torch costs
+about half a second to a second (module and object finalisation), and nothing is left to do.
+`python -m autograder.sandbox.launch ARGS` runs pytest the same way without a zygote
+(`grade --no-sandbox`).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pathlib
@@ -60,10 +67,42 @@ def fork_zygote(launch: dict) -> None:
         process.LAUNCHED = None  # the plugin tries again, and reports why
 
 
+def run_pytest(argv: list[str]) -> None:
+    """`python -m pytest ARGV` in this process, then end it at once (never returns)."""
+    sys.argv[:] = ["pytest", *argv]
+    code = 1
+    try:
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        end(code)
+
+
+def end(code: int) -> None:
+    """Exit without the interpreter's teardown: atexit handlers (temporary folders' cleanup
+    among them) run, streams are flushed, then os._exit."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed stream: nothing to flush
+                pass
+        os._exit(code)
+
+
 def main(argv: list[str]) -> None:
     fork_zygote(json.loads(argv[0]))
     spec = json.loads(pathlib.Path(argv[1]).read_text(encoding="utf-8"))
     os.environ.clear()
     os.environ.update(spec["env"])
-    sys.argv[:] = spec["argv"]
-    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+    if spec["argv"][:1] != ["pytest"]:
+        raise ValueError(f"not pytest's arguments: {spec['argv'][:1]}")
+    run_pytest(spec["argv"][1:])
+
+
+if __name__ == "__main__":
+    run_pytest(sys.argv[1:])
