@@ -251,9 +251,11 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
 
     plain = make_class(transformer, tmp_path / "class", ["reference", "mutant", "mutant"], layout="plain")
     (plain / "zz-notes.txt").write_text("{}")   # neither a folder, a zip nor a notebook
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0)
+    scratch = tmp_path / "scratch"   # the workers' own folders (Dask's local_directory)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0,
+                           local_directory=str(scratch))
     client = Client(cluster)
-    outcome, lines, below = {}, [], {}
+    outcome, lines, below, left = {}, [], {}, []
     try:
         thread = threading.Thread(target=lambda: outcome.setdefault("it", regrade(
             "transformer", plain, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False,
@@ -272,6 +274,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
             below = _descendants(pid)
             time.sleep(0.1)
         assert max(g for g, _ in below.values()) >= 4, f"no sandbox worker below the worker: {below}"
+        left = _grading_folders(scratch)   # what the victim cannot remove: in its Dask folder
+        assert {p.name.split("-")[0] for p in left} >= {"regrade", "grade", "sandbox"}, left
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         while _alive(below) and time.monotonic() - killed < 5:
@@ -286,6 +290,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
             os.kill(leftover, signal.SIGKILL)
         client.close()
         cluster.close()
+    assert not [p for p in left if p.exists()], "the killed worker's folders outlived the cluster"
+    assert not _grading_folders(scratch)
     result = outcome["it"]
     assert result.graded_now == 3 and not result.interrupted
     rows = _csv(tmp_path / "out" / "scores.csv")
@@ -296,6 +302,12 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
     finished_by = [json.loads(p.read_text())["worker"] for p in (tmp_path / "out" / "state").glob("*.json")]
     assert len(finished_by) == 3 and not any(w.endswith(f":{pid}") for w in finished_by)  # re-run elsewhere
+
+
+def _grading_folders(scratch: pathlib.Path) -> list[pathlib.Path]:
+    """The grading runs' folders under `scratch` (os.walk: folders may go while it looks)."""
+    return [pathlib.Path(top, name) for top, names, _ in os.walk(scratch) for name in names
+            if name.startswith(("regrade-", "grade-", "sandbox-"))]
 
 
 class _FakeFuture:

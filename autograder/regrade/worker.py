@@ -13,6 +13,11 @@ A test process dies with the worker process that grades it, even one killed by S
 scheduler then runs its submission elsewhere): the warm launcher's children die with it
 (warm.py); a test process started cold asks for it itself (`cold_spawn`: PR_SET_PDEATHSIG).
 
+Its temporary folders (the unpacked zip, each run's folder, the sandbox's, the bytecode cache) are
+made in the Dask worker's own folder (`local_directory`, through TMPDIR): a worker killed by
+SIGKILL cannot remove them, and Dask removes a dead worker's folder when the next worker starts on
+that machine (the nanny restarts it at once).
+
 Several workers on one machine must not share a sandbox user (a run kills every process of
 its user when it ends), so AUTOGRADER_WORKER_USER is dropped here: each grading run then gets
 a user of its own (sandbox/process.py, `worker_user`).
@@ -115,6 +120,20 @@ def reason_for(kind: str, filename: str, payload: bytes, target: pathlib.Path, m
     return ""
 
 
+def use_the_dask_workers_folder() -> None:
+    """Make this process's and its children's temporary folders in the Dask worker's own folder
+    (outside a Dask worker: nothing changes)."""
+    try:
+        from distributed import get_worker
+
+        folder = get_worker().local_directory
+    except (ImportError, ValueError):   # not in a Dask worker
+        return
+    if tempfile.tempdir != folder:
+        tempfile.tempdir = folder
+        os.environ["TMPDIR"] = folder
+
+
 _WARM = None
 
 
@@ -157,6 +176,7 @@ def grade_one(autograder_zip: bytes, digest: str, assignment: str, key: str, kin
     `warm`: each test process is forked from this worker's warm launcher (torch imported once);
     either way it dies with this worker process."""
     os.environ.pop("AUTOGRADER_WORKER_USER", None)
+    use_the_dask_workers_folder()
     start = time.monotonic()
     root = unpacked(autograder_zip, digest)
     manifest = manifest_module.load(assignment, root)
