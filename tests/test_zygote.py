@@ -2,6 +2,7 @@
 one process that imported torch once; a restart is a fork, workers share nothing but what the
 zygote imported, and the zygote dies with the test process."""
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -193,6 +194,19 @@ def test_the_zygote_runs_as_the_workers_user_in_the_jail(remote):
         assert next(line for line in status if line.startswith("Uid:")).split()[1:] == [str(uid)] * 4
     assert os.readlink(f"/proc/{zygote}/root") != "/"  # chrooted (confine)
     assert os.readlink(f"/proc/{zygote}/root") == os.readlink(f"/proc/{remote.student.pid()}/root")
+
+
+def test_the_jail_holds_the_workers_code_and_not_the_tests_data(remote):
+    """kit/ and sandbox/ are copied whole into the jail, but for kit/data (the tests' corpus)."""
+    import autograder.kit
+
+    lib = remote.sandbox.zygote.lib / "autograder"
+    kit = pathlib.Path(autograder.kit.__file__).parent
+    assert (kit / "data").is_dir()
+    assert sorted(p.name for p in (lib / "kit").glob("*.py")) == sorted(p.name for p in kit.glob("*.py"))
+    assert (lib / "sandbox" / "server.py").is_file()
+    assert not (lib / "kit" / "data").exists()
+    assert not list(lib.rglob("__pycache__"))
 
 
 PARENT = '''
