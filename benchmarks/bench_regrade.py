@@ -7,13 +7,14 @@ into a fresh output folder. Figures and targets:
 - throughput with 2 workers, in submissions/s, cluster start included: >= 0.5 (issue 14, for 200
   `transformer` submissions on 2 cores), next to 1 / (the wall time of one `grade` of the
   reference, measured alone in the same run): the speed-up over grading one by one;
-- memory stays flat: the unique set size (USS: the pages only that process maps, what a leak
-  grows) of the Dask worker processes and their warm launchers (the processes that live through
-  the class; each grade's own test process and sandbox come and go), sampled every 0.5 s, in the
-  last quarter of the run against the first: growth <= 50 MB. Their proportional set size (PSS)
-  is printed too, but it is no measure of a leak here: a warm launcher shares its pages with the
-  test processes it forks, so its PSS drops while one runs and rises when none does (a class
-  whose last submissions crash at once shows "growth" with no byte leaked);
+- memory stays flat: the resident set size (RSS) of the Dask worker processes and their warm
+  launchers (the processes that live through the class; each grade's own test process and
+  sandbox come and go), summed, sampled every 0.5 s, in the last quarter of the run against the
+  first: growth <= 50 MB. RSS is what a leak in these processes grows. Their proportional and
+  unique set sizes (PSS, USS) are printed too, but they are no measure of a leak here: a warm
+  launcher shares its pages with the test processes it forks (copy on write), so its PSS and USS
+  drop while one runs and rise when none does, and a class whose last minutes grade one slow
+  submission on one worker, the other idle, shows "growth" with no byte leaked;
 - scaling from 1 to 2 workers on 2 cores: the 1-worker time / the 2-worker time: >= 1.6x, else
   README explains why.
 
@@ -63,18 +64,18 @@ def _long_lived(workers: list[int]) -> list[int]:
     return pids
 
 
-def _memory_mb(pids: list[int]) -> tuple[float, float]:
-    """(PSS, USS) of the long-lived processes, in MB."""
+def _memory_mb(pids: list[int]) -> tuple[float, float, float]:
+    """(RSS, PSS, USS) of the long-lived processes, summed, in MB."""
     import psutil
 
-    pss = uss = 0
+    rss = pss = uss = 0
     for pid in _long_lived(pids):
         try:
             info = psutil.Process(pid).memory_full_info()
         except (psutil.Error, AttributeError):
             continue
-        pss, uss = pss + info.pss, uss + info.uss
-    return pss / 2**20, uss / 2**20
+        rss, pss, uss = rss + info.rss, pss + info.pss, uss + info.uss
+    return rss / 2**20, pss / 2**20, uss / 2**20
 
 
 def timed_regrade(assignment: str, submissions: pathlib.Path, out: pathlib.Path, workers: int,
@@ -108,8 +109,8 @@ def timed_regrade(assignment: str, submissions: pathlib.Path, out: pathlib.Path,
     return {"seconds": seconds, "outcome": result["outcome"], "samples": samples}
 
 
-def memory_growth(samples: list[tuple[int, float, float]], which: int = 2) -> tuple[float, float, float]:
-    """(first quarter's median, last quarter's, growth) in MB, of USS (`which` 2) or PSS (1)."""
+def memory_growth(samples: list[tuple[int, float, float, float]], which: int = 1) -> tuple[float, float, float]:
+    """(first quarter's median, last quarter's, growth) in MB, of RSS (`which` 1), PSS (2) or USS (3)."""
     values = [sample[which] for sample in samples if sample[which] > 0]
     if len(values) < 4:
         return 0.0, 0.0, 0.0
@@ -149,11 +150,12 @@ def main(argv=None) -> int:
         if rate < THROUGHPUT_TARGET:
             missed.append("throughput")
         first, last, growth = memory_growth(two["samples"])
-        pss_first, pss_last, pss_growth = memory_growth(two["samples"], which=1)
-        print(f"workers' USS: {first:.0f} MB in the first quarter, {last:.0f} MB in the last "
+        shared = [memory_growth(two["samples"], which) for which in (2, 3)]
+        print(f"workers' RSS: {first:.0f} MB in the first quarter, {last:.0f} MB in the last "
               f"({growth:+.0f} MB); target growth <= {MEMORY_GROWTH_MB} MB: "
               + ("met" if growth <= MEMORY_GROWTH_MB else "MISSED")
-              + f" (PSS: {pss_first:.0f} MB, then {pss_last:.0f} MB, {pss_growth:+.0f} MB)")
+              + "".join(f"; {name}: {a:.0f} MB, then {b:.0f} MB ({c:+.0f} MB)"
+                        for name, (a, b, c) in zip(("PSS", "USS"), shared)))
         if growth > MEMORY_GROWTH_MB:
             missed.append("memory")
         failed = [r for r in two["outcome"].rows if r.status not in ("graded", "failed", "rejected")]
