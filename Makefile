@@ -33,6 +33,7 @@ lint: setup  ## ruff on the harness's code (its rules: pyproject.toml)
 	$(PY) -m ruff check autograder tests benchmarks
 
 test: setup lint  ## ruff, then the harness's own tests: reference, starter, zips, crashes, hangs, every catalogued mutant
+	$(PY) -m autograder precompile $(ASSIGNMENTS)
 	$(PY) -m pytest tests -n $(JOBS) --maxprocesses 4 --durations 10
 
 demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip; run the handout notebook

@@ -2,6 +2,7 @@
 
     python -m autograder build NAME [--dist DIR]
     python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip] [--no-sandbox] [--table] [--verbose]
+    python -m autograder precompile NAME [NAME ...]
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
@@ -98,6 +99,15 @@ def _regrade_demo(args) -> int:
     return demo(args.assignment)
 
 
+def _precompile(args) -> int:
+    from . import manifest
+    from .build import precompile
+
+    for name in args.assignments:
+        precompile(manifest.load(name))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true",
                    help="also print each test child's exit and pytest's report (to stderr), to debug the grader")
     p.set_defaults(func=_grade)
+
+    p = commands.add_parser("precompile", help="write the bytecode grading runs would compile afresh "
+                                               "(setup.sh runs it once on Gradescope; make test first)")
+    p.add_argument("assignments", nargs="+")
+    p.set_defaults(func=_precompile)
 
     p = commands.add_parser("starter", help="generate the starter stubs from the reference")
     p.add_argument("assignment")

@@ -3,6 +3,7 @@ import os
 import pathlib
 import stat
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -132,9 +133,47 @@ exit 0''')
     torch_call = next(c for c in calls if "torch==2.13.0" in c)
     assert ("download.pytorch.org/whl/cpu" in torch_call) is (not gpu)
     assert any("-r" in c and "requirements.txt" in c for c in calls)
+    assert "-m autograder precompile transformer" in calls   # the image keeps the grading runs' bytecode
     if os.geteuid() == 0:  # as on Gradescope: the worker's user is made, and source/ is closed to it
         assert any(c.startswith("useradd") and c.endswith("no-such-user-for-this-test") for c in calls)
         assert (root / "source").stat().st_mode & 0o777 == 0o700
+
+
+def test_precompile_writes_the_bytecode_grading_reads(tmp_path, copy_root):
+    """`precompile` (setup.sh, make test) leaves the harness's, the reference's and the tests'
+    bytecode, and pytest's rewriting of the test modules, where grading runs (which write none)
+    find them; a grading run then compiles none of them."""
+    import importlib.util
+
+    from autograder import manifest as manifest_module
+    from autograder.build import precompile
+    from autograder.grade.runner import child_env, pytest_command
+
+    root = copy_root(tmp_path / "root")
+    assert not list(root.rglob("*.pyc"))
+    manifest = manifest_module.load("transformer", root)
+    precompile(manifest)
+    for source in [root / "autograder/kit/plugin.py", root / "autograder/grader/plugin.py",
+                   root / "autograder/sandbox/launch.py", root / manifest.reference / "model.py"]:
+        assert pathlib.Path(importlib.util.cache_from_source(str(source))).is_file(), source
+    for folder in [manifest.path(t.path) for t in manifest.tests]:
+        rewritten = {p.name.split(".")[0] for p in folder.glob("__pycache__/*-pytest-*.pyc")}
+        assert rewritten == {p.stem for p in folder.glob("test_*.py")}, folder
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.pyc")}
+    # the grading run's own command (collecting only), with a probe that lists what it compiles
+    command = pytest_command(manifest, sys.executable, tmp_path / "events.jsonl", None, sandbox=False)
+    env = child_env(manifest, tmp_path)
+    probe = ("import sys, builtins, runpy; compiled = []; real = builtins.compile\n"
+             "def compile(source, filename, *a, **k):\n"
+             "    compiled.append(str(filename)); return real(source, filename, *a, **k)\n"
+             "builtins.compile = compile\n"
+             f"sys.argv = ['pytest', *{command[3:] + ['--collect-only']!r}]\n"
+             "try:\n    runpy.run_module('pytest', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             f"print('COMPILED', [f for f in compiled if f.startswith({str(root)!r}) or 'pytest_timeout' in f])\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "COMPILED []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.pyc")} == before
 
 
 def _minimum_python(specifier: str) -> tuple[int, int]:

@@ -32,6 +32,9 @@ else
 fi
 "$VENV/bin/python" -m pip install -r "$SOURCE/requirements.txt"
 "$VENV/bin/python" -c "import torch, pytest, nbformat; print('setup.sh: torch', torch.__version__, 'ready')"
+# The bytecode every grading run would otherwise compile afresh (grading writes none): once, here.
+(cd "$SOURCE" && "$VENV/bin/python" -m autograder precompile @ASSIGNMENT@) \
+  || echo "setup.sh: precompiling failed; grading compiles as it goes" >&2
 
 # Student code runs in a worker process as this user (autograder/sandbox/process.py): no home,
 # no login shell. It must be able to run the venv's Python, and must not read source/.
