@@ -101,7 +101,7 @@ def _regrade_demo(args) -> int:
 
 def _precompile(args) -> int:
     from . import manifest
-    from .build import precompile
+    from .grade.precompile import precompile
 
     for name in args.assignments:
         precompile(manifest.load(name))

@@ -140,13 +140,13 @@ exit 0''')
 
 
 def test_precompile_writes_the_bytecode_grading_reads(tmp_path, copy_root):
-    """`precompile` (setup.sh, make test) leaves the harness's, the reference's and the tests'
-    bytecode, and pytest's rewriting of the test modules, where grading runs (which write none)
-    find them; a grading run then compiles none of them."""
+    """`precompile` (setup.sh, make test) leaves the harness's and the tests' bytecode, and
+    pytest's rewriting of the test modules, where grading runs (which write none) find them; a
+    grading run's collection then compiles none of them."""
     import importlib.util
 
     from autograder import manifest as manifest_module
-    from autograder.build import precompile
+    from autograder.grade.precompile import precompile
     from autograder.grade.runner import child_env, pytest_command
 
     root = copy_root(tmp_path / "root")
@@ -154,8 +154,9 @@ def test_precompile_writes_the_bytecode_grading_reads(tmp_path, copy_root):
     manifest = manifest_module.load("transformer", root)
     precompile(manifest)
     for source in [root / "autograder/kit/plugin.py", root / "autograder/grader/plugin.py",
-                   root / "autograder/sandbox/launch.py", root / manifest.reference / "model.py"]:
+                   root / "autograder/sandbox/launch.py"]:
         assert pathlib.Path(importlib.util.cache_from_source(str(source))).is_file(), source
+    assert not list(manifest.path(manifest.reference).rglob("__pycache__"))  # graded as a folder by tests
     for folder in [manifest.path(t.path) for t in manifest.tests]:
         rewritten = {p.name.split(".")[0] for p in folder.glob("__pycache__/*-pytest-*.pyc")}
         assert rewritten == {p.stem for p in folder.glob("test_*.py")}, folder

@@ -127,33 +127,6 @@ def student_files(manifest: manifest_module.Manifest) -> dict[str, bytes]:
     return files
 
 
-def precompile(manifest: manifest_module.Manifest) -> None:
-    """Write the bytecode a grading run would otherwise compile afresh: the harness, the reference
-    and the tests (`compileall`), and pytest's assertion rewriting of the test modules and of the
-    plugins (the grading run's own command line, collecting only, with bytecode writing on).
-    Grading runs write no bytecode (PYTHONDONTWRITEBYTECODE) but read it: on Gradescope setup.sh
-    runs this once, in the image, and each grading then skips about 0.3 s of compiling in every
-    process; `make test` runs it first. Python and pytest check each cached file against its
-    source's time and size, so a changed source is compiled again."""
-    import compileall
-
-    from ..grade import runner
-
-    folders = [manifest.root / "autograder", manifest.path(manifest.reference),
-               *[manifest.path(t.path) for t in manifest.tests]]
-    for folder in folders:
-        compileall.compile_dir(str(folder), quiet=1)
-    with tempfile.TemporaryDirectory(prefix="precompile-") as tmp:
-        command = runner.pytest_command(manifest, sys.executable, pathlib.Path(tmp) / "events.jsonl", None,
-                                        sandbox=False) + ["--collect-only"]
-        env = runner.child_env(manifest, pathlib.Path(tmp))
-        del env["PYTHONDONTWRITEBYTECODE"]
-        done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise SystemExit(f"the tests of {manifest.name} could not be collected:\n"
-                             f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
-
-
 def collect(manifest: manifest_module.Manifest) -> list[dict]:
     """Every test of every folder, as the plugin's "collected" event lists them
     ({"nodeid", "file", "name", "doc", "problems"}): pytest --collect-only in a child process."""
