@@ -1,0 +1,103 @@
+"""The grading run's test process (grade/runner.py, sandbox/launch.py), with and without the sandbox:
+
+- it loads only the pytest plugins its command line names: a plugin installed with an entry
+  point (here a fake one, on the test process's path) is not loaded, pytest-timeout is, and
+  pytest's unraisable-exception plugin (two gc.collect() at the end) is not;
+- its heap is frozen once the warm-up is done (gc.freeze: collections skip torch's objects);
+- it ends without the interpreter's teardown (launch.end): atexit handlers run, a module
+  global's finaliser does not, and pytest's exit status is the process's.
+"""
+import dataclasses
+import json
+import textwrap
+
+import pytest
+
+from autograder import manifest as manifest_module
+from autograder.grade.runner import run_tests
+
+
+PROBE = '''
+import atexit
+import gc
+import json
+import os
+import pathlib
+
+import pytest
+
+OUT = pathlib.Path(os.environ["PROBE_OUT"])
+
+
+class Finalised:
+    """Its finaliser runs when the interpreter tears its modules down (it keeps what it needs:
+    by then the module's globals may be None)."""
+
+    def __init__(self):
+        self.os, self.path = os, str(OUT / "torn-down")
+
+    def __del__(self):
+        self.os.close(self.os.open(self.path, self.os.O_CREAT | self.os.O_WRONLY))
+
+
+KEEP = Finalised()
+atexit.register(lambda: (OUT / "atexit").write_text("atexit handlers ran"))
+
+
+@pytest.mark.problem("self_attention")
+def test_probe(request):
+    plugins = request.config.pluginmanager
+    (OUT / "probe.json").write_text(json.dumps({
+        "frozen": gc.get_freeze_count(),
+        "unraisableexception": plugins.has_plugin("unraisableexception"),
+        "timeout": any(type(p).__module__ == "pytest_timeout" or getattr(p, "__name__", "") == "pytest_timeout"
+                       for p in plugins.get_plugins()),
+        "autoloaded": plugins.has_plugin("probe_autoloaded"),
+    }))
+
+
+@pytest.mark.problem("causal_mask")
+def test_that_fails():
+    assert False
+'''
+
+ENTRY_POINT_PLUGIN = '''
+import os
+import pathlib
+
+(pathlib.Path(os.environ["PROBE_OUT"]) / "autoloaded").write_text("an entry-point plugin was loaded")
+'''
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "no-sandbox"])
+def test_the_test_process_loads_named_plugins_freezes_its_heap_and_ends_at_once(tmp_path, copy_root,
+                                                                                monkeypatch, sandbox):
+    root = copy_root(tmp_path / "root")
+    (root / "tests_probe").mkdir()
+    (root / "tests_probe" / "test_probe.py").write_text(textwrap.dedent(PROBE))
+    # a plugin installed with an entry point, on the test process's path (PYTHONPATH is the root)
+    (root / "probe_autoloaded.py").write_text(ENTRY_POINT_PLUGIN)
+    info = root / "probe_autoloaded-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-autoloaded\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nprobe_autoloaded = probe_autoloaded\n")
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    monkeypatch.setenv("PROBE_OUT", str(out))
+    manifest = dataclasses.replace(manifest_module.load("transformer", root),
+                                   tests=(manifest_module.TestFolder("tests_probe", public=False, visibility="visible"),))
+    submission = manifest.path(manifest.reference)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    run = run_tests(manifest, submission, workdir, sandbox=sandbox)
+
+    assert {nodeid.split("::")[1]: o.passed for nodeid, o in run.outcomes.items()} == \
+        {"test_probe": True, "test_that_fails": False}
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe == {"frozen": probe["frozen"], "unraisableexception": False, "timeout": True, "autoloaded": False}
+    assert probe["frozen"] > 0
+    assert not (out / "autoloaded").exists()
+    assert (out / "atexit").exists()
+    assert not (out / "torn-down").exists()
+    assert run.log[0].startswith("child 0: exit 1,"), run.log[0][:300]   # pytest's status: a test failed
