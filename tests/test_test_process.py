@@ -84,8 +84,8 @@ def test_the_test_process_loads_named_plugins_freezes_its_heap_and_ends_at_once(
     out = tmp_path / "out"
     out.mkdir(mode=0o777)
     monkeypatch.setenv("PROBE_OUT", str(out))
-    manifest = dataclasses.replace(manifest_module.load("transformer", root),
-                                   tests=(manifest_module.TestFolder("tests_probe", public=False, visibility="visible"),))
+    probe_folder = manifest_module.TestFolder("tests_probe", public=False, visibility="visible")
+    manifest = dataclasses.replace(manifest_module.load("transformer", root), tests=(probe_folder,))
     submission = manifest.path(manifest.reference)
     workdir = tmp_path / "work"
     workdir.mkdir()
