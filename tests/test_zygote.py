@@ -56,6 +56,14 @@ def segfault():
 def crash():
     os._exit(3)
 
+def crash_leaving_a_daemon(seconds):
+    if os.fork() == 0:  # a setsid child that holds the worker's pipes, and sleeps
+        os.setsid()
+        import time
+        time.sleep(seconds)
+        os._exit(0)
+    os._exit(4)
+
 def loaded(name):
     return name in sys.modules
 
@@ -121,6 +129,17 @@ def test_the_zygote_survives_a_crash_and_reports_how_the_worker_died(remote):
     with pytest.raises(WorkerCrash, match="exit status 3"):
         remote.student.crash()
     assert _alive(zygote) and remote.sandbox.zygote.pid == zygote
+    assert remote.student.work(torch.ones(2, 2)).item() == 8.0
+
+
+def test_a_dead_worker_is_seen_dead_while_a_process_it_started_holds_its_pipe(remote):
+    """The end of the worker's pipe never comes while a child it started holds the pipe's other end:
+    the worker's own end is what counts (a pidfd), not the pipe's, so the call fails at once instead
+    of at the test's time limit."""
+    start = time.monotonic()
+    with pytest.raises(WorkerCrash, match="exit status 4"):
+        remote.student.crash_leaving_a_daemon(30)
+    assert time.monotonic() - start < 5
     assert remote.student.work(torch.ones(2, 2)).item() == 8.0
 
 

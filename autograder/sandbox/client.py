@@ -282,7 +282,7 @@ class SandboxClient:
 
     def _receive(self):
         try:
-            return protocol.receive(self.worker.from_worker)
+            return protocol.receive(self.worker.from_worker, self.worker.pidfd)
         except EOFError:
             raise WorkerCrash(self.worker.exit_description()) from None
         except protocol.WireError as exc:

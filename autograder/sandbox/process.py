@@ -529,6 +529,14 @@ def _close_zygote(process: subprocess.Popen | None, control: socket.socket | Non
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of process `pid` (Linux 5.3 and later), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 class WorkerProcess:
     """One worker process, forked by a zygote: the test process's handle on it (pipes, output)."""
 
@@ -538,6 +546,7 @@ class WorkerProcess:
         self.to_worker, self.from_worker = to_worker, from_worker
         self.output_path, self.workdir = output_path, workdir
         self.started = False
+        self.pidfd = _pidfd(pid)  # its end is the end of its pipe (protocol.receive), whoever else holds it
 
     def mark_started(self) -> None:
         """The worker answered its first message (ready to serve); a restart's time is noted."""
@@ -582,8 +591,8 @@ class WorkerProcess:
         if self.user is not None:
             kill_user_processes(self.user[0], keep=live_zygotes())
         self.zygote.exit_code(self.pid, 5)  # reaped: no zombie left
-        for fd in (self.to_worker, self.from_worker):
-            with contextlib.suppress(OSError):
+        for fd in (self.to_worker, self.from_worker, self.pidfd):
+            with contextlib.suppress(OSError, TypeError):
                 os.close(fd)
         shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import os
+import select
 import struct
 import types
 import typing
@@ -400,9 +401,11 @@ def pack(message: dict, blobs: list[bytes]) -> bytes:
     return struct.pack("<QQ", len(header), sum(len(b) for b in blobs)) + header + b"".join(blobs)
 
 
-def _read_exactly(fd: int, n: int) -> bytes:
+def _read_exactly(fd: int, n: int, alive: int | None = None) -> bytes:
     chunks, left = [], n
     while left:
+        if alive is not None:
+            _wait_for_data(fd, alive)
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise EOFError("the other side closed the connection")
@@ -418,19 +421,33 @@ def send(fd: int, message: dict, blobs: list[bytes] = ()) -> None:
         data = data[written:]
 
 
-def receive(fd: int) -> tuple[dict, list[bytes]]:
-    """One message from `fd`: (header, blobs). Raises EOFError or WireError."""
-    header_len, blob_len = struct.unpack("<QQ", _read_exactly(fd, 16))
+def _wait_for_data(fd: int, alive: int) -> None:
+    """Wait until `fd` can be read; EOFError if the process behind the pidfd `alive` has ended
+    and left nothing more. A process it started may hold the pipe's other end open (a setsid
+    child that sleeps): the end of the pipe then never comes, and the sender's death is the end."""
+    poller = select.poll()  # (not select.select: it cannot watch a descriptor numbered 1024 or more)
+    poller.register(fd, select.POLLIN)
+    poller.register(alive, select.POLLIN)
+    if fd not in {ready for ready, _ in poller.poll()}:
+        poller.unregister(alive)
+        if not poller.poll(0):
+            raise EOFError("the other side ended")
+
+
+def receive(fd: int, alive: int | None = None) -> tuple[dict, list[bytes]]:
+    """One message from `fd`: (header, blobs). Raises EOFError or WireError. `alive`: a pidfd of
+    the sending process (os.pidfd_open), whose end is the end of the connection."""
+    header_len, blob_len = struct.unpack("<QQ", _read_exactly(fd, 16, alive))
     if header_len > MAX_HEADER or blob_len > MAX_BLOBS:
         raise WireError("message too large")
     try:
-        header = json.loads(_read_exactly(fd, header_len))
+        header = json.loads(_read_exactly(fd, header_len, alive))
     except (ValueError, UnicodeDecodeError):
         raise WireError("malformed message") from None
     sizes = header.get("blobs") if isinstance(header, dict) else None
     if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes) or sum(sizes) != blob_len:
         raise WireError("malformed message")
-    data = _read_exactly(fd, blob_len)
+    data = _read_exactly(fd, blob_len, alive)
     blobs, offset = [], 0
     for n in sizes:
         blobs.append(data[offset:offset + n])
