@@ -321,14 +321,15 @@ class _FakeFuture:
 class _FakeClient:
     """Enough of distributed.Client for grade_all: tasks run at once; Ctrl-C comes after the first result."""
     def __init__(self):
-        self.cancelled = []
+        self.cancelled, self.priorities = [], {}
 
     def scatter(self, data, broadcast=False, hash=True):
         assert broadcast
         return "zip"
 
-    def submit(self, function, *args, key=None, pure=None, resources=None):
+    def submit(self, function, *args, key=None, pure=None, resources=None, priority=0):
         _, digest, assignment, key_, kind, filename, payload, warm = args
+        self.priorities[key_] = priority
         return _FakeFuture({"key": key_, "results": json.dumps({"score": 1.0, "tests": []}) + "\n",
                             "reason": "", "seconds": 0.1, "worker": "fake"})
 
@@ -354,6 +355,37 @@ def test_ctrl_c_keeps_what_is_graded_and_cancels_the_rest(tmp_path, transformer,
     rows = [outputs.row_of(tmp_path, s) for s in todo]
     assert [r.status for r in rows] == ["graded", "pending", "pending"]
     assert "interrupted" in outputs.summary_lines(rows, transformer, 1, 0, None, 1.0)[0]
+
+
+def test_the_slowest_last_time_are_graded_first(tmp_path, transformer, monkeypatch):
+    """A regrade gives the scheduler's highest priority to the submissions whose last grading (in OUT/
+    itself, graded with an older zip, or in --previous) took longest; one never graded counts as
+    the median. No long grading then starts last while the other workers idle."""
+    import distributed
+
+    from autograder.regrade.cluster import grade_all
+
+    monkeypatch.setattr(distributed, "as_completed", lambda futures: list(futures))
+
+    def graded_before(out, seconds):
+        for key, taken in seconds.items():
+            outputs.record(out, sources.Submission(key, kind="file", filename="a.zip", payload=b"old"), "0" * 64,
+                           {"results": "{}\n", "reason": "", "seconds": taken, "worker": "w"})
+
+    graded_before(tmp_path / "out", {"quick": 1.0, "hang": 45.0})
+    graded_before(tmp_path / "previous", {"middling": 8.0, "quick": 30.0, "slow": 20.0})
+    todo = [sources.Submission(key, kind="file", filename="a.zip", payload=key.encode())
+            for key in ("quick", "new", "middling", "hang", "slow")]
+    seconds = outputs.seconds_taken(tmp_path / "out", tmp_path / "previous")
+    assert seconds == {"quick": 1.0, "hang": 45.0, "middling": 8.0, "slow": 20.0}
+    client = _FakeClient()
+    grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path / "out", progress=False, local=True,
+              seconds=seconds)
+    by_priority = sorted(client.priorities, key=client.priorities.get, reverse=True)
+    assert by_priority == ["hang", "slow", "new", "middling", "quick"]  # "new": the median, 14 s
+    client = _FakeClient()
+    grade_all(client, transformer, todo, b"zip", "d" * 64, tmp_path / "fresh", progress=False, local=True)
+    assert sorted(client.priorities, key=client.priorities.get, reverse=True) == [s.key for s in todo]
 
 
 def test_a_submission_that_keeps_killing_workers_is_one_failed_row(tmp_path, transformer, monkeypatch):

@@ -101,7 +101,8 @@ def regrade(assignment: str, submissions: str | pathlib.Path, out: str | pathlib
     if todo:
         with connect(workers, scheduler) as client:
             graded_now, interrupted = grade_all(client, manifest, todo, zip_bytes, digest, out,
-                                                progress=progress, echo=echo, local=scheduler is None, warm=warm)
+                                                progress=progress, echo=echo, local=scheduler is None, warm=warm,
+                                                seconds=outputs.seconds_taken(out, previous))
     rows = [outputs.row_of(out, s) for s in found]
     changes = outputs.diff(rows, old) if (old is not None or is_export) else None
     scores = outputs.write_scores(out / "scores.csv", rows, manifest)

@@ -57,9 +57,12 @@ def gpu_resources(client, manifest, echo=print) -> dict | None:
 
 
 def grade_all(client, manifest, todo: list, autograder_zip: bytes, digest: str, out, *, progress: bool = True,
-              echo=print, local: bool = False, warm: bool = True) -> tuple[int, bool]:
+              echo=print, local: bool = False, warm: bool = True,
+              seconds: dict[str, float] | None = None) -> tuple[int, bool]:
     """Grade `todo` (sources.Submission) on `client`'s workers, keeping each result in `out` as it
-    comes; returns (how many were graded, whether Ctrl-C stopped the run)."""
+    comes; returns (how many were graded, whether Ctrl-C stopped the run). `seconds`: what each
+    submission's grading took last time (outputs.seconds_taken); the slowest are given the
+    scheduler's highest priority (outputs.slowest_first)."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -69,10 +72,11 @@ def grade_all(client, manifest, todo: list, autograder_zip: bytes, digest: str, 
     shared = client.scatter(autograder_zip, broadcast=True, hash=False)
     run = uuid.uuid4().hex[:8]
     futures = {}
-    for submission in todo:
+    order = outputs.slowest_first(todo, seconds or {})
+    for rank, submission in enumerate(order):
         future = client.submit(grade_one, shared, digest, manifest.name, submission.key, submission.kind,
                                submission.filename, submission.payload, warm, key=f"regrade-{run}-{submission.key}",
-                               pure=False, resources=resources)
+                               pure=False, resources=resources, priority=len(order) - rank)
         futures[future] = submission
     done, failures = 0, 0
     bar = tqdm(total=len(todo), unit="submission", desc=f"regrade {manifest.name}", disable=not progress,

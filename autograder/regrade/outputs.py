@@ -92,6 +92,28 @@ def is_done(out: pathlib.Path, submission: Submission, autograder_digest: str) -
             and state.get("submission_sha256") == submission.digest and results_path(out, submission.key).is_file())
 
 
+def seconds_taken(*folders: pathlib.Path | None) -> dict[str, float]:
+    """{key: seconds} that each submission's last grading took, from the state records of earlier
+    OUT/ folders (the first folder that knows a key wins)."""
+    found: dict[str, float] = {}
+    for folder in folders:
+        if folder is None:
+            continue
+        for path in sorted((pathlib.Path(folder) / "state").glob("*.json")):
+            state = load_state(pathlib.Path(folder), path.stem) or {}
+            seconds = state.get("seconds")
+            if path.stem not in found and isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+                found[path.stem] = float(seconds)
+    return found
+
+
+def slowest_first(todo: list[Submission], seconds: dict[str, float]) -> list[Submission]:
+    """`todo` with the submissions that took longest last time first, so that no long grading starts
+    last while the other workers idle. One never graded counts as the median; ties keep their order."""
+    typical = statistics.median(seconds.values()) if seconds else 0.0
+    return sorted(todo, key=lambda s: -seconds.get(s.key, typical))
+
+
 def load_results(path: pathlib.Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
