@@ -26,15 +26,16 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# make test spreads the tests over the cores (pytest-xdist); JOBS=0 runs them in one process.
+# make test spreads the tests over the cores (pytest-xdist; worksteal: an idle worker takes tests queued for a
+# busy one, as test durations range from 0.01 s to a minute); JOBS=0 runs them in one process.
 JOBS ?= auto
 
 lint: setup  ## ruff on the harness's code (its rules: pyproject.toml)
 	$(PY) -m ruff check autograder tests benchmarks
 
 test: setup lint  ## ruff, then the harness's own tests: reference, starter, zips, crashes, hangs, every catalogued mutant
-	$(PY) -m autograder precompile $(ASSIGNMENTS)
-	$(PY) -m pytest tests -n $(JOBS) --maxprocesses 4 --durations 10
+	$(PY) -m autograder precompile --caches $(ASSIGNMENTS)
+	$(PY) -m pytest tests -n $(JOBS) --maxprocesses 4 --dist worksteal --durations 10
 
 demo: setup  ## build both zips, grade the reference, the starter and buggy submissions through the zip; run the handout notebook
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder demo $$a || exit 1; done

@@ -2,7 +2,7 @@
 
     python -m autograder build NAME [--dist DIR]
     python -m autograder grade NAME SUBMISSION [-o results.json] [--via-zip] [--no-sandbox] [--table] [--verbose]
-    python -m autograder precompile NAME [NAME ...]
+    python -m autograder precompile NAME [NAME ...] [--caches]
     python -m autograder starter NAME [--check]
     python -m autograder mutants NAME [MUTANT ...]
     python -m autograder demo NAME
@@ -103,8 +103,13 @@ def _precompile(args) -> int:
     from . import manifest
     from .grade.precompile import precompile
 
-    for name in args.assignments:
-        precompile(manifest.load(name))
+    manifests = [manifest.load(name) for name in args.assignments]
+    for loaded in manifests:
+        precompile(loaded)
+    if args.caches:
+        from .mutants import fill_caches
+
+        fill_caches(manifests)
     return 0
 
 
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("precompile", help="write the bytecode grading runs would compile afresh "
                                                "(setup.sh runs it once on Gradescope; make test first)")
     p.add_argument("assignments", nargs="+")
+    p.add_argument("--caches", action="store_true",
+                   help="also compute dist/.cache's tables (the student zip's fingerprints, the mutant checks' "
+                        "reference run), in parallel (make test)")
     p.set_defaults(func=_precompile)
 
     p = commands.add_parser("starter", help="generate the starter stubs from the reference")

@@ -83,6 +83,23 @@ def check_all(manifest: Manifest, names: list[str] | None = None, every_test: bo
     return verdicts
 
 
+def fill_caches(manifests: list[Manifest], jobs: int | None = None) -> None:
+    """Compute what dist/.cache lacks for each assignment: the student zip's fingerprints table and
+    the mutant checks' reference run, side by side (each in a child process; `jobs` at a time,
+    default: the cores). `make test` runs this first, so that no test waits, its core idle, on a
+    lock while another test computes a table."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def reference(manifest: Manifest) -> None:
+        with tempfile.TemporaryDirectory(prefix="caches-") as tmp:
+            reference_run(manifest, pathlib.Path(tmp))
+
+    tasks = [(task, manifest) for manifest in manifests for task in (fingerprints.fingerprints_json, reference)]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        for done in [pool.submit(task, manifest) for task, manifest in tasks]:
+            done.result()
+
+
 def reference_run(manifest: Manifest, tmp: pathlib.Path) -> tuple[Run, pathlib.Path]:
     """The reference graded with every test's calls recorded (impact.CallRecorder): its Run and
     the records file. Cached under dist/.cache/, keyed by a digest of everything it depends on

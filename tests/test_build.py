@@ -177,6 +177,29 @@ def test_precompile_writes_the_bytecode_grading_reads(tmp_path, copy_root):
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.pyc")} == before
 
 
+def test_precompile_caches_leaves_no_table_for_a_test_to_compute(tmp_path, monkeypatch):
+    """`precompile --caches` (make test, before pytest) computes dist/.cache's tables for each
+    assignment; the student zip's fingerprints and the mutant checks' reference run are then read,
+    never computed, by the tests (which would otherwise wait for each other on the tables' locks)."""
+    from autograder import cli
+    from autograder import manifest as manifest_module
+    from autograder import mutants
+    from autograder.build import fingerprints
+    from autograder.grade import batch
+
+    assert cli.main(["precompile", "--caches", "training"]) == 0
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a table was computed again")
+
+    monkeypatch.setattr(fingerprints, "_compute_in_child", computed)
+    monkeypatch.setattr(batch, "run_batch", computed)
+    manifest = manifest_module.load("training")
+    assert fingerprints.fingerprints_json(manifest)
+    run, calls = mutants.reference_run(manifest, tmp_path)
+    assert run.collected and calls.is_file()
+
+
 def _minimum_python(specifier: str) -> tuple[int, int]:
     """The lowest 3.x minor version a Requires-Python specifier allows, e.g. ">=3.11.0" -> (3, 11)."""
     from packaging.specifiers import SpecifierSet
