@@ -3,6 +3,7 @@ one process that imported torch once; a restart is a fork, workers share nothing
 zygote imported, and the zygote dies with the test process."""
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,38 @@ def test_a_dead_worker_is_seen_dead_while_a_process_it_started_holds_its_pipe(re
         remote.student.crash_leaving_a_daemon(30)
     assert time.monotonic() - start < 5
     assert remote.student.work(torch.ones(2, 2)).item() == 8.0
+
+
+def test_an_import_that_kills_the_zygote_is_a_crash_at_import_and_costs_no_second_zygote(remote, tmp_path):
+    """A file whose top level kills its parent (the zygote: the worker runs as its user) may still
+    answer its import before it dies with it. The grader asks the zygote after each import of a
+    student file: a dead zygote makes it a crash at import, remembered, so the file's later tests
+    fail at once instead of each starting a new zygote (an import of torch) to crash again."""
+    from autograder.kit import adapter, messages
+
+    (tmp_path / "killer.py").write_text("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                        "def f():\n    return 1\n")
+    (tmp_path / "student.py").write_text(textwrap.dedent(SUBMISSION))
+    submission = RemoteSubmission(tmp_path, preload=[])
+    killed = re.escape(messages.ZYGOTE_KILLED)
+    try:
+        with pytest.raises(adapter.StudentImportError, match=killed):
+            submission.killer.f()
+        zygote = submission.sandbox.zygote
+        pid, forks = zygote.pid, zygote.count
+        assert not zygote.alive()
+        for _ in range(2):  # later tests of the file
+            submission.sandbox.reset()
+            with pytest.raises(adapter.StudentImportError, match=killed):
+                submission.killer.f()
+        assert (zygote.pid, zygote.count) == (pid, forks)  # neither a new zygote nor a new worker
+        assert submission.student.work(torch.ones(2, 2)).item() == 8.0  # the other file: a new zygote
+        assert zygote.pid != pid and zygote.alive()
+    finally:
+        submission.sandbox.stop()
+        if submission.sandbox.zygote is not None:
+            submission.sandbox.zygote.close()
+        remote.sandbox.stop()  # its worker ran as the same user, so it went too (see test_dev_shm_...)
 
 
 def test_a_file_one_worker_wrote_is_not_seen_by_the_next(remote):

@@ -28,6 +28,8 @@ OUTPUT_CUT = "\n[... output cut here: {count} more characters not shown]\n"
 VISIBLE_PART = ("{score} / {total} points in the tests shown now. The other tests ({rest} points) and your total "
                 "are shown when your instructor publishes the grades.")
 # ---- time budget and stand-ins (H2) ----
+ZYGOTE_KILLED = ("it killed the grader's process that starts the processes running your code: look for os.kill, "
+                 "signal or subprocess calls at the top level of the file")
 IMPORT_TIMEOUT = ("Importing {file} did not finish within {seconds:g} s, so nothing in it could be graded: look for "
                   "an endless loop, a sleep or a long computation at the top level of the file.")
 NOT_RUN_TIMEOUTS = ("Not run: {count} earlier tests of {problem} timed out, so its other tests fail at once "

@@ -639,6 +639,14 @@ class SandboxClient:
             self.import_crashes[module] = self._noted(
                 module, messages.IMPORT_TIMEOUT.format(file=f"{module}.py", seconds=seconds))
             raise adapter.StudentImportError(self.import_crashes[module], timed_out=True) from None
+        if self.zygote is not None and not self.zygote.alive():
+            # The import killed the zygote (the worker runs as its user), and the worker dies with it:
+            # charged to the file as a crash at import, so that the file's other tests do not each
+            # pay a new zygote (an import of torch) to crash again.
+            self.stop()
+            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=messages.ZYGOTE_KILLED)
+            self.import_crashes[module] = self._noted(module, failed)
+            raise adapter.StudentImportError(self.import_crashes[module])
         self.imported.add(module)
 
     def _noted(self, module: str, text: str) -> str:

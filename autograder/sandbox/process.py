@@ -470,6 +470,16 @@ class Zygote:
             return None
         return status if isinstance(status, int) and not isinstance(status, bool) else None
 
+    def alive(self) -> bool:
+        """Does the zygote still answer? A worker runs as its user and may have killed it; a zygote
+        with SIGKILL pending never answers again, so the answer is certain once the kill was sent."""
+        if not self.started:
+            return True
+        try:
+            return self._request({"op": "ping"}).get("alive") is True
+        except EOFError:
+            return False
+
     def close(self) -> None:
         """Stop the zygote (its workers die with it: PR_SET_PDEATHSIG) and remove its folder."""
         self._finalizer()

@@ -14,7 +14,9 @@ object in one datagram-sized send; file descriptors travel beside it (SCM_RIGHTS
   the grader makes the two pipes and the output file and sends the worker's ends, so the
   zygote never holds a pipe end of the grader's: it closes its copies once it has forked;
 - {"op": "wait", "pid": n, "timeout": s} -> {"status": exit code as subprocess gives it
-  (negative: killed by that signal), or null if the child had not exited in time}.
+  (negative: killed by that signal), or null if the child had not exited in time};
+- {"op": "ping"} -> {"alive": true} (the grader asks after a worker imported a student file:
+  that import may have killed the zygote).
 
 The child (a worker) starts a session of its own, asks to die with the zygote
 (PR_SET_PDEATHSIG is not inherited over fork), puts its output file on 1 and 2, makes
@@ -131,6 +133,8 @@ class Zygote:
             return {"pid": self.fork(str(request["workdir"]), fds)}
         if request["op"] == "wait":
             return {"status": self.wait(int(request["pid"]), float(request.get("timeout", 1)))}
+        if request["op"] == "ping":
+            return {"alive": True}
         return {"error": f"unknown op {request['op']!r}"}
 
     def fork(self, workdir: str, fds: list[int]) -> int:
