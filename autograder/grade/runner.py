@@ -203,11 +203,6 @@ def _problems(run: Run, nodeid: str) -> list[str]:
 
 def _kill_worker_leftovers(test_pid: int) -> None:
     """Whatever the sandbox's user still runs (a `setsid` grandchild of the worker, say) is killed."""
-    from ..sandbox.process import SandboxUnavailable, kill_user_processes, worker_user
+    from ..sandbox.process import kill_leftovers
 
-    try:
-        user = worker_user(test_pid)
-    except SandboxUnavailable:
-        return
-    if user is not None:
-        kill_user_processes(user[0])
+    kill_leftovers(test_pid)

@@ -160,15 +160,10 @@ def kill_children(children: set[int]) -> None:
                 pass
     if not children:
         return
-    from autograder.sandbox.process import SandboxUnavailable, kill_user_processes, worker_user
+    from autograder.sandbox.process import kill_leftovers
 
     for pid in children:
-        try:
-            user = worker_user(pid)
-        except SandboxUnavailable:
-            return
-        if user is not None:
-            kill_user_processes(user[0])
+        kill_leftovers(pid)
 
 
 class WarmChild:

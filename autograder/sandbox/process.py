@@ -196,6 +196,17 @@ def kill_user_processes(uid: int, keep: tuple[int, ...] = ()) -> None:
             continue
 
 
+def kill_leftovers(test_pid: int) -> None:
+    """Kill whatever the sandbox's user of test process `test_pid` still runs (a `setsid`
+    grandchild of a worker, say), once that test process has ended."""
+    try:
+        user = worker_user(test_pid)
+    except SandboxUnavailable:
+        return
+    if user is not None:
+        kill_user_processes(user[0])
+
+
 def _real_uid(pid: int) -> int | None:
     """The real uid of process `pid` (its /proc folder is root's when it is not dumpable)."""
     try:
