@@ -200,6 +200,29 @@ def test_precompile_caches_leaves_no_table_for_a_test_to_compute(tmp_path, monke
     assert run.collected and calls.is_file()
 
 
+def test_fill_caches_computes_both_tables_of_every_assignment(monkeypatch):
+    """`mutants.fill_caches` asks for each assignment's fingerprints table and reference run (the
+    test above cannot tell, once an earlier run left the tables in dist/.cache)."""
+    import threading
+
+    from autograder import manifest as manifest_module
+    from autograder import mutants
+
+    asked, lock = [], threading.Lock()
+
+    def recorder(kind):
+        def record(manifest, *args):
+            with lock:
+                asked.append((kind, manifest.name))
+        return record
+
+    monkeypatch.setattr(mutants.fingerprints, "fingerprints_json", recorder("fingerprints"))
+    monkeypatch.setattr(mutants, "reference_run", recorder("reference run"))
+    mutants.fill_caches([manifest_module.load(name) for name in ("transformer", "foundations")], jobs=2)
+    assert sorted(asked) == [("fingerprints", "foundations"), ("fingerprints", "transformer"),
+                             ("reference run", "foundations"), ("reference run", "transformer")]
+
+
 def _minimum_python(specifier: str) -> tuple[int, int]:
     """The lowest 3.x minor version a Requires-Python specifier allows, e.g. ">=3.11.0" -> (3, 11)."""
     from packaging.specifiers import SpecifierSet
