@@ -131,6 +131,7 @@ def test_diagnosis_json_carries_whole_files(tmp_path, transformer):
     (tmp_path / "d.json").write_text(json.dumps([entry]))
     try:
         diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / "v")
+        assert not (tmp_path / "v" / "whole").exists()  # written when a replay first needs it, not before
         built = diagnosis._variants[0][2].module("model")
         assert "x = self.ffn(self.ln2(x))" in open(built.__file__).read()
     finally:

@@ -53,29 +53,46 @@ _reference: list[adapter.Submission] = []                        # the reference
 _grader_folders: set[pathlib.Path] = set()                        # the reference's and the variants' folders
 
 
+class _Variant(adapter.Submission):
+    """A known wrong variant: the reference's files with its edits, written to its folder only
+    when a replay first imports from it (a grading run that diagnoses nothing writes none)."""
+
+    def __init__(self, folder: pathlib.Path, reference: pathlib.Path, entry: dict):
+        super().__init__(folder, record_calls=None)
+        self._source, self._entry, self._built = reference, entry, False
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        self.directory.mkdir(parents=True)
+        for source in self._source.glob("*.py"):
+            shutil.copy(source, self.directory / source.name)
+        for name, source in self._entry.get("files", {}).items():
+            shutil.copy(source, self.directory / name)
+        for edit in self._entry["edits"]:
+            path = self.directory / edit["file"]
+            text = path.read_text(encoding="utf-8")
+            path.write_text(text.replace(edit["find"], edit["replace"], 1), encoding="utf-8")
+        self._built = True
+
+    def module(self, name: str):
+        self._build()
+        return super().module(name)
+
+
 def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, workdir: pathlib.Path) -> None:
-    """Build every variant of `mutants_file` (JSON: [{name, diagnosis, problems, edits}], each
-    entry optionally with `files`: {submitted file: absolute path of its replacement}) under
-    `workdir`, and start watching module calls."""
+    """Know every variant of `mutants_file` (JSON: [{name, diagnosis, problems, edits}], each
+    entry optionally with `files`: {submitted file: absolute path of its replacement}), each to be
+    built under `workdir` when first replayed, and start watching module calls."""
     _variants.clear()
     reference = pathlib.Path(reference).resolve()
     _reference[:] = [adapter.Submission(reference, record_calls=None)]
     _grader_folders.clear()
     _grader_folders.add(reference)
     for entry in json.loads(pathlib.Path(mutants_file).read_text(encoding="utf-8")):
-        folder = (workdir / entry["name"]).resolve()
-        folder.mkdir(parents=True)
-        for source in reference.glob("*.py"):
-            shutil.copy(source, folder / source.name)
-        for name, source in entry.get("files", {}).items():
-            shutil.copy(source, folder / name)
-        for edit in entry["edits"]:
-            path = folder / edit["file"]
-            text = path.read_text(encoding="utf-8")
-            path.write_text(text.replace(edit["find"], edit["replace"], 1), encoding="utf-8")
-        _variants.append((entry["diagnosis"], set(entry["problems"]),
-                          adapter.Submission(folder, record_calls=None)))
-        _grader_folders.add(folder)
+        variant = _Variant(pathlib.Path(workdir).resolve() / entry["name"], reference, entry)
+        _variants.append((entry["diagnosis"], set(entry["problems"]), variant))
+        _grader_folders.add(variant.directory)
     _recorder.install()
 
 

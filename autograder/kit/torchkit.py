@@ -302,6 +302,7 @@ def _stand_in_for_dynamo() -> None:
             sys.meta_path.insert(0, _RealDynamoImportHook)
 
 
+@functools.lru_cache(maxsize=None)  # once a process (pytest sessions of a mutant batch call it each)
 def warm_up() -> None:
     """Pay, once and outside any test's time limit, what the meta device costs on first use
     (the imports behind meta kernels, about 1 s more)."""
