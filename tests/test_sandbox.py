@@ -673,6 +673,48 @@ def test_each_forward_runs_on_the_mirrors_weights(remote):
 
 # ---- round trips the protocol saves -----------------------------------------------------------
 
+def test_a_training_loop_runs_in_the_worker_in_one_call_and_trains_as_it_would_here(remote):
+    """kit/training.fit_student_model: a sandboxed model is trained by the worker's copy of the loop,
+    in one call where a loop here would take round trips at every step, from the mirror's weights,
+    and ends with the weights, the losses and the outputs of the same loop run here."""
+    from autograder.kit import adapter
+    from autograder.kit.training import Budget, fit_student_model
+
+    inputs = torch.randn(48, 4, generator=torch.Generator().manual_seed(1))
+    targets = (inputs > 0).float()
+    budget = Budget(epochs=3, batch_size=8, lr=1e-2, seed=2)
+    trained, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker (and in a grading run): the same sums in the same order
+    for submission in (adapter.Submission(remote.directory), remote):
+        torch.manual_seed(0)
+        net = submission.student.Net()
+        with torch.no_grad():
+            net.proj.bias.fill_(0.5)  # the grader's change to the mirror reaches the worker first
+        before = remote.sandbox.messages()
+        losses = fit_student_model(submission, net, inputs, targets, "bce_with_logits", budget)
+        sent = remote.sandbox.messages() - before
+        assert len(losses) == budget.epochs and losses[-1] < losses[0]
+        trained.append((losses, {k: v.clone() for k, v in net.state_dict().items()}, net(inputs)))
+    torch.set_num_threads(threads)
+    steps = budget.epochs * len(inputs) // budget.batch_size
+    assert sent <= 4 < steps  # the lookup, the call and their answers
+    (here, weights_here, out_here), (there, weights_there, out_there) = trained
+    assert here == there
+    assert weights_here.keys() == weights_there.keys()
+    assert all(torch.equal(weights_here[k], weights_there[k]) for k in weights_here)
+    assert torch.equal(out_here, out_there)  # the worker's copy is trained, as the mirror is
+
+
+def test_only_the_kit_functions_that_say_so_run_in_the_worker(remote):
+    from autograder.sandbox.client import RemoteError
+
+    with pytest.raises(RemoteError, match="does not run in the worker"):
+        remote.sandbox.kit_function("training", "fit")
+    with pytest.raises(RemoteError, match="malformed kit module name"):
+        remote.sandbox.kit_function("..sandbox.server", "main")
+    assert torch.equal(remote.student.double(torch.ones(2)), torch.full((2,), 2.0))  # the worker goes on
+
+
 def times_ten(x):
     return x * 10
 

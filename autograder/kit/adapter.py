@@ -383,6 +383,12 @@ class Submission:
     def _siblings(self) -> set[str]:
         return {p.stem for p in self.directory.glob("*.py")}
 
+    def kit_function(self, module: str, name: str):
+        """`autograder.kit.<module>.<name>`, where this submission's code runs: here; in the sandbox's
+        worker for a sandboxed submission (sandbox/client.RemoteSubmission), so that a loop over a
+        student's model (kit/training.py's `fit_by_name`) costs one call, not a round trip a step."""
+        return getattr(importlib.import_module(f".{module}", __package__), name)
+
     def module(self, name: str):
         """The imported module `name` (raises SubmissionError with a student-facing message)."""
         if name in self._loaded:

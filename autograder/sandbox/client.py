@@ -701,6 +701,12 @@ class SandboxClient:
             self.named[module, name] = (self.epoch, value)  # until the worker says the name is unbound
         return value
 
+    def kit_function(self, module: str, name: str) -> RemoteFunction:
+        """The worker's `autograder.kit.<module>.<name>` (one the module lists in RUNS_IN_WORKER)."""
+        self._ensure_ready()
+        self._current_encoder = self._encoder()
+        return self.transact(protocol.KitName(module=module, name=name))["value"]
+
     # ---- the worker's requests ---------------------------------------------------------------
 
     def _serve(self, message: protocol.Request, blobs) -> None:
@@ -866,6 +872,10 @@ class RemoteSubmission:
 
     def substituted(self, module_name: str, replacements: dict):
         return self.sandbox.substituted(module_name, replacements)
+
+    def kit_function(self, module: str, name: str):
+        """adapter.Submission.kit_function, run in the worker: one call for the whole loop."""
+        return adapter.StudentCallable(name, self.sandbox.kit_function(module, name), None, module)
 
     def __getattr__(self, name: str) -> RemoteModuleView:
         if name.startswith("_"):

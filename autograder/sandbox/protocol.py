@@ -541,6 +541,16 @@ class Name(GraderRequest):
 
 
 @dataclasses.dataclass
+class KitName(GraderRequest):
+    """`autograder.kit.<module>.<name>` of the worker's own copy of the kit (answer: `value`), for a
+    test to run a loop where the student's model lives; only the names the module lists in
+    `RUNS_IN_WORKER` (kit/training.py's `fit_by_name`: one call in place of a round trip a step)."""
+    op: ClassVar[str] = "kit_name"
+    module: str = ""
+    name: str = ""
+
+
+@dataclasses.dataclass
 class Substitute(GraderRequest):
     """Put the grader's `names` in place of the student's in `module` until the next Restore."""
     op: ClassVar[str] = "substitute"
@@ -671,7 +681,8 @@ class WorkerHook(Hook, FromWorker):
 
 RIDES_ALONG = (Reset, Restore, Substitute)
 TO_WORKER = {cls.op: cls
-             for cls in (Reset, Import, StandIn, Name, Substitute, Restore, Call, Method, Backward, RunHooks)}
+             for cls in (Reset, Import, StandIn, Name, KitName, Substitute, Restore, Call, Method, Backward,
+                         RunHooks)}
 FROM_WORKER = {cls.op: cls for cls in (WorkerCallback, WorkerCallbackBackward, WorkerHook)}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -353,6 +354,16 @@ class RequestServer:
         if isinstance(value, type) or (callable(value) and not isinstance(value, (nn.Module, Stub, StubFunction))):
             self.named[message.module, message.name] = (module, value)
         return {"value": value}
+
+    def _serve_kit_name(self, message: protocol.KitName, values: dict, decoder) -> dict:
+        """A kit function that runs here (kit modules list them in RUNS_IN_WORKER), from the
+        worker's copy of the kit: what student code did to that copy is its own business."""
+        if not message.module.isidentifier():
+            raise protocol.WireError("malformed kit module name")
+        module = importlib.import_module(f".{message.module}", adapter.__package__)  # autograder.kit
+        if message.name not in getattr(module, "RUNS_IN_WORKER", ()):
+            raise AttributeError(f"autograder.kit.{message.module}.{message.name} does not run in the worker")
+        return {"value": getattr(module, message.name)}
 
     def _unbound(self) -> list:
         """The names looked up that no longer name what they named (student code rebound them, a

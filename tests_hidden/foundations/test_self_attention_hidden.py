@@ -7,7 +7,7 @@ import torch.nn as nn
 from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
 from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import copy_parameters, randint, randomize_, strict_device
-from autograder.kit.training import Budget, binary_accuracy, fit, scaled_credit
+from autograder.kit.training import Budget, binary_accuracy, fit_student_model, scaled_credit
 
 # The trained model: grader's loop, seed and data (seeds differ from the public test's).
 TRAINING = Budget(epochs=8, seed=7)
@@ -121,7 +121,7 @@ def test_trained_accuracy(student, reference, score):
     untrained = binary_accuracy(model, val_x, val_y, output=output)
     expect(untrained < TARGET, f"the untrained model already has accuracy {untrained:.3f}: "
            "its predictions must come from the learned weights, not from the rule.")
-    fit(model, train_x, train_y.float(), nn.BCEWithLogitsLoss(), TRAINING, output=output)
+    fit_student_model(student, model, train_x, train_y.float(), "bce_with_logits", TRAINING, output_item=0)
     accuracy = binary_accuracy(model, val_x, val_y, output=output)
     score.leaderboard("Token matching accuracy", round(accuracy, 4))
     expect(accuracy > floor, f"validation accuracy {accuracy:.3f} after training is no better than always "
