@@ -171,6 +171,37 @@ def test_a_mistake_in_plain_data_is_named(tmp_path, transformer, diagnosed):
     assert diagnosis.diagnose({"ab": 2, "abc": 3}, {"ab": 2, "abc": 3}) is None  # the variant is right here
 
 
+def test_a_name_whose_failures_match_no_known_mistake_stops_being_replayed(tmp_path, transformer, diagnosed):
+    """After GIVE_UP_AFTER replays of a name that named nothing (and none that named a mistake), its later
+    failures are not replayed: a submission wrong everywhere does not pay every variant at every check."""
+    variant = tmp_path / "model.py"
+    variant.write_text((transformer.path(transformer.reference) / "model.py").read_text()
+                       + "\n\nREPLAYS = []\n\ndef counts(words):\n    REPLAYS.append(1)\n"
+                       + "    return {w: len(w) for w in words}\n")
+    entry = {"name": "plain", "diagnosis": "counts letters", "problems": ["counts"], "edits": [],
+             "files": {"model.py": str(variant)}}
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    words, right = ["ab", "abc"], {"ab": 1, "abc": 1}
+
+    def diagnose(got):
+        adapter._state.reference_call = adapter._state.student_call = ("model", "counts", (words,), {})
+        adapter.record_call("counts", (words,))
+        return diagnosis.diagnose(got, right)
+
+    def replays():
+        return len(diagnosis._variants[0][2].module("model").REPLAYS)
+
+    for run in range(2):
+        diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / f"v{run}")
+        if run == 1:  # a name some replay explained is replayed at every failure
+            assert diagnose({"ab": 2, "abc": 3}) == "counts letters"
+        for _ in range(diagnosis.GIVE_UP_AFTER):
+            assert diagnose({"ab": 7, "abc": 7}) is None
+        before = replays()
+        named = diagnose({"ab": 2, "abc": 3})
+        assert (named, replays() - before) == ((None, 0) if run == 0 else ("counts letters", 1))
+
+
 @pytest.mark.parametrize("a, b, same", [
     ({("a", "b"): 1}, {("a", "b"): 1}, True),
     ([("a", "b")], [("a", "b")], True),

@@ -33,6 +33,7 @@ the variants' results on the public tests instead (fingerprints.py).
 """
 from __future__ import annotations
 
+import collections
 import collections.abc
 import contextlib
 import copy
@@ -51,6 +52,9 @@ from ..kit import adapter, fingerprints
 _variants: list[tuple[str, set[str], adapter.Submission]] = []  # (diagnosis, problems, variant)
 _reference: list[adapter.Submission] = []                        # the reference, imported for replays
 _grader_folders: set[pathlib.Path] = set()                        # the reference's and the variants' folders
+_unexplained: collections.Counter = collections.Counter()          # name -> replays that named nothing
+_explained: set[str] = set()                                       # names some replay named a mistake for
+GIVE_UP_AFTER = 3  # replays of a name that named nothing (and none that did) before its later failures are not replayed
 
 
 class _Variant(adapter.Submission):
@@ -85,6 +89,7 @@ def configure(mutants_file: str | pathlib.Path, reference: str | pathlib.Path, w
     entry optionally with `files`: {submitted file: absolute path of its replacement}), each to be
     built under `workdir` when first replayed, and start watching module calls."""
     _variants.clear()
+    _unexplained.clear(), _explained.clear()
     reference = pathlib.Path(reference).resolve()
     _reference[:] = [adapter.Submission(reference, record_calls=None)]
     _grader_folders.clear()
@@ -183,15 +188,33 @@ def _candidates(name: str):
 def _named(name: str, matches) -> str | None:
     """The one mistake of the variants of problem `name` for which `matches(variant)` holds;
     None when none does, or when variants with different mistakes do (this input cannot tell
-    them apart). `matches` raising counts as no match."""
+    them apart). `matches` raising counts as no match.
+
+    A known mistake reproduces on any input, so once GIVE_UP_AFTER replays of `name` in this run
+    named nothing and none named a mistake, the student's is not one we know: `name`'s later
+    failures are not replayed (each replay runs every variant of the problem; a submission wrong
+    everywhere would pay it at every failed check)."""
+    candidates = _candidates(name)
+    if not candidates or _given_up(name):
+        return None
     found = set()
-    for sentence, variant in _candidates(name):
+    for sentence, variant in candidates:
         try:
             if matches(variant):
                 found.add(sentence)
         except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
             continue
-    return found.pop() if len(found) == 1 else None
+    if len(found) == 1:
+        _explained.add(name)
+        return found.pop()
+    if not found:  # (two mistakes that this input cannot tell apart: another input may)
+        _unexplained[name] += 1
+    return None
+
+
+def _given_up(name: str) -> bool:
+    """Have replays of `name` named nothing GIVE_UP_AFTER times in this run, and never a mistake?"""
+    return name not in _explained and _unexplained[name] >= GIVE_UP_AFTER
 
 
 # ---- module calls, as global forward hooks see them ----
@@ -368,6 +391,8 @@ def _diagnose_module() -> str | None:
     if found is None or found[0].raised or found[0].on_meta:
         return None
     call, built = found
+    if _given_up(built[1]):
+        return None
     try:
         expected = _replay_module(_reference[0], built, call)
     except Exception:  # noqa: BLE001 - without the reference's output nothing can be said
