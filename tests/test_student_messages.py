@@ -61,3 +61,12 @@ def test_last_call_names_the_method_that_crashed(tmp_path):
         student.model.Broken("four")
     summary, _, _ = plugin.student_message(caught, tmp_path)
     assert messages.LAST_CALL.format(call="Broken('four')") in summary
+
+
+def test_long_lists_are_described_by_their_first_items_and_length():
+    dataset = [{"input_ids": list(range(32)), "attention_mask": [1] * 32, "labels": i % 2} for i in range(256)]
+    text = adapter.describe_call("fine_tune", ("model", dataset, dataset[:160]), {})
+    assert "... 256 items]" in text and "... 160 items]" in text and "... 32 items]" in text
+    assert len(text) < 500
+    assert adapter.describe([1, 2, 3, 4, 5, 6]) == "[1, 2, 3, 4, 5, 6]"
+    assert adapter.describe(tuple(range(7))) == "(0, 1, ... 7 items)"

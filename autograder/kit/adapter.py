@@ -182,8 +182,9 @@ def describe(value) -> str:
         return "{" + ", ".join(f"{describe(k)}: {describe(v)}" for k, v in value.items()) + "}"
     if isinstance(value, dict):
         return f"dict of {len(value)} items"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(describe(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
+    if isinstance(value, (list, tuple)):  # a long one: its first items and its length (a dataset of dicts stays short)
+        shown = value if len(value) <= 6 else value[:2]
+        inner = ", ".join(describe(v) for v in shown) + (f", ... {len(value)} items" if len(value) > 6 else "")
         if isinstance(value, list):
             return f"[{inner}]"
         return f"({inner},)" if len(value) == 1 else f"({inner})"

@@ -50,6 +50,19 @@ def progress(line: str) -> None:
         reporter.flush()
 
 
+def token_logits(out) -> torch.Tensor:
+    """The logits (B, T) of a token classifier's `(logits, weights)`, for `fit`'s `output`.
+
+    Logits of shape (B, T, 1) (the classifier's last dimension kept) are read as (B, T): that
+    shape is the model's mistake, graded by the tests of its forward; a test of what the model
+    learns should not lose its points to it too.
+    """
+    logits = out[0]
+    if logits.dim() == 3 and logits.shape[-1] == 1:
+        return logits.squeeze(-1)
+    return logits
+
+
 def batch_binary_accuracy(prediction: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of `logit > 0` matching the 0/1 targets in one batch (for `fit`'s `metric`)."""
     return ((prediction.detach() > 0).long() == targets.long()).float().mean().item()

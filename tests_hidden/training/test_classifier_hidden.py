@@ -179,16 +179,17 @@ def test_train_classifier_history_like_reference(student, reference, device):
                                               student.classifier.cross_entropy(), 3)
     expect(isinstance(got, (list, tuple)) and len(got) == 3,
            f"train_classifier(..., epochs=3) should return a list of 3 (train_loss, val_accuracy) pairs, got {got!r}.")
+    # the batches first: training on the wrong loader, or evaluating first, is named by them
+    sizes = [c[2] for c in student.classifier.snapshot(stu)["calls"]]
+    expect(sizes == [*SIZES, 5, 4] * 3,
+           "each epoch of train_classifier should train on the 3 training batches (of 7, 7 and 3) and then evaluate on "
+           f"the 2 validation batches (of 5 and 4); the model was called on batches of {sizes}.")
     for epoch, (entry, (loss, _)) in enumerate(zip(got, want), start=1):
         expect(isinstance(entry, (tuple, list)) and len(entry) == 2,
                f"each entry of train_classifier's history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
         assert_scalar_close(expect_float(entry[0], "train_classifier's train loss"), loss, rtol=1e-4, atol=1e-5,
                             what=f"the training loss of epoch {epoch} in train_classifier's history")
         expect_float(entry[1], "train_classifier's validation accuracy")
-    sizes = [c[2] for c in student.classifier.snapshot(stu)["calls"]]
-    expect(sizes == [*SIZES, 5, 4] * 3,
-           "each epoch of train_classifier should train on the 3 training batches (of 7, 7 and 3) and then evaluate on "
-           f"the 2 validation batches (of 5 and 4); the model was called on batches of {sizes}.")
 
 
 @pytest.mark.problem("train_classifier")

@@ -159,6 +159,24 @@ def test_train_steps_like_reference(student, reference, device, max_norm, schedu
 
 
 @pytest.mark.problem("train_step")
+@pytest.mark.isolate("training", "lr_at")
+def test_train_step_schedules_every_group(student, reference, device):
+    """an optimiser with two parameter groups (as configure_optimizer's): the schedule sets the learning rate of
+    every group at every step"""
+    stu = student.training.build_model(CONFIG, seed=4, device=device)
+    optimizer = student.training.plain_adamw(stu, lr=0.01, groups=2)
+    for step in range(3):
+        student.training.train_step(stu, batch_of(100 + step, 3, 8, device, pads=[0, 3, 6]), optimizer, step,
+                                    pad_token_id=PAD, schedule=SCHEDULE)
+        lrs = [group["lr"] for group in student.training.snapshot(stu, optimizer)["groups"]]
+        want = reference.training.lr_at(step, **SCHEDULE)
+        expect(len(lrs) == 2 and all(abs(lr - want) < 1e-12 for lr in lrs),
+               f"train_step(model, batch, optimizer with 2 parameter groups, step={step}, schedule={SCHEDULE}): the "
+               f"groups' learning rates are {lrs} after the step, expected {want} in each (set lr_at(step) in every "
+               "group of optimizer.param_groups, not only the first).")
+
+
+@pytest.mark.problem("train_step")
 def test_train_step_mode_and_forward(student, reference, device):
     """a model in eval mode: train_step gives the reference's loss, trains in train mode (one forward, with
     gradients) and leaves the model there"""
@@ -232,6 +250,30 @@ def test_overfit_reaches_low_loss(student, reference, device):
         reached = reference.training.lm_loss(ref.eval()(batch), batch, PAD).item()
     expect(reached < OVERFIT_LOSS, f"after {steps} steps on one batch (AdamW, lr {OVERFIT_LR}) the model's loss on it is "
                                    f"{reached:.3f}, expected below {OVERFIT_LOSS} (it starts at {first:.3f}).")
+
+
+@pytest.mark.problem("overfit_one_batch")
+def test_overfit_steps_like_reference(student, reference, device):
+    """four steps with the optimiser given, gradients clipped to max_norm: each step's loss, then AdamW's moments and
+    the weights as the reference's"""
+    stu, ref = paired(student, reference, 8, device)
+    stu_opt = student.training.plain_adamw(stu, lr=OVERFIT_LR)
+    ref_opt = reference.training.plain_adamw(ref, lr=OVERFIT_LR)
+    batch = batch_of(9, 4, 8, device, pads=[0, 2, 4, 1])
+    what = f"overfit_one_batch(model, batch [4, 8], AdamW (lr {OVERFIT_LR}), steps=4, max_norm=0.05)"
+    want = reference.training.overfit_one_batch(ref, batch, ref_opt, pad_token_id=PAD, steps=4, max_norm=0.05)
+    got = student.training.overfit_one_batch(stu, batch, stu_opt, pad_token_id=PAD, steps=4, max_norm=0.05)
+    expect(isinstance(got, list) and len(got) == 4, f"{what} should return a list of 4 losses, got {got!r}.")
+    for step, (g, w) in enumerate(zip(got, want)):
+        assert_scalar_close(expect_float(g, "overfit_one_batch's list"), w, what=f"the loss of step {step} ({what})",
+                            rtol=1e-4, atol=1e-5)
+    got, want = student.training.snapshot(stu, stu_opt), reference_snapshot(reference, ref, ref_opt)
+    expect(got["exp_avg"], f"{what}: the optimiser given never stepped; train with it, not with one of your own.")
+    for name, value in want["exp_avg"].items():
+        assert_close(got["exp_avg"][name], value, what=f"AdamW's first moment of {name} after {what}: the gradients "
+                                                       "the optimiser stepped with (clipped to max_norm)", atol=1e-5)
+    for name, value in want["params"].items():
+        assert_close(got["params"][name], value, what=f"parameter {name} after {what}", atol=1e-5)
 
 
 # ---- sample -----------------------------------------------------------------------------------
