@@ -50,6 +50,20 @@ def progress(line: str) -> None:
         reporter.flush()
 
 
+def rounding_noise(moments: dict, ratio: float = 1e-6) -> set:
+    """Names of the parameters whose optimiser moments (name -> tensor) are only rounding noise: at most
+    `ratio` times the largest moment.
+
+    A key projection's bias gets no gradient (softmax ignores a constant added to a row of scores), only
+    rounding noise, which Adam turns into steps of about lr in the noise's sign: a correct submission that
+    adds its loss up in another order moves such a parameter elsewhere. Compare their gradients and
+    moments, not their values.
+    """
+    sizes = {name: float(m.detach().abs().max()) for name, m in moments.items() if m.numel()}
+    largest = max(sizes.values(), default=0.0)
+    return {name for name, size in sizes.items() if size <= ratio * largest}
+
+
 def token_logits(out) -> torch.Tensor:
     """The logits (B, T) of a token classifier's `(logits, weights)`, for `fit`'s `output`.
 

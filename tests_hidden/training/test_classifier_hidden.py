@@ -9,6 +9,7 @@ import torch
 from autograder.kit import reviews
 from autograder.kit.checks import assert_close, assert_scalar_close, expect
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
+from autograder.kit.training import rounding_noise
 
 FLOOR = 0.8                             # validation accuracy to reach (the reference: see benchmarks/training_seeds.py)
 LR = 1e-2
@@ -65,8 +66,10 @@ def expect_same_state(got: dict, want: dict, what: str) -> None:
     for name, value in want["exp_avg"].items():
         assert_close(got["exp_avg"][name], value, what=f"Adam's first moment of {name} ({what}): the gradients "
                                                        "the optimiser stepped with", atol=1e-5)
+    noise = rounding_noise(want["exp_avg"])   # the key projection's bias: no gradient, Adam steps on rounding
     for name, value in want["params"].items():
-        assert_close(got["params"][name], value, what=f"parameter {name} ({what})", atol=1e-5)
+        if name not in noise:
+            assert_close(got["params"][name], value, what=f"parameter {name} ({what})", atol=1e-5)
     expect(got["steps"] == want["steps"], f"{what}: the optimiser stepped {sorted(set(got['steps'].values()))} "
                                           f"times, expected {sorted(set(want['steps'].values()))} (one step per batch).")
 

@@ -8,6 +8,7 @@ import torch
 
 from autograder.kit.checks import assert_close, assert_equal, assert_scalar_close, expect, expect_tensor
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
+from autograder.kit.training import rounding_noise
 from autograder.kit.torchkit import strict_device
 
 PAD = 0
@@ -149,8 +150,10 @@ def test_train_steps_like_reference(student, reference, device, max_norm, schedu
     for name, value in want["exp_avg"].items():
         assert_close(got["exp_avg"][name], value, what=f"AdamW's first moment of {name} after 4 steps ({what}): "
                                                        "the gradients the optimiser stepped with", atol=1e-5)
+    noise = rounding_noise(want["exp_avg"])   # the key projections' biases: no gradient, Adam steps on rounding
     for name, value in want["params"].items():
-        assert_close(got["params"][name], value, what=f"parameter {name} after 4 steps ({what})", atol=1e-5)
+        if name not in noise:
+            assert_close(got["params"][name], value, what=f"parameter {name} after 4 steps ({what})", atol=1e-5)
     lrs = [group["lr"] for group in got["groups"]]
     expected_lr = want["groups"][0]["lr"]
     expect(all(abs(lr - expected_lr) < 1e-12 for lr in lrs),
@@ -271,8 +274,10 @@ def test_overfit_steps_like_reference(student, reference, device):
     for step, (g, w) in enumerate(zip(got, want)):
         assert_scalar_close(expect_float(g, "overfit_one_batch's list"), w, what=f"the loss of step {step} ({what})",
                             rtol=1e-4, atol=1e-5)
+    noise = rounding_noise(want_state["exp_avg"])   # the key projections' biases: Adam steps on rounding noise
     for name, value in want_state["params"].items():
-        assert_close(state["params"][name], value, what=f"parameter {name} after {what}", atol=1e-5)
+        if name not in noise:
+            assert_close(state["params"][name], value, what=f"parameter {name} after {what}", atol=1e-5)
 
 
 # ---- sample -----------------------------------------------------------------------------------
