@@ -3,6 +3,7 @@ reference, on the runner's device (CUDA when there is a GPU, TF32 off), with mod
 `build_classifier` in the student's file and read back with the given `snapshot` (so the same tests run
 in the sandbox's worker); and the student's loop trains the classifier past the accuracy floor, measured
 by the reference's evaluation."""
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,14 @@ def expect_float(value, what: str) -> float:
     expect(isinstance(value, (float, int)) and not isinstance(value, bool),
            f"{what} should return a Python float, got {type(value).__name__} (use .item()).")
     return float(value)
+
+
+def accuracy_in_history(value, what: str) -> float:
+    """A validation accuracy of train_classifier's history: evaluate_classifier's value, whose type is graded
+    with evaluate_classifier (a Python float); here a one-element tensor or NumPy scalar is read as its number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, np.generic):
+        value = value.item()
+    return expect_float(value, what)
 
 
 def expect_same_state(got: dict, want: dict, what: str) -> None:
@@ -192,7 +201,7 @@ def test_train_classifier_history_like_reference(student, reference, device):
                f"each entry of train_classifier's history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
         assert_scalar_close(expect_float(entry[0], "train_classifier's train loss"), loss, rtol=1e-4, atol=1e-5,
                             what=f"the training loss of epoch {epoch} in train_classifier's history")
-        expect_float(entry[1], "train_classifier's validation accuracy")
+        accuracy_in_history(entry[1], "train_classifier's validation accuracy")
 
 
 @pytest.mark.problem("train_classifier")
@@ -206,7 +215,8 @@ def test_train_classifier_reports_accuracy_after_each_epoch(student, reference, 
         expect(isinstance(history, (list, tuple)) and len(history) == 1 and len(history[0]) == 2,
                f"train_classifier(..., epochs=1) should return one (train_loss, val_accuracy) pair, got {history!r}.")
         after = student.classifier.evaluate_classifier(stu, val_loader)  # your own evaluation, after the epoch
-        assert_scalar_close(expect_float(history[0][1], "train_classifier's validation accuracy"), after, rtol=1e-6,
+        after = accuracy_in_history(after, "evaluate_classifier")
+        assert_scalar_close(accuracy_in_history(history[0][1], "train_classifier's validation accuracy"), after, rtol=1e-6,
                             atol=1e-9, what=f"the validation accuracy in the history of epoch {epoch} (it should be "
                                             "evaluate_classifier's on val_loader after that epoch's training)")
 
