@@ -24,3 +24,16 @@ def test_calls_build_in_the_graders_default_dtype(remote):
     assert remote.student.new_tensor().dtype == torch.float32
     assert remote.student.new_layer_weight().dtype == torch.float32
     assert torch.get_default_dtype() == torch.float32   # the grader's own is untouched
+
+
+def test_importing_a_file_leaves_the_default_dtype_as_it_was(tmp_path):
+    """Without the sandbox too: the import of a student file keeps torch's default dtype."""
+    from autograder.kit import adapter
+
+    (tmp_path / "student.py").write_text(SUBMISSION)
+    submission = adapter.Submission(tmp_path, record_calls=False)
+    try:
+        submission.module("student")
+        assert torch.get_default_dtype() == torch.float32
+    finally:
+        torch.set_default_dtype(torch.float32)

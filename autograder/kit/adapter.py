@@ -401,6 +401,8 @@ class Submission:
         sys.modules.update(self._loaded)
         sys.path.insert(0, str(self.directory))
         importlib.invalidate_caches()
+        torch = sys.modules.get("torch")
+        default_dtype = torch.get_default_dtype() if torch is not None else None
         try:
             module = importlib.import_module(name)
         except BaseException as exc:  # any failure at import is the student's to see
@@ -417,6 +419,8 @@ class Submission:
             raise StudentImportError(text, timed_out=seconds is not None) from None
         finally:
             sys.path.remove(str(self.directory))
+            if default_dtype is not None:  # a file's torch.set_default_dtype at import must not reach other files
+                torch.set_default_dtype(default_dtype)
             for n in siblings:
                 loaded = sys.modules.pop(n, None)
                 if loaded is not None and _defined_in(loaded, self.directory):
