@@ -341,13 +341,22 @@ class ModuleView:
 def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str:
     """The traceback of `exc`, keeping only frames in `directory` (the student's own files)."""
     directory = pathlib.Path(directory).resolve()
-    lines = []
+    lines, previous, repeats = [], None, 0
     for frame in traceback.extract_tb(exc.__traceback__):
         if not _in_dir(frame.filename, directory):
             continue
+        where = (frame.filename, frame.lineno, frame.name)
+        if where == previous:  # endless recursion: one frame, then a count, as Python's own traceback
+            repeats += 1
+            continue
+        if repeats:
+            lines.append(messages.FRAME_REPEATED.format(count=repeats))
+        previous, repeats = where, 0
         lines.append(f'  File "{pathlib.Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
+    if repeats:
+        lines.append(messages.FRAME_REPEATED.format(count=repeats))
     if isinstance(exc, SyntaxError) and exc.filename:
         name = pathlib.Path(exc.filename).name
         lines.append(f'  File "{name}", line {exc.lineno}')
