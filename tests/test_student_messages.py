@@ -61,3 +61,23 @@ def test_last_call_names_the_method_that_crashed(tmp_path):
         student.model.Broken("four")
     summary, _, _ = plugin.student_message(caught, tmp_path)
     assert messages.LAST_CALL.format(call="Broken('four')") in summary
+
+
+def test_long_lists_are_described_by_their_first_items_and_length():
+    dataset = [{"input_ids": list(range(32)), "attention_mask": [1] * 32, "labels": i % 2} for i in range(256)]
+    text = adapter.describe_call("fine_tune", ("model", dataset, dataset[:160]), {})
+    assert "... 256 items]" in text and "... 160 items]" in text and "... 32 items]" in text
+    assert len(text) < 500
+    assert adapter.describe([1, 2, 3, 4, 5, 6]) == "[1, 2, 3, 4, 5, 6]"
+    assert adapter.describe(tuple(range(7))) == "(0, 1, ... 7 items)"
+
+
+def test_a_recursion_traceback_shows_the_repeated_frame_once_and_a_count(tmp_path):
+    (tmp_path / "student.py").write_text("def sample(n):\n    return sample(n)\n")
+    submission = adapter.Submission(tmp_path, record_calls=False)
+    with pytest.raises(RecursionError) as caught:
+        submission.module("student").sample(3)
+    text = adapter.format_student_traceback(caught.value, tmp_path)
+    assert text.count('File "student.py", line 2, in sample') == 1
+    assert "[Previous line repeated " in text and text.endswith("RecursionError: maximum recursion depth exceeded")
+    assert len(text) < 400

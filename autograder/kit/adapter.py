@@ -182,8 +182,9 @@ def describe(value) -> str:
         return "{" + ", ".join(f"{describe(k)}: {describe(v)}" for k, v in value.items()) + "}"
     if isinstance(value, dict):
         return f"dict of {len(value)} items"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(describe(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
+    if isinstance(value, (list, tuple)):  # a long one: its first items and its length (a dataset of dicts stays short)
+        shown = value if len(value) <= 6 else value[:2]
+        inner = ", ".join(describe(v) for v in shown) + (f", ... {len(value)} items" if len(value) > 6 else "")
         if isinstance(value, list):
             return f"[{inner}]"
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -340,13 +341,22 @@ class ModuleView:
 def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str:
     """The traceback of `exc`, keeping only frames in `directory` (the student's own files)."""
     directory = pathlib.Path(directory).resolve()
-    lines = []
+    lines, previous, repeats = [], None, 0
     for frame in traceback.extract_tb(exc.__traceback__):
         if not _in_dir(frame.filename, directory):
             continue
+        where = (frame.filename, frame.lineno, frame.name)
+        if where == previous:  # endless recursion: one frame, then a count, as Python's own traceback
+            repeats += 1
+            continue
+        if repeats:
+            lines.append(messages.FRAME_REPEATED.format(count=repeats))
+        previous, repeats = where, 0
         lines.append(f'  File "{pathlib.Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
+    if repeats:
+        lines.append(messages.FRAME_REPEATED.format(count=repeats))
     if isinstance(exc, SyntaxError) and exc.filename:
         name = pathlib.Path(exc.filename).name
         lines.append(f'  File "{name}", line {exc.lineno}')
@@ -406,6 +416,8 @@ class Submission:
         sys.modules.update(self._loaded)
         sys.path.insert(0, str(self.directory))
         importlib.invalidate_caches()
+        torch = sys.modules.get("torch")
+        default_dtype = torch.get_default_dtype() if torch is not None else None
         try:
             module = importlib.import_module(name)
         except BaseException as exc:  # any failure at import is the student's to see
@@ -422,6 +434,8 @@ class Submission:
             raise StudentImportError(text, timed_out=seconds is not None) from None
         finally:
             sys.path.remove(str(self.directory))
+            if default_dtype is not None:  # a file's torch.set_default_dtype at import must not reach other files
+                torch.set_default_dtype(default_dtype)
             for n in siblings:
                 loaded = sys.modules.pop(n, None)
                 if loaded is not None and _defined_in(loaded, self.directory):

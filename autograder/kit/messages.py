@@ -11,6 +11,8 @@ MISSING_NAME = "{file} does not define `{name}`, which the assignment asks for."
 IMPORT_FAILED = "Importing {file} failed, so nothing in it could be graded:\n{error}"
 RAISED = "Your code raised {exc}"
 LAST_CALL = "Last call into your code: {call}"
+# a student traceback's frame repeated (endless recursion), as Python's own traceback says it
+FRAME_REPEATED = "  [Previous line repeated {count} more times]"
 SKIPPED = "This test was skipped ({reason}); a skipped test earns no points."
 REFERENCE_UNAVAILABLE = "The reference solution is only available to the grader."
 PRINTED = "Your code printed (cut to {limit} characters):\n{text}"

@@ -50,6 +50,33 @@ def progress(line: str) -> None:
         reporter.flush()
 
 
+def rounding_noise(moments: dict, ratio: float = 1e-6) -> set:
+    """Names of the parameters whose optimiser moments (name -> tensor) are only rounding noise: at most
+    `ratio` times the largest moment.
+
+    A key projection's bias gets no gradient (softmax ignores a constant added to a row of scores), only
+    rounding noise, which Adam turns into steps of about lr in the noise's sign: a correct submission that
+    adds its loss up in another order moves such a parameter elsewhere. Compare their gradients and
+    moments, not their values.
+    """
+    sizes = {name: float(m.detach().abs().max()) for name, m in moments.items() if m.numel()}
+    largest = max(sizes.values(), default=0.0)
+    return {name for name, size in sizes.items() if size <= ratio * largest}
+
+
+def token_logits(out) -> torch.Tensor:
+    """The logits (B, T) of a token classifier's `(logits, weights)`, for `fit`'s `output`.
+
+    Logits of shape (B, T, 1) (the classifier's last dimension kept) are read as (B, T): that
+    shape is the model's mistake, graded by the tests of its forward; a test of what the model
+    learns should not lose its points to it too.
+    """
+    logits = out[0]
+    if logits.dim() == 3 and logits.shape[-1] == 1:
+        return logits.squeeze(-1)
+    return logits
+
+
 def batch_binary_accuracy(prediction: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of `logit > 0` matching the 0/1 targets in one batch (for `fit`'s `metric`)."""
     return ((prediction.detach() > 0).long() == targets.long()).float().mean().item()
@@ -106,25 +133,26 @@ def binary_accuracy(model: torch.nn.Module, inputs: torch.Tensor, targets: torch
 RUNS_IN_WORKER = ("fit_by_name",)  # what a sandboxed test may run in the worker (adapter.Submission.kit_function)
 LOSSES = {"bce_with_logits": torch.nn.BCEWithLogitsLoss}
 METRICS = {"batch_binary_accuracy": batch_binary_accuracy}
+OUTPUTS = {"token_logits": token_logits}
 
 
 def fit_by_name(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss: str, budget: dict,
-                output_item: int | None = None, metric: str | None = None, start: dict | None = None,
+                output: str | None = None, metric: str | None = None, start: dict | None = None,
                 log: bool = True) -> tuple[list[float], dict]:
-    """`fit`, given only what crosses the sandbox's wire (names and plain data): the loss and the
-    metric by their names in LOSSES and METRICS, the budget's fields, the index of the prediction
-    in what the model returns, the weights to start from (`start`, by name). Returns the epochs'
-    losses and the trained weights (`model.state_dict()`)."""
+    """`fit`, given only what crosses the sandbox's wire (names and plain data): the loss, the
+    output (what picks the prediction from what the model returns) and the metric by their names
+    in LOSSES, OUTPUTS and METRICS, the budget's fields, the weights to start from (`start`, by
+    name). Returns the epochs' losses and the trained weights (`model.state_dict()`)."""
     if start is not None:
         copy_weights(model, start)
-    output = (lambda out: out) if output_item is None else (lambda out: out[output_item])
-    losses = fit(model, inputs, targets, LOSSES[loss](), Budget(**budget), output=output,
+    losses = fit(model, inputs, targets, LOSSES[loss](), Budget(**budget),
+                 output=(lambda out: out) if output is None else OUTPUTS[output],
                  metric=None if metric is None else METRICS[metric], log=progress if log else None)
     return losses, model.state_dict()
 
 
 def fit_student_model(submission, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss: str,
-                      budget: Budget, output_item: int | None = None, metric: str | None = None) -> list[float]:
+                      budget: Budget, output: str | None = None, metric: str | None = None) -> list[float]:
     """`fit` of a model the student's `submission` built, run where the submission's code runs.
 
     Grading runs student code in the sandbox's worker: there the whole loop is one call, where a
@@ -136,7 +164,7 @@ def fit_student_model(submission, model: torch.nn.Module, inputs: torch.Tensor, 
 
     local = isinstance(submission, adapter.Submission)
     run = submission.kit_function("training", "fit_by_name")
-    losses, trained = run(model, inputs, targets, loss, dataclasses.asdict(budget), output_item, metric,
+    losses, trained = run(model, inputs, targets, loss, dataclasses.asdict(budget), output, metric,
                           None if local else model.state_dict(), local)
     if not local:
         copy_weights(model, trained)

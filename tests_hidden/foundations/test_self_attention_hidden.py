@@ -7,7 +7,7 @@ import torch.nn as nn
 from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
 from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import copy_parameters, randint, randomize_, strict_device
-from autograder.kit.training import Budget, binary_accuracy, fit_student_model, scaled_credit
+from autograder.kit.training import Budget, binary_accuracy, fit_student_model, scaled_credit, token_logits
 
 # The trained model: grader's loop, seed and data (seeds differ from the public test's).
 TRAINING = Budget(epochs=8, seed=7)
@@ -115,13 +115,13 @@ def test_trained_accuracy(student, reference, score):
     train_x, train_y = token_matching_data(reference, 2400, seed=1001)
     val_x, val_y = token_matching_data(reference, 1000, seed=1002)
     floor = 1 - val_y.float().mean().item()     # always predicting 0
-    output = lambda out: out[0]                  # noqa: E731 - the logits of (logits, weights)
+    output = token_logits                        # the logits of (logits, weights)
     torch.manual_seed(TRAINING.seed)
     model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
     untrained = binary_accuracy(model, val_x, val_y, output=output)
     expect(untrained < TARGET, f"the untrained model already has accuracy {untrained:.3f}: "
            "its predictions must come from the learned weights, not from the rule.")
-    fit_student_model(student, model, train_x, train_y.float(), "bce_with_logits", TRAINING, output_item=0)
+    fit_student_model(student, model, train_x, train_y.float(), "bce_with_logits", TRAINING, output="token_logits")
     accuracy = binary_accuracy(model, val_x, val_y, output=output)
     score.leaderboard("Token matching accuracy", round(accuracy, 4))
     expect(accuracy > floor, f"validation accuracy {accuracy:.3f} after training is no better than always "

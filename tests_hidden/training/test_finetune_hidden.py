@@ -26,12 +26,19 @@ ARGUMENT_KEYS = ("output_dir", "num_train_epochs", "per_device_train_batch_size"
                  "max_grad_norm", "dataloader_num_workers", "load_best_model_at_end", "use_cpu")
 
 
+def plain(column) -> list:
+    """A column of tokenize_batch's result as Python lists: tensors and arrays (return_tensors="pt" or "np")
+    read as the lists they hold."""
+    return column.tolist() if hasattr(column, "tolist") else column
+
+
 def columns(result, what: str, keys=("input_ids", "attention_mask", "labels")) -> dict:
     expect(hasattr(result, "keys") and hasattr(result, "__getitem__"),
            f"{what} should return the tokenizer's BatchEncoding (a dict of lists), got {type(result).__name__}.")
     missing = [key for key in keys if key not in result.keys()]
     expect(not missing, f"{what} should hold {missing}; it holds {sorted(result.keys())}.")
-    return {key: [list(map(int, row)) if isinstance(row, (list, tuple)) else int(row) for row in result[key]]
+    return {key: [list(map(int, row)) if isinstance(row, (list, tuple)) else int(row)
+                 for row in plain(result[key])]
             for key in keys}
 
 

@@ -6,7 +6,7 @@ import torch
 from autograder.kit.checks import assert_close, assert_equal, expect, expect_tensor
 from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import randint
-from autograder.kit.training import Budget, binary_accuracy, fit_student_model
+from autograder.kit.training import Budget, binary_accuracy, fit_student_model, token_logits
 
 
 @pytest.mark.problem("token_matching_labels")
@@ -96,11 +96,11 @@ def test_training_reaches_90_percent(student):
     val_x, val_y = token_matching_data(600, seed=43)
     torch.manual_seed(0)
     model = student.self_attention.SelfAttention(vocab_size=4, d=36, heads=4, max_len=10)
-    untrained = binary_accuracy(model, val_x, val_y, output=lambda out: out[0])
+    untrained = binary_accuracy(model, val_x, val_y, output=token_logits)
     expect(untrained < 0.9, f"the untrained model already has accuracy {untrained:.3f}: its predictions must come "
                             "from the learned weights, not from the rule.")
-    fit_student_model(student, model, train_x, train_y.float(), "bce_with_logits", Budget(epochs=5), output_item=0,
-                      metric="batch_binary_accuracy")
-    accuracy = binary_accuracy(model, val_x, val_y, output=lambda out: out[0])
+    fit_student_model(student, model, train_x, train_y.float(), "bce_with_logits", Budget(epochs=5),
+                      output="token_logits", metric="batch_binary_accuracy")
+    accuracy = binary_accuracy(model, val_x, val_y, output=token_logits)
     expect(accuracy >= 0.9, f"validation accuracy {accuracy:.3f} after 5 epochs, expected at least 0.9 "
            f"(always predicting 0 gives {1 - val_y.float().mean().item():.3f}).")

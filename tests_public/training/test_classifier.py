@@ -5,6 +5,7 @@ CategorizedPlaintextCorpusReader, see autograder/kit/reviews.py). Models are bui
 `build_classifier` of classifier.py and read back with the given `snapshot`: keep the "Given"
 section as it is. Tests run on CUDA when your machine has a GPU (TF32 off), else on the CPU.
 """
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,14 @@ def expect_float(value, what: str) -> float:
     expect(isinstance(value, (float, int)) and not isinstance(value, bool),
            f"{what} should return a Python float, got {type(value).__name__} (use loss.item()).")
     return float(value)
+
+
+def accuracy_in_history(value, what: str) -> float:
+    """A validation accuracy of train_classifier's history: evaluate_classifier's value, whose type is graded
+    with evaluate_classifier (a Python float); here a one-element tensor or NumPy scalar is read as its number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, np.generic):
+        value = value.item()
+    return expect_float(value, what)
 
 
 @pytest.mark.problem("train_classifier")
@@ -88,13 +97,13 @@ def test_classifier_learns_the_reviews(student, device):
         expect(isinstance(entry, (tuple, list)) and len(entry) == 2,
                f"each entry of the history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
         expect_float(entry[0], "train_classifier's train loss")
-        expect_float(entry[1], "train_classifier's validation accuracy")
+        accuracy_in_history(entry[1], "train_classifier's validation accuracy")
     expect(history[-1][0] < history[0][0], f"the training loss should fall over {epochs} epochs; it went from "
                                            f"{history[0][0]:.3f} to {history[-1][0]:.3f}.")
     # measured here, not by your evaluate_classifier (a mistake there costs its own problem only)
     accuracy = validation_accuracy(model, student.classifier.snapshot(model)["params"], val_loader)
     expect(accuracy >= FLOOR, f"after {epochs} epochs the validation accuracy is {accuracy:.3f}; it should reach {FLOOR} "
-                              f"(your history: {[(round(l, 3), round(a, 3)) for l, a in history]}).")
+                              f"(your history: {[(round(l, 3), round(float(a), 3)) for l, a in history]}).")
 
 
 def validation_accuracy(model, params: dict, loader) -> float:

@@ -28,11 +28,17 @@ def word_ids(tokenizer, text: str) -> list[int]:
     return tokenizer.convert_tokens_to_ids(text.split())
 
 
+def plain(column) -> list:
+    """A column of tokenize_batch's result as Python lists: tensors and arrays (return_tensors="pt" or "np")
+    read as the lists they hold."""
+    return column.tolist() if hasattr(column, "tolist") else column
+
+
 def columns(result, what: str) -> dict:
     """tokenize_batch's result (a BatchEncoding or a dict) as a plain dict of lists."""
     expect(hasattr(result, "keys") and hasattr(result, "__getitem__"),
            f"{what} should return the tokenizer's BatchEncoding (a dict of lists), got {type(result).__name__}.")
-    return {key: [list(map(int, row)) if isinstance(row, (list, tuple)) else row for row in result[key]]
+    return {key: [list(map(int, row)) if isinstance(row, (list, tuple)) else row for row in plain(result[key])]
             for key in result.keys()}
 
 
