@@ -130,7 +130,7 @@ def binary_accuracy(model: torch.nn.Module, inputs: torch.Tensor, targets: torch
 
 # ---- fit() where the student's model runs ----
 
-RUNS_IN_WORKER = ("fit_by_name",)  # what a sandboxed test may run in the worker (adapter.Submission.kit_function)
+RUNS_IN_WORKER = ("fit_by_name", "adamw_in_groups")  # what a test may run in the worker (Submission.kit_function)
 LOSSES = {"bce_with_logits": torch.nn.BCEWithLogitsLoss}
 METRICS = {"batch_binary_accuracy": batch_binary_accuracy}
 OUTPUTS = {"token_logits": token_logits}
@@ -169,6 +169,15 @@ def fit_student_model(submission, model: torch.nn.Module, inputs: torch.Tensor, 
     if not local:
         copy_weights(model, trained)
     return losses
+
+
+def adamw_in_groups(model: torch.nn.Module, lr: float = 1e-3, groups: int = 2) -> torch.optim.AdamW:
+    """AdamW without weight decay, the parameters split between `groups` parameter groups (every
+    other one, for 2), as a configure_optimizer's are: for a test of what a function does to every
+    group. Built where the student's model lives (`submission.kit_function`), as the starter's
+    Given `plain_adamw` is, whatever version of the starter the student has."""
+    params = list(model.parameters())
+    return torch.optim.AdamW([{"params": params[i::groups]} for i in range(groups)], lr=lr, weight_decay=0.0)
 
 
 @torch.no_grad()

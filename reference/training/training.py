@@ -142,11 +142,9 @@ def build_model(config: dict, *, seed: int, device: str = "cpu", training: bool 
     return model
 
 
-def plain_adamw(model: nn.Module, lr: float = 1e-3, groups: int = 1) -> torch.optim.AdamW:
-    """No weight decay: the optimiser the tests give train_step; one parameter group, or with groups=2
-    the parameters split between two groups (every other one), as configure_optimizer's are."""
-    params = list(model.parameters())
-    return torch.optim.AdamW([{"params": params[i::groups]} for i in range(groups)], lr=lr, weight_decay=0.0)
+def plain_adamw(model: nn.Module, lr: float = 1e-3) -> torch.optim.AdamW:
+    """One parameter group, no weight decay: the optimiser the tests give train_step."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
 
 
 def new_generator(seed: int, device: str = "cpu") -> torch.Generator:

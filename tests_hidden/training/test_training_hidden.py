@@ -166,7 +166,7 @@ def test_train_steps_like_reference(student, reference, device, max_norm, schedu
 def test_train_step_schedules_every_group(student, reference, device):
     """an optimiser with two parameter groups (as configure_optimizer's): the schedule sets every group's learning rate"""
     stu = student.training.build_model(CONFIG, seed=4, device=device)
-    optimizer = student.training.plain_adamw(stu, lr=0.01, groups=2)
+    optimizer = student.kit_function("training", "adamw_in_groups")(stu, lr=0.01, groups=2)
     for step in range(3):
         student.training.train_step(stu, batch_of(100 + step, 3, 8, device, pads=[0, 3, 6]), optimizer, step,
                                     pad_token_id=PAD, schedule=SCHEDULE)
