@@ -61,3 +61,37 @@ def test_last_call_names_the_method_that_crashed(tmp_path):
         student.model.Broken("four")
     summary, _, _ = plugin.student_message(caught, tmp_path)
     assert messages.LAST_CALL.format(call="Broken('four')") in summary
+
+
+# ---- red1: tracebacks of endless recursion and syntax errors, a module's dtype ----
+
+def test_endless_recursion_shows_the_repeated_line_three_times_then_counts_the_rest(tmp_path):
+    """A RecursionError's 1000 identical frames were cut to the message limit mid-line, and said nothing else."""
+    (tmp_path / "attention.py").write_text("def f(n):\n    return f(n + 1)\n")
+    module = adapter.Submission(tmp_path).module("attention")
+    with pytest.raises(RecursionError) as caught:
+        module.f(0)
+    text = adapter.format_student_traceback(caught.value, tmp_path)
+    assert text.count('File "attention.py", line 2, in f') == 3
+    assert "[Previous line repeated" in text and "more times]" in text
+    assert text.endswith("RecursionError: maximum recursion depth exceeded")
+    assert len(text) < 500
+
+
+def test_a_syntax_error_names_the_file_once_without_the_graders_folder(tmp_path):
+    (tmp_path / "debugging.py").write_text("def attach(module, storage:\n    pass\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("debugging")
+    text = str(caught.value)
+    assert str(tmp_path) not in text
+    assert text.count('File "debugging.py", line 1') == 1
+    assert "def attach(module, storage:" in text and "SyntaxError" in text
+
+
+def test_a_wrong_dtype_names_the_parameters_too():
+    """A Transformer's logits take the parameters' dtype; its input_ids are int64."""
+    with pytest.raises(checks.GradingFailure) as caught:
+        checks.expect_tensor(torch.zeros(2), what="logits", dtype=torch.float64)
+    assert caught.value.summary == messages.WRONG_DTYPE.format(what="logits", got=torch.float32,
+                                                               expected=torch.float64)
+    assert "parameters" in caught.value.summary

@@ -275,6 +275,27 @@ def _note_forward(module, args):
     return None
 
 
+@contextlib.contextmanager
+def torch_defaults_kept():
+    """Put torch's process-wide defaults back as they were after the block: student code that
+    calls torch.set_default_dtype or torch.set_default_device (at import, or in a function) must
+    not change how the tests' and other problems' code runs after it (a float64 default dtype set
+    by attention.py made every module of model.py float64: a cascade into problems it is not in).
+    Nothing to do while torch is not imported; if the block imports it, the defaults are torch's own."""
+    torch = sys.modules.get("torch")
+    before = (torch.get_default_dtype(), torch.get_default_device()) if torch is not None else None
+    try:
+        yield
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            dtype, device = before if before is not None else (torch.float32, torch.device("cpu"))
+            if torch.get_default_dtype() != dtype:
+                torch.set_default_dtype(dtype)
+            if torch.get_default_device() != device:
+                torch.set_default_device(None if device == torch.device("cpu") else device)
+
+
 def _rng_state():
     """torch's CPU random state, if torch is imported (it is whenever tests run)."""
     torch = sys.modules.get("torch")
@@ -338,23 +359,44 @@ class ModuleView:
 
 
 def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str:
-    """The traceback of `exc`, keeping only frames in `directory` (the student's own files)."""
+    """The traceback of `exc`, keeping only frames in `directory` (the student's own files).
+
+    As in Python's own tracebacks, a line repeated more than 3 times in a row (endless recursion)
+    is shown 3 times, then counted; a SyntaxError names its file without the grader's folder."""
     directory = pathlib.Path(directory).resolve()
-    lines = []
+    lines, previous, repeats = [], None, 0
     for frame in traceback.extract_tb(exc.__traceback__):
         if not _in_dir(frame.filename, directory):
             continue
+        key = (frame.filename, frame.lineno, frame.name)
+        if key == previous:
+            repeats += 1
+            if repeats >= RECURSION_SHOWN:
+                continue
+        else:
+            lines.extend(_repeated(repeats))
+            previous, repeats = key, 0
         lines.append(f'  File "{pathlib.Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
-    if isinstance(exc, SyntaxError) and exc.filename:
-        name = pathlib.Path(exc.filename).name
-        lines.append(f'  File "{name}", line {exc.lineno}')
-        if exc.text:
-            lines.append(f"    {exc.text.strip()}")
+    lines.extend(_repeated(repeats))
+    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip("\n")
+    if isinstance(exc, SyntaxError) and exc.filename:  # its summary shows the file, the line and a caret
+        summary = summary.replace(f'"{exc.filename}"', f'"{pathlib.Path(exc.filename).name}"', 1)
+        lines.append("")
+    else:
+        summary = summary.strip()
     head = "Traceback (your files only):\n" if lines else ""
-    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return head + "\n".join(lines) + ("\n" if lines else "") + summary
+    return head + "\n".join(lines) + ("\n" if lines and lines[-1] else "") + summary
+
+
+RECURSION_SHOWN = 3  # times a repeated traceback line is shown (Python's traceback._RECURSIVE_CUTOFF)
+
+
+def _repeated(repeats: int) -> list[str]:
+    """The line that says how many more times the last frame repeated, if it was cut."""
+    more = repeats - (RECURSION_SHOWN - 1)
+    return [f"  [Previous line repeated {more} more time{'s' if more > 1 else ''}]"] if more > 0 else []
 
 
 class Submission:
@@ -401,7 +443,8 @@ class Submission:
         sys.path.insert(0, str(self.directory))
         importlib.invalidate_caches()
         try:
-            module = importlib.import_module(name)
+            with torch_defaults_kept():
+                module = importlib.import_module(name)
         except BaseException as exc:  # any failure at import is the student's to see
             if isinstance(exc, KeyboardInterrupt) and not _is_student_exception(exc, self.directory):
                 raise

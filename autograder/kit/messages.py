@@ -80,3 +80,5 @@ WRITTEN_ANSWERS_HEAD = ("**Written answers**: graded by hand ({points:g} points,
 WRITTEN_ANSWERS_NO_POINTS = "**Written answers** (no points in this assignment: shown for your instructor)."
 WRITTEN_ANSWERS_NONE = "(no answer found)"
 WRITTEN_ANSWERS_UNKNOWN = "(not a question of this assignment)"
+# ---- red1: a result's dtype (a module's comes from its parameters: a Transformer's input_ids are int64) ----
+WRONG_DTYPE = "{what} has dtype {got}, expected {expected} (the dtype of the inputs, or of a module's parameters)."

@@ -442,7 +442,8 @@ class RequestServer:
 
     @contextlib.contextmanager
     def context(self, message: protocol.CallContext, rng):
-        """The grader's context for one call: grad mode, random state, forbidden calls, device checks."""
+        """The grader's context for one call: grad mode, random state, forbidden calls, device checks;
+        torch's default dtype and device are put back after it."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.set_grad_enabled(message.grad_mode))
             if rng is not None:
@@ -453,6 +454,7 @@ class RequestServer:
                 stack.callback(lambda: self.violations.extend(guard.violations))
             if message.device:
                 stack.enter_context(DeviceCheckMode(message.device))
+            stack.enter_context(adapter.torch_defaults_kept())  # innermost: a default device's mode exits first
             yield
 
     def call(self, fn, values: dict, message: protocol.CallContext, leaves: dict) -> dict:
