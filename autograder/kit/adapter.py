@@ -494,14 +494,24 @@ class Submission:
 
         Used to grade a composite on its own: the student's causal_multi_head_attention
         calling the reference's causal_mask is not charged for a bug in their causal_mask.
+        The other imported files' aliases of the replaced names (`from attention import
+        causal_mask` in model.py) are replaced too, and only those: a name of theirs that is
+        not the very object replaced stays as it is.
         """
         namespace = self.module(module_name).__dict__
         missing = object()
         saved = {name: namespace.get(name, missing) for name in replacements}
+        aliases = [(vars(other), alias, name, value) for other_name, other in self._loaded.items()
+                   if other_name != module_name for alias, value in list(vars(other).items())
+                   for name, original in saved.items() if original is not missing and value is original]
         namespace.update(replacements)
+        for other, alias, name, _ in aliases:
+            other[alias] = replacements[name]
         try:
             yield
         finally:
+            for other, alias, _, value in aliases:
+                other[alias] = value
             for name, value in saved.items():
                 if value is missing:
                     namespace.pop(name, None)
