@@ -95,3 +95,20 @@ def test_a_wrong_dtype_names_the_parameters_too():
     assert caught.value.summary == messages.WRONG_DTYPE.format(what="logits", got=torch.float32,
                                                                expected=torch.float64)
     assert "parameters" in caught.value.summary
+
+
+def test_an_import_of_a_package_the_grader_lacks_says_so(tmp_path):
+    """matplotlib left at the top of debugging.py imports on a laptop, not on the grader: say why it failed there."""
+    (tmp_path / "debugging.py").write_text("import no_such_plotting_package.pyplot as plt\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("debugging")
+    assert messages.MISSING_PACKAGE.format(package="no_such_plotting_package", file="debugging.py") in str(caught.value)
+
+
+def test_the_missing_package_is_charged_to_the_file_that_imports_it(tmp_path):
+    """model.py imports attention.py, which imports the package: the import to remove is in attention.py."""
+    (tmp_path / "attention.py").write_text("import no_such_package\n")
+    (tmp_path / "model.py").write_text("import attention\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("model")
+    assert messages.MISSING_PACKAGE.format(package="no_such_package", file="attention.py") in str(caught.value)

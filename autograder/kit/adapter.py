@@ -453,6 +453,9 @@ class Submission:
                 text = messages.IMPORT_TIMEOUT.format(file=filename, seconds=seconds)
             else:
                 text = messages.IMPORT_FAILED.format(file=filename, error=format_student_traceback(exc, self.directory))
+                if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] not in siblings:
+                    text += "\n" + messages.MISSING_PACKAGE.format(package=exc.name.split(".")[0],
+                                                                   file=_importing_file(exc, self.directory, filename))
             if self._stand_in_source is not None:
                 text += "\n" + messages.STAND_IN.format(file=filename)
             self._failed[name] = text
@@ -522,6 +525,13 @@ class Submission:
         if name.startswith("_"):
             raise AttributeError(name)
         return ModuleView(self.module(name), f"{name}.py", self._record)
+
+
+def _importing_file(exc: BaseException, directory: pathlib.Path, default: str) -> str:
+    """The student's file whose line raised `exc` (the last of their frames), else `default`."""
+    directory = pathlib.Path(directory).resolve()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _in_dir(f.filename, directory)]
+    return pathlib.Path(frames[-1].filename).name if frames else default
 
 
 def _defined_in(module, directory: pathlib.Path) -> bool:

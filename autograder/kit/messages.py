@@ -82,3 +82,6 @@ WRITTEN_ANSWERS_NONE = "(no answer found)"
 WRITTEN_ANSWERS_UNKNOWN = "(not a question of this assignment)"
 # ---- red1: a result's dtype (a module's comes from its parameters: a Transformer's input_ids are int64) ----
 WRONG_DTYPE = "{what} has dtype {got}, expected {expected} (the dtype of the inputs, or of a module's parameters)."
+# a package the grader lacks (matplotlib at the top of debugging.py imports on a laptop, not on Gradescope)
+MISSING_PACKAGE = ("`{package}` is not installed where your code is graded (your own machine may have it): remove "
+                   "its import from {file}; code that needs it (plotting, say) belongs in the notebook.")
