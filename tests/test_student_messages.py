@@ -72,12 +72,53 @@ def test_long_lists_are_described_by_their_first_items_and_length():
     assert adapter.describe(tuple(range(7))) == "(0, 1, ... 7 items)"
 
 
-def test_a_recursion_traceback_shows_the_repeated_frame_once_and_a_count(tmp_path):
-    (tmp_path / "student.py").write_text("def sample(n):\n    return sample(n)\n")
-    submission = adapter.Submission(tmp_path, record_calls=False)
+
+# ---- red1: tracebacks of endless recursion and syntax errors, a module's dtype ----
+
+def test_endless_recursion_shows_the_repeated_line_three_times_then_counts_the_rest(tmp_path):
+    """A RecursionError's 1000 identical frames were cut to the message limit mid-line, and said nothing else."""
+    (tmp_path / "attention.py").write_text("def f(n):\n    return f(n + 1)\n")
+    module = adapter.Submission(tmp_path).module("attention")
     with pytest.raises(RecursionError) as caught:
-        submission.module("student").sample(3)
+        module.f(0)
     text = adapter.format_student_traceback(caught.value, tmp_path)
-    assert text.count('File "student.py", line 2, in sample') == 1
-    assert "[Previous line repeated " in text and text.endswith("RecursionError: maximum recursion depth exceeded")
-    assert len(text) < 400
+    assert text.count('File "attention.py", line 2, in f') == 3
+    assert "[Previous line repeated" in text and "more times]" in text
+    assert text.endswith("RecursionError: maximum recursion depth exceeded")
+    assert len(text) < 500
+
+
+def test_a_syntax_error_names_the_file_once_without_the_graders_folder(tmp_path):
+    (tmp_path / "debugging.py").write_text("def attach(module, storage:\n    pass\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("debugging")
+    text = str(caught.value)
+    assert str(tmp_path) not in text
+    assert text.count('File "debugging.py", line 1') == 1
+    assert "def attach(module, storage:" in text and "SyntaxError" in text
+
+
+def test_a_wrong_dtype_names_the_parameters_too():
+    """A Transformer's logits take the parameters' dtype; its input_ids are int64."""
+    with pytest.raises(checks.GradingFailure) as caught:
+        checks.expect_tensor(torch.zeros(2), what="logits", dtype=torch.float64)
+    assert caught.value.summary == messages.WRONG_DTYPE.format(what="logits", got=torch.float32,
+                                                               expected=torch.float64)
+    assert "parameters" in caught.value.summary
+
+
+def test_an_import_of_a_package_the_grader_lacks_says_so(tmp_path):
+    """matplotlib left at the top of debugging.py imports on a laptop, not on the grader: say why it failed there."""
+    (tmp_path / "debugging.py").write_text("import no_such_plotting_package.pyplot as plt\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("debugging")
+    assert messages.MISSING_PACKAGE.format(package="no_such_plotting_package", file="debugging.py") in str(caught.value)
+
+
+def test_the_missing_package_is_charged_to_the_file_that_imports_it(tmp_path):
+    """model.py imports attention.py, which imports the package: the import to remove is in attention.py."""
+    (tmp_path / "attention.py").write_text("import no_such_package\n")
+    (tmp_path / "model.py").write_text("import attention\n")
+    with pytest.raises(adapter.StudentImportError) as caught:
+        adapter.Submission(tmp_path).module("model")
+    assert messages.MISSING_PACKAGE.format(package="no_such_package", file="attention.py") in str(caught.value)

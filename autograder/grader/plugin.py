@@ -189,12 +189,31 @@ def _isolated(request):
     with contextlib.ExitStack() as stack:
         for marker in markers:
             module, *names = marker.args
+            importer = marker.kwargs.get("imported_by")
+            if importer is not None and not _imports(request.config, importer, module):
+                continue  # the student's `importer` does not use `module`: nothing to replace, nothing to import
             given = {name: getattr(reference.module(module), name) for name in names}
             try:
+                if importer is not None:  # imported first, so that its aliases of `names` exist to be replaced
+                    _load(student, importer)
                 stack.enter_context(student.substituted(module, given))
             except adapter.SubmissionError:  # the file cannot be imported: its users get a stand-in, and
                 pass                         # the test itself fails where it uses the file
         yield
+
+
+def _load(student, module: str) -> None:
+    """Import the student's `module` (in the worker, under the sandbox)."""
+    if isinstance(student, adapter.Submission):
+        student.module(module)
+    else:  # a RemoteSubmission (an adapter.Submission's attributes would be submitted files)
+        student.sandbox.import_module(module)
+
+
+def _imports(config, importer: str, module: str) -> bool:
+    """Whether the submitted `importer`.py imports the submitted `module` (read from its source, never run)."""
+    folder = submission_dir(config)
+    return module in adapter.sibling_imports(folder / f"{importer}.py", {p.stem for p in folder.glob("*.py")})
 
 
 @pytest.fixture(autouse=True)

@@ -276,6 +276,27 @@ def _note_forward(module, args):
     return None
 
 
+@contextlib.contextmanager
+def torch_defaults_kept():
+    """Put torch's process-wide defaults back as they were after the block: student code that
+    calls torch.set_default_dtype or torch.set_default_device (at import, or in a function) must
+    not change how the tests' and other problems' code runs after it (a float64 default dtype set
+    by attention.py made every module of model.py float64: a cascade into problems it is not in).
+    Nothing to do while torch is not imported; if the block imports it, the defaults are torch's own."""
+    torch = sys.modules.get("torch")
+    before = (torch.get_default_dtype(), torch.get_default_device()) if torch is not None else None
+    try:
+        yield
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            dtype, device = before if before is not None else (torch.float32, torch.device("cpu"))
+            if torch.get_default_dtype() != dtype:
+                torch.set_default_dtype(dtype)
+            if torch.get_default_device() != device:
+                torch.set_default_device(None if device == torch.device("cpu") else device)
+
+
 def _rng_state():
     """torch's CPU random state, if torch is imported (it is whenever tests run)."""
     torch = sys.modules.get("torch")
@@ -339,32 +360,44 @@ class ModuleView:
 
 
 def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str:
-    """The traceback of `exc`, keeping only frames in `directory` (the student's own files)."""
+    """The traceback of `exc`, keeping only frames in `directory` (the student's own files).
+
+    As in Python's own tracebacks, a line repeated more than 3 times in a row (endless recursion)
+    is shown 3 times, then counted; a SyntaxError names its file without the grader's folder."""
     directory = pathlib.Path(directory).resolve()
     lines, previous, repeats = [], None, 0
     for frame in traceback.extract_tb(exc.__traceback__):
         if not _in_dir(frame.filename, directory):
             continue
-        where = (frame.filename, frame.lineno, frame.name)
-        if where == previous:  # endless recursion: one frame, then a count, as Python's own traceback
+        key = (frame.filename, frame.lineno, frame.name)
+        if key == previous:
             repeats += 1
-            continue
-        if repeats:
-            lines.append(messages.FRAME_REPEATED.format(count=repeats))
-        previous, repeats = where, 0
+            if repeats >= RECURSION_SHOWN:
+                continue
+        else:
+            lines.extend(_repeated(repeats))
+            previous, repeats = key, 0
         lines.append(f'  File "{pathlib.Path(frame.filename).name}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
-    if repeats:
-        lines.append(messages.FRAME_REPEATED.format(count=repeats))
-    if isinstance(exc, SyntaxError) and exc.filename:
-        name = pathlib.Path(exc.filename).name
-        lines.append(f'  File "{name}", line {exc.lineno}')
-        if exc.text:
-            lines.append(f"    {exc.text.strip()}")
+    lines.extend(_repeated(repeats))
+    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip("\n")
+    if isinstance(exc, SyntaxError) and exc.filename:  # its summary shows the file, the line and a caret
+        summary = summary.replace(f'"{exc.filename}"', f'"{pathlib.Path(exc.filename).name}"', 1)
+        lines.append("")
+    else:
+        summary = summary.strip()
     head = "Traceback (your files only):\n" if lines else ""
-    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return head + "\n".join(lines) + ("\n" if lines else "") + summary
+    return head + "\n".join(lines) + ("\n" if lines and lines[-1] else "") + summary
+
+
+RECURSION_SHOWN = 3  # times a repeated traceback line is shown (Python's traceback._RECURSIVE_CUTOFF)
+
+
+def _repeated(repeats: int) -> list[str]:
+    """The line that says how many more times the last frame repeated, if it was cut."""
+    more = repeats - (RECURSION_SHOWN - 1)
+    return [messages.FRAME_REPEATED.format(count=more, s="s" if more > 1 else "")] if more > 0 else []
 
 
 class Submission:
@@ -416,10 +449,9 @@ class Submission:
         sys.modules.update(self._loaded)
         sys.path.insert(0, str(self.directory))
         importlib.invalidate_caches()
-        torch = sys.modules.get("torch")
-        default_dtype = torch.get_default_dtype() if torch is not None else None
         try:
-            module = importlib.import_module(name)
+            with torch_defaults_kept():
+                module = importlib.import_module(name)
         except BaseException as exc:  # any failure at import is the student's to see
             if isinstance(exc, KeyboardInterrupt) and not _is_student_exception(exc, self.directory):
                 raise
@@ -428,14 +460,15 @@ class Submission:
                 text = messages.IMPORT_TIMEOUT.format(file=filename, seconds=seconds)
             else:
                 text = messages.IMPORT_FAILED.format(file=filename, error=format_student_traceback(exc, self.directory))
+                if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] not in siblings:
+                    text += "\n" + messages.MISSING_PACKAGE.format(package=exc.name.split(".")[0],
+                                                                   file=_importing_file(exc, self.directory, filename))
             if self._stand_in_source is not None:
                 text += "\n" + messages.STAND_IN.format(file=filename)
             self._failed[name] = text
             raise StudentImportError(text, timed_out=seconds is not None) from None
         finally:
             sys.path.remove(str(self.directory))
-            if default_dtype is not None:  # a file's torch.set_default_dtype at import must not reach other files
-                torch.set_default_dtype(default_dtype)
             for n in siblings:
                 loaded = sys.modules.pop(n, None)
                 if loaded is not None and _defined_in(loaded, self.directory):
@@ -471,14 +504,24 @@ class Submission:
 
         Used to grade a composite on its own: the student's causal_multi_head_attention
         calling the reference's causal_mask is not charged for a bug in their causal_mask.
+        The other imported files' aliases of the replaced names (`from attention import
+        causal_mask` in model.py) are replaced too, and only those: a name of theirs that is
+        not the very object replaced stays as it is.
         """
         namespace = self.module(module_name).__dict__
         missing = object()
         saved = {name: namespace.get(name, missing) for name in replacements}
+        aliases = [(vars(other), alias, name, value) for other_name, other in self._loaded.items()
+                   if other_name != module_name for alias, value in list(vars(other).items())
+                   for name, original in saved.items() if original is not missing and value is original]
         namespace.update(replacements)
+        for other, alias, name, _ in aliases:
+            other[alias] = replacements[name]
         try:
             yield
         finally:
+            for other, alias, _, value in aliases:
+                other[alias] = value
             for name, value in saved.items():
                 if value is missing:
                     namespace.pop(name, None)
@@ -489,6 +532,13 @@ class Submission:
         if name.startswith("_"):
             raise AttributeError(name)
         return ModuleView(self.module(name), f"{name}.py", self._record)
+
+
+def _importing_file(exc: BaseException, directory: pathlib.Path, default: str) -> str:
+    """The student's file whose line raised `exc` (the last of their frames), else `default`."""
+    directory = pathlib.Path(directory).resolve()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _in_dir(f.filename, directory)]
+    return pathlib.Path(frames[-1].filename).name if frames else default
 
 
 def _defined_in(module, directory: pathlib.Path) -> bool:

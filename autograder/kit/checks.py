@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import fingerprints
+from . import fingerprints, messages
 from .adapter import GradingFailure, describe  # GradingFailure is part of this module's API too
 
 # (rtol, atol) per dtype for comparisons on the CPU; see the contract's "Tolerances".
@@ -55,7 +55,7 @@ def expect_tensor(got, *, what: str, shape=None, dtype=None, device=None) -> tor
     if shape is not None and tuple(got.shape) != tuple(shape):
         fail(f"{what} has shape {list(got.shape)}, expected {list(shape)}.")
     if dtype is not None and got.dtype != dtype:
-        fail(f"{what} has dtype {got.dtype}, expected {dtype} (the dtype of the inputs).")
+        fail(messages.WRONG_DTYPE.format(what=what, got=got.dtype, expected=dtype))
     if device is not None and got.device != torch.device(device):
         fail(f"{what} is on device {got.device}, expected {torch.device(device)} (the device of the inputs).")
     return got.detach()

@@ -12,7 +12,7 @@ IMPORT_FAILED = "Importing {file} failed, so nothing in it could be graded:\n{er
 RAISED = "Your code raised {exc}"
 LAST_CALL = "Last call into your code: {call}"
 # a student traceback's frame repeated (endless recursion), as Python's own traceback says it
-FRAME_REPEATED = "  [Previous line repeated {count} more times]"
+FRAME_REPEATED = "  [Previous line repeated {count} more time{s}]"  # as Python's own tracebacks say it
 SKIPPED = "This test was skipped ({reason}); a skipped test earns no points."
 REFERENCE_UNAVAILABLE = "The reference solution is only available to the grader."
 PRINTED = "Your code printed (cut to {limit} characters):\n{text}"
@@ -82,3 +82,8 @@ WRITTEN_ANSWERS_HEAD = ("**Written answers**: graded by hand ({points:g} points,
 WRITTEN_ANSWERS_NO_POINTS = "**Written answers** (no points in this assignment: shown for your instructor)."
 WRITTEN_ANSWERS_NONE = "(no answer found)"
 WRITTEN_ANSWERS_UNKNOWN = "(not a question of this assignment)"
+# ---- red1: a result's dtype (a module's comes from its parameters: a Transformer's input_ids are int64) ----
+WRONG_DTYPE = "{what} has dtype {got}, expected {expected} (the dtype of the inputs, or of a module's parameters)."
+# a package the grader lacks (matplotlib at the top of debugging.py imports on a laptop, not on Gradescope)
+MISSING_PACKAGE = ("`{package}` is not installed where your code is graded (your own machine may have it): remove "
+                   "its import from {file}; code that needs it (plotting, say) belongs in the notebook.")

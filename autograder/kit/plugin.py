@@ -67,7 +67,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "problem(*names): the contract problem(s) this test grades")
     config.addinivalue_line("markers", "isolate(module, *names): during this test the student's module uses the "
-                                       "reference's names (grader runs only), so their bugs are charged elsewhere")
+                                       "reference's names (grader runs only), so their bugs are charged elsewhere; "
+                                       "imported_by=file: only if the student's file imports module, and in it too")
     config._autograder_report = None
     if config.getoption("--budgets"):
         from . import devices  # imports torch: only where budgets are given

@@ -61,22 +61,6 @@ class Stub(nn.Module):
         return self._server.callback(self._gid, args, kwargs)
 
 
-# The default dtype of every call into student code: the grader's tests never change torch's (float32), and a
-# student file that does at import (torch.set_default_dtype(torch.float64)) must not change what the other
-# files' calls build (their models' weights, their new tensors).
-GRADER_DEFAULT_DTYPE = torch.float32
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype):
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 class StubFunction:
     """A function or class of the grader's (e.g. the reference's, put in the student's module
     by an `isolate` marker): calling it calls the grader."""
@@ -469,11 +453,10 @@ class RequestServer:
 
     @contextlib.contextmanager
     def context(self, message: protocol.CallContext, rng):
-        """The grader's context for one call: grad mode, torch's default dtype, random state, forbidden
-        calls, device checks."""
+        """The grader's context for one call: grad mode, random state, forbidden calls, device checks;
+        torch's default dtype and device are put back after it."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.set_grad_enabled(message.grad_mode))
-            stack.enter_context(_default_dtype(GRADER_DEFAULT_DTYPE))
             if rng is not None:
                 torch.set_rng_state(rng)
             if message.forbidden:
@@ -482,6 +465,7 @@ class RequestServer:
                 stack.callback(lambda: self.violations.extend(guard.violations))
             if message.device:
                 stack.enter_context(DeviceCheckMode(message.device))
+            stack.enter_context(adapter.torch_defaults_kept())  # innermost: a default device's mode exits first
             yield
 
     def call(self, fn, values: dict, message: protocol.CallContext, leaves: dict) -> dict:

@@ -19,6 +19,10 @@ from autograder.kit.checks import assert_close, assert_equal, expect, expect_ten
 from autograder.kit.inplace import leaves_unchanged
 from autograder.kit.torchkit import check_structure, copy_parameters, randint, randn, randomize_, strict_device
 
+# A CausalSelfAttention may use attention.py's causal_mask or scaled_dot_product_attention: while its tests run,
+# those are the reference's (in model.py too, if it imports them), so a bug there is charged to attention.py only.
+ISOLATE_CSA = pytest.mark.isolate("attention", "causal_mask", "scaled_dot_product_attention", imported_by="model")
+
 # (dtype, train mode) runs on the meta device: every dtype in eval mode, and dropout once
 META_RUNS = [(torch.float32, False), (torch.float64, False), (torch.bfloat16, False), (torch.float32, True)]
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
@@ -202,6 +206,7 @@ CSA_CASES = [  # (hidden, heads, seq_len, B, T, seed)
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_attributes(student, reference):
     """q_proj, k_proj, v_proj, out_proj are Linear(C, C) with bias; attn_dropout, resid_dropout are Dropout(p)"""
     args = (12, 3, 0.25, 5)
@@ -217,6 +222,7 @@ def test_csa_attributes(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_defaults(student, reference):
     """CausalSelfAttention() uses the notebook's defaults (hidden 8, 2 heads, dropout 0.1, seq_len 3)"""
     m = _make(student.model.CausalSelfAttention, "CausalSelfAttention", ())
@@ -229,6 +235,7 @@ def test_csa_defaults(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("C, H, S, B, T, seed", CSA_CASES)
 def test_csa_matches_reference(student, reference, C, H, S, B, T, seed, dtype):
@@ -238,6 +245,7 @@ def test_csa_matches_reference(student, reference, C, H, S, B, T, seed, dtype):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_shorter_sequences(student, reference):
     """T < seq_len works: the mask is cut to T x T and the output equals the reference for every T"""
     stu, ref = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 6), seed=21, dtype=torch.float64)
@@ -249,6 +257,7 @@ def test_csa_shorter_sequences(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_causal(student, reference):
     """changing future positions never changes earlier outputs (query i sees only keys j <= i)"""
     stu, ref = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 5), seed=23, dtype=torch.float64)
@@ -264,6 +273,7 @@ def test_csa_causal(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_batch_independence(student, reference):
     """each batch row is processed independently: forward(x)[i] == forward(x[i:i+1])[0]"""
     stu, ref = _pair(student, reference, "CausalSelfAttention", (12, 3, 0.1, 4), seed=27, dtype=torch.float64)
@@ -276,6 +286,7 @@ def test_csa_batch_independence(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_does_not_modify_inputs(student, reference):
     """returns the reference's value and leaves its input x unchanged"""
     _check_inputs_unchanged(student, reference, "CausalSelfAttention", (8, 2, 0.1, 4),
@@ -283,6 +294,7 @@ def test_csa_does_not_modify_inputs(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 @pytest.mark.parametrize("p", [0.5, 0.25], ids=["p0.5", "p0.25"])
 def test_csa_resid_dropout_after_out_proj(student, reference, p):
     """train mode: resid_dropout acts on the output of out_proj (values are 0 or out_proj(y) / (1 - p))"""
@@ -303,6 +315,7 @@ def test_csa_resid_dropout_after_out_proj(student, reference, p):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_attention_weights_dropout(student, reference):
     """train mode: attn_dropout zeroes whole attention weights (shared by a head's values) and rescales the rest"""
     C, H, S, T, B, p = 8, 2, 4, 4, 200, 0.5
@@ -350,6 +363,7 @@ def test_csa_attention_weights_dropout(student, reference):
 
 
 @pytest.mark.problem("CausalSelfAttention")
+@ISOLATE_CSA
 def test_csa_device_and_dtype(student, reference):
     """equals the reference on the CPU, works on any device (checked on meta) and keeps float32, float64 and bfloat16"""
     stu, ref = _pair(student, reference, "CausalSelfAttention", (8, 2, 0.1, 4), seed=29)
