@@ -164,18 +164,23 @@ def test_train_steps_like_reference(student, reference, device, max_norm, schedu
 @pytest.mark.problem("train_step")
 @pytest.mark.isolate("training", "lr_at")
 def test_train_step_schedules_every_group(student, reference, device):
-    """an optimiser with two parameter groups (as configure_optimizer's): the schedule sets every group's learning rate"""
-    stu = student.training.build_model(CONFIG, seed=4, device=device)
+    """an optimiser with two parameter groups (as configure_optimizer's): the loss as the reference's, and the
+    schedule sets every group's learning rate"""
+    stu, ref = paired(student, reference, 4, device)
     optimizer = student.kit_function("training", "adamw_in_groups")(stu, lr=0.01, groups=2)
+    ref_optimizer = reference.kit_function("training", "adamw_in_groups")(ref, lr=0.01, groups=2)
     for step in range(3):
-        student.training.train_step(stu, batch_of(100 + step, 3, 8, device, pads=[0, 3, 6]), optimizer, step,
-                                    pad_token_id=PAD, schedule=SCHEDULE)
+        batch = batch_of(100 + step, 3, 8, device, pads=[0, 3, 6])
+        loss = student.training.train_step(stu, batch, optimizer, step, pad_token_id=PAD, schedule=SCHEDULE)
+        expected = reference.training.train_step(ref, batch, ref_optimizer, step, pad_token_id=PAD, schedule=SCHEDULE)
         lrs = [group["lr"] for group in student.training.snapshot(stu, optimizer)["groups"]]
         want = reference.training.lr_at(step, **SCHEDULE)
         expect(len(lrs) == 2 and all(abs(lr - want) < 1e-12 for lr in lrs),
                f"train_step(model, batch, optimizer with 2 parameter groups, step={step}, schedule={SCHEDULE}): the "
                f"groups' learning rates are {lrs} after the step, expected {want} in each (set lr_at(step) in every "
                "group of optimizer.param_groups, not only the first).")
+        assert_scalar_close(expect_float(loss, "train_step"), expected, rtol=1e-4, atol=1e-5,
+                            what=f"the loss returned at step {step} (an optimiser with 2 parameter groups)")
 
 
 @pytest.mark.problem("train_step")
