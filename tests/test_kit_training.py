@@ -1,7 +1,8 @@
 """kit/training.py's helpers for tests of what a model learns and how it steps (red-team findings)."""
+import pytest
 import torch
 
-from autograder.kit.training import rounding_noise, token_logits
+from autograder.kit.training import copy_weights, rounding_noise, token_logits
 
 
 def test_rounding_noise_names_the_parameters_whose_moments_are_noise_next_to_the_largest():
@@ -34,3 +35,13 @@ def test_token_logits_drops_a_trailing_dimension_of_one_only():
     assert token_logits((logits, weights)).shape == (2, 5)
     assert token_logits((torch.zeros(2, 5), weights)).shape == (2, 5)
     assert token_logits((torch.zeros(2, 5, 3), weights)).shape == (2, 5, 3)
+
+
+def test_copy_weights_refuses_trained_weights_that_lack_a_parameter():
+    """fit_student_model copies the worker's trained weights into the grader's mirror: one missing is an error,
+    not a parameter silently left untrained."""
+    model = torch.nn.Linear(2, 2)
+    copy_weights(model, {"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    assert torch.equal(model.weight, torch.ones(2, 2))
+    with pytest.raises(RuntimeError, match="lack bias"):
+        copy_weights(model, {"weight": torch.ones(2, 2)})
