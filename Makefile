@@ -49,7 +49,7 @@ starter: setup  ## regenerate starter/ from the reference's solution markers
 	@for a in $(ASSIGNMENTS); do $(PY) -m autograder starter $$a || exit 1; done
 
 public: setup  ## run the public tests on the reference, as a student runs them
-	@for a in $(ASSIGNMENTS); do $(PY) -m pytest -p autograder.kit.plugin -c /dev/null --rootdir . tests_public/$$a --submission reference/$$a -q \
+	@for a in $(ASSIGNMENTS); do $(PY) -m pytest -p autograder.kit.plugin -c /dev/null --rootdir . --confcutdir . tests_public/$$a --submission reference/$$a -q \
 	  --budgets "$$($(PY) -c 'import json, sys; from autograder import manifest; print(json.dumps(manifest.load(sys.argv[1]).budgets))' $$a)" || exit 1; done
 
 mutants: setup  ## grade every catalogued buggy/correct variant; fail if one is graded unexpectedly

@@ -365,7 +365,8 @@ def _child(mode: str, assignment: str, workdir: pathlib.Path, rest: list[str]) -
 def _pytest_args(assignment: str, report: pathlib.Path, submission: str) -> list[str]:
     """The public tests as `make public` runs them, with a report of every event."""
     return [str(ROOT / "tests_public" / assignment), "-p", "autograder.kit.plugin", "-p", "no:cacheprovider",
-            "-p", "no:logging", "-c", os.devnull, "--rootdir", str(ROOT), "-q", "--no-header", "-rN",
+            "-p", "no:logging", "-c", os.devnull, "--rootdir", str(ROOT), "--confcutdir", str(ROOT),
+            "-q", "--no-header", "-rN",
             "-p", "no:xdist", "--timeout", "120", "--submission", submission, "--report", str(report),
             *_budgets(assignment)]
 

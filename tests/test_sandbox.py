@@ -476,6 +476,12 @@ def libraries_loaded():
 def fixed_device(x):
     return x + torch.ones(x.shape)
 
+def new_generator(seed):
+    return torch.Generator().manual_seed(seed)
+
+def draw(generator):
+    return torch.rand(3, generator=generator)
+
 class Net(nn.Module):
     def __init__(self, d=4):
         super().__init__()
@@ -542,6 +548,15 @@ def test_calls_and_in_place_changes(remote):
     assert torch.equal(remote.student.double(x), x * 2)
     remote.student.scale_in_place(x)
     assert x.tolist() == [0.0, 3.0, 6.0, 9.0]  # as if the call had run here
+
+
+def test_an_object_that_stays_in_the_worker_is_named_by_its_type_in_messages(remote):
+    from autograder.kit.adapter import describe, describe_call
+
+    generator = remote.student.new_generator(5)
+    assert describe(generator) == "Generator" and describe(remote.student.double) == "double"
+    assert describe_call("draw", (), {"generator": generator}) == "draw(generator=Generator)"
+    assert torch.equal(remote.student.draw(generator), torch.rand(3, generator=torch.Generator().manual_seed(5)))
 
 
 def test_student_exceptions_keep_their_type_and_message(remote):

@@ -3,6 +3,8 @@
 - it loads only the pytest plugins its command line names: a plugin installed with an entry
   point (here a fake one, on the test process's path) is not loaded, pytest-timeout is, and
   pytest's unraisable-exception plugin (two gc.collect() at the end) is not;
+- it reads no conftest.py above the assignment's root (--confcutdir; nor does it list the
+  folders above the root while collecting: /tmp's thousands of entries cost 0.1 s a run);
 - its heap is frozen once the warm-up is done (gc.freeze: collections skip torch's objects);
 - it ends without the interpreter's teardown (launch.end): atexit handlers run, a module
   global's finaliser does not, and pytest's exit status is the process's.
@@ -73,6 +75,7 @@ import pathlib
 def test_the_test_process_loads_named_plugins_freezes_its_heap_and_ends_at_once(tmp_path, copy_root,
                                                                                 monkeypatch, sandbox):
     root = copy_root(tmp_path / "root")
+    (tmp_path / "conftest.py").write_text("raise SystemExit('a conftest.py above the root was read')\n")
     (root / "tests_probe").mkdir()
     (root / "tests_probe" / "test_probe.py").write_text(textwrap.dedent(PROBE))
     # a plugin installed with an entry point, on the test process's path (PYTHONPATH is the root)

@@ -135,6 +135,7 @@ def collect(manifest: manifest_module.Manifest) -> list[dict]:
         env = dict(os.environ, PYTHONPATH=str(manifest.root), PYTHONDONTWRITEBYTECODE="1")
         command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "autograder.kit.plugin",
                    "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(manifest.root),
+                   "--confcutdir", str(manifest.root),
                    "--report", str(report), *[folder.path for folder in manifest.tests]]
         done = subprocess.run(command, cwd=manifest.root, env=env, capture_output=True, text=True)
         lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []

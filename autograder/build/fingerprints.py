@@ -32,12 +32,12 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-
-import numpy as np
+import typing
 
 from .. import manifest as manifest_module
-from .. import catalogue, impact
-from ..kit import fingerprints
+
+if typing.TYPE_CHECKING:  # imported where used: `build` from a cached table needs none of them (nor numpy, nor pytest)
+    from .. import catalogue, impact
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent
 CLOSE_STEPS = 2                 # results within this many rounding steps count as the same
@@ -124,7 +124,7 @@ def _pytest_args(manifest: manifest_module.Manifest) -> list[str]:
     return [*[str(manifest.path(t.path)) for t in manifest.tests if t.public],
             "-p", "autograder.kit.fingerprints", "-p", "autograder.kit.plugin",
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:warnings", "-p", "no:xdist", "-c", os.devnull,
-            "--rootdir", str(manifest.root), "-q", "--no-header", "-rN",
+            "--rootdir", str(manifest.root), "--confcutdir", str(manifest.root), "-q", "--no-header", "-rN",
             "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
             *(["--budgets", json.dumps(manifest.budgets)] if manifest.budgets else [])]
 
@@ -154,6 +154,8 @@ def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: l
     `nodeids` run on the files in `folder` (`recorder`: which functions each test runs)."""
     import pytest
 
+    from ..kit import fingerprints
+
     only = workdir / f"only-{len(list(workdir.glob('only-*')))}.txt"
     only.write_text("\n".join(nodeids), encoding="utf-8")
     records: list[dict] = []
@@ -168,11 +170,15 @@ def observe(manifest: manifest_module.Manifest, folder: pathlib.Path, nodeids: l
 
 def diagnosed_mutants(manifest: manifest_module.Manifest) -> list[catalogue.Mutant]:
     """The wrong variants that name a mistake (those the grader replays)."""
+    from .. import catalogue
+
     return [m for m in catalogue.load(manifest)[0] if m.diagnosis and m.problems]
 
 
 def compute(manifest: manifest_module.Manifest, workdir: pathlib.Path) -> dict:
     """The fingerprints table of `manifest` (in this process; see `fingerprints_json`)."""
+    from .. import catalogue, impact
+
     wrong = diagnosed_mutants(manifest)
     if not wrong or not manifest.diagnoses_before_publish:  # the grader would not name them at once either
         return tabulate([], [])
@@ -215,6 +221,8 @@ def unstable_tests(first: list[dict], second: list[dict]) -> set[str]:
 
 
 def _same_bits(a: tuple | None, b: tuple | None) -> bool:
+    import numpy as np
+
     if a is None or b is None:
         return a is b
     return a[0] == b[0] and a[1] == b[1] and bool(np.array_equal(a[2], b[2], equal_nan=a[0] == "f"))
@@ -225,6 +233,8 @@ def _same_bits(a: tuple | None, b: tuple | None) -> bool:
 def _near(a: tuple | None, b: tuple | None, step: float | None) -> bool:
     """Are two canonical values the same result: same kind and shape, and equal (integers,
     booleans) or close (floats: the grader's diagnosis tolerance, or CLOSE_STEPS rounding steps)?"""
+    import numpy as np
+
     if a is None or b is None or a[0] != b[0] or a[1] != b[1]:
         return False
     x, y = a[2], b[2]
@@ -240,6 +250,8 @@ def _near(a: tuple | None, b: tuple | None, step: float | None) -> bool:
 def _entries(observed: list[tuple[str, list[dict]]], reference: list[dict], unstable: set[str]) -> list[dict]:
     """One entry per recorded failure of a wrong variant that is not too close to a right result,
     in a test whose inputs are the same in every run."""
+    from ..kit import fingerprints
+
     right: dict[tuple, list] = {}
     for record in reference:
         if record["kind"] == "seen" and record["got"] is not None:
@@ -295,6 +307,8 @@ def tabulate(observed: list[tuple[str, list[dict]]], reference: list[dict], unst
     """The fingerprints table from what the wrong variants ((diagnosis, records), ...) and the
     reference (records of every check) did, leaving out the `unstable` tests: {"format",
     "mistakes": [sentences], "tests": {test: {call: [{"kind", "quantum", "hashes", "mistakes": [indices]}]}}}."""
+    from ..kit import fingerprints
+
     entries = _entries(observed, reference, unstable)
     _share_mistakes(entries)
     sentences = sorted({s for entry in entries for s in entry["mistakes"]})

@@ -19,17 +19,14 @@ from .checks import fail
 def randomize_(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
     """Fill every parameter with seeded normal noise (so LayerNorm weights, biases... all matter)."""
     generator = torch.Generator().manual_seed(seed)
+    norm_gains = {id(m.weight) for m in module.modules() if isinstance(m, torch.nn.LayerNorm)}
     with torch.no_grad():
         for _, p in sorted(module.named_parameters()):
             noise = torch.randn(p.shape, generator=generator, dtype=torch.float64) * scale
-            if p.dim() == 1 and p.shape[0] > 0 and _is_norm_weight(module, p):
+            if p.dim() == 1 and p.shape[0] > 0 and id(p) in norm_gains:
                 noise = noise + 1.0  # keep norm gains around 1
             p.copy_(noise.to(p.dtype))
     return module
-
-
-def _is_norm_weight(module: torch.nn.Module, p: torch.Tensor) -> bool:
-    return any(isinstance(m, torch.nn.LayerNorm) and m.weight is p for m in module.modules())
 
 
 STRUCTURE_HINT = "Build each sub-module and parameter the handout names once, in __init__, with its own weights."

@@ -107,11 +107,27 @@ def _cache_bytecode_after_the_zygote(launch, folder: str) -> None:
     launch.fork_zygote = fork_then_cache
 
 
+def import_pytest() -> None:
+    """Import pytest and its built-in plugins, as each test process would at its start (about 0.2
+    CPU seconds a grading run). Public code, like torch: the zygote that a child forks holds it
+    too, as it may hold anything a submission could import itself. Not the plugins that the test
+    process names with -p (pytest-timeout, the kit's and the grader's): pytest rewrites their
+    asserts when it imports them, and warns about a module already imported."""
+    import importlib
+
+    import pytest  # noqa: F401 - imported for the children
+    from _pytest.config import builtin_plugins
+
+    for name in sorted(builtin_plugins - {"pytester", "pytester_assertions"}):
+        importlib.import_module(f"_pytest.{name}")
+
+
 def serve(preload_json: str) -> None:
     """The server's loop: one JSON request a line on stdin -> "pid N"; each child's end -> "exit N CODE"."""
     from autograder.sandbox import zygote
 
     zygote.prepare({"preload": json.loads(preload_json)})
+    import_pytest()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     if zygote.threads() != 1:
         out.write("cold\n")

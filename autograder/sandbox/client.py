@@ -109,6 +109,10 @@ class RemoteFunction:
     def __repr__(self) -> str:
         return f"<submitted function {self.__name__}>"
 
+    def __describe__(self) -> str:
+        """How failure messages name it (adapter.describe): as the function it stands for."""
+        return self.__name__
+
 
 class RemoteObject:
     """Any other object of student code: its methods run in the worker."""
@@ -131,6 +135,11 @@ class RemoteObject:
 
     def __repr__(self) -> str:
         return f"<submitted {self._name}>"
+
+    def __describe__(self) -> str:
+        """How failure messages name it (adapter.describe): by the type of the object it stands
+        for (a `Generator` made by the student's code, not a `RemoteObject`)."""
+        return self._name
 
 
 class _Shared:
