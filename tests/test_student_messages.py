@@ -63,6 +63,45 @@ def test_last_call_names_the_method_that_crashed(tmp_path):
     assert messages.LAST_CALL.format(call="Broken('four')") in summary
 
 
+def test_a_call_of_the_handouts_own_helper_is_not_the_last_call_into_the_students_code(tmp_path):
+    (tmp_path / "training.py").write_text(
+        "def train_step(x):\n"
+        "    return x + 1\n"
+        "def snapshot(x):  # given: the tests read results back with it\n"
+        "    return {'x': x}\n")
+    student = adapter.Submission(tmp_path)
+    seen = []
+    adapter.call_listeners.append(lambda obj, name, args, kwargs: seen.append(name))
+    try:
+        adapter.set_given({"training": ["snapshot"]})
+        adapter.reset_last_call()
+        assert student.training.snapshot(student.training.train_step(1)) == {"x": 2}
+        assert adapter.last_call_shown() == "train_step(1)"
+        assert adapter.last_student_call()[1] == "train_step"   # what diagnosis replays
+        assert seen == ["train_step", "snapshot"]               # the public audit still sees every call
+        adapter.set_given({})
+        student.training.snapshot(3)
+        assert adapter.last_call_shown() == "snapshot(3)"
+    finally:
+        adapter.set_given({})
+        adapter.call_listeners.pop()
+
+
+def test_given_names_are_the_reference_definitions_without_a_solution_region(tmp_path):
+    from autograder import manifest as manifest_module
+    from autograder import starter
+
+    source = ("def helper():\n    return 1\n\n"
+              "def stub(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION\n\n"
+              "class Given:\n    pass\n\n"
+              "class Task:\n    def forward(self):\n        # BEGIN SOLUTION\n        pass\n        # END SOLUTION\n\n"
+              "def _private():\n    pass\n")
+    assert starter.given_in(source) == ["helper", "Given"]
+    given = starter.given_names(manifest_module.load("training"))
+    assert {"build_model", "snapshot", "new_generator", "plain_adamw"} <= set(given["training"])
+    assert "train_step" not in given["training"] and "Transformer" in given["model"]
+
+
 def test_long_lists_are_described_by_their_first_items_and_length():
     dataset = [{"input_ids": list(range(32)), "attention_mask": [1] * 32, "labels": i % 2} for i in range(256)]
     text = adapter.describe_call("fine_tune", ("model", dataset, dataset[:160]), {})

@@ -75,6 +75,11 @@ def test_via_zip_gives_the_same_scores(tmp_path, training):
     zipped = grade_via_zip("training", buggy, tmp_path / "zip.json")
     assert [(t["name"], t["score"]) for t in zipped["tests"]] == [(t["name"], t["score"]) for t in plain["tests"]]
     assert lost(plain) == {"lr_at", "train_step"}
+    # the tests read the results back with the handout's helpers: the last call shown is still the student's
+    last_calls = {line.split("(")[0] for t in plain["tests"] for line in t["output"].splitlines()
+                  if line.startswith("Last call into your code: ")}
+    assert "Last call into your code: train_step" in last_calls
+    assert not last_calls & {"Last call into your code: snapshot", "Last call into your code: build_model"}
 
 
 def test_every_problem_has_three_wrong_variants_and_a_correct_style(training):

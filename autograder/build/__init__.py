@@ -152,7 +152,8 @@ def problem_table(manifest: manifest_module.Manifest) -> dict:
     equally over all its tests, so a public test of problem p is worth points / (public + hidden);
     `hidden_tests` is the hidden tests' total weight where the manifest weighs them (a public test
     weighs 1: the formula holds). Also the manifest's training budgets per device (kit/devices.py
-    reads them)."""
+    reads them), and the handout's own functions and classes in the submitted files (`given`:
+    the student zip's conftest.py gives them to the plugin, as the grader does)."""
     tests = collect(manifest)
     table = []
     for name, spec in manifest.problems.items():
@@ -161,7 +162,8 @@ def problem_table(manifest: manifest_module.Manifest) -> dict:
         public = sum(1 for t in mine if (manifest.folder_of(t["file"]) or manifest_module.NO_FOLDER).public)
         table.append({"name": name, "points": spec.points, "file": spec.file,
                       "public_tests": public, "hidden_tests": sum(weight[t["nodeid"]] for t in mine) - public})
-    return {"assignment": manifest.name, "title": manifest.title, "problems": table, "budgets": manifest.budgets}
+    return {"assignment": manifest.name, "title": manifest.title, "problems": table, "budgets": manifest.budgets,
+            "given": starter_module.given_names(manifest)}
 
 
 def build_autograder_zip(manifest: manifest_module.Manifest, dist: pathlib.Path) -> pathlib.Path:

@@ -35,6 +35,7 @@ import tempfile
 import typing
 
 from .. import manifest as manifest_module
+from .. import starter
 
 if typing.TYPE_CHECKING:  # imported where used: `build` from a cached table needs none of them (nor numpy, nor pytest)
     from .. import catalogue, impact
@@ -126,6 +127,7 @@ def _pytest_args(manifest: manifest_module.Manifest) -> list[str]:
             "-p", "no:cacheprovider", "-p", "no:logging", "-p", "no:warnings", "-p", "no:xdist", "-c", os.devnull,
             "--rootdir", str(manifest.root), "--confcutdir", str(manifest.root), "-q", "--no-header", "-rN",
             "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
+            "--given", json.dumps(starter.given_names(manifest)),   # as the student zip's conftest.py sets them
             *(["--budgets", json.dumps(manifest.budgets)] if manifest.budgets else [])]
 
 

@@ -26,6 +26,7 @@ from ..kit import messages
 from ..manifest import Manifest
 from ..sandbox import launch
 from ..sandbox.process import describe_exit as _describe_exit
+from .. import starter
 from .events import Outcome, Run, outcome_of, read_events
 
 MAX_RESTARTS = 5          # child processes started after a crash, at most
@@ -80,7 +81,8 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
                "--timeout", f"{manifest.test_timeout_s:g}", "--timeout-method", "signal",
                "--max-timeout", f"{manifest.test_timeout_s:g}",
                "--timeouts-per-problem", str(manifest.timeouts_per_problem), "--timed-out", json.dumps(timed_out or {}),
-               "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden)]
+               "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden),
+               "--given", json.dumps(starter.given_names(manifest))]
     if manifest.budgets:
         command += ["--budgets", json.dumps(manifest.budgets)]
     if only is not None:

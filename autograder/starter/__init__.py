@@ -13,6 +13,7 @@ markers (imports, signatures, docstrings, given code) is kept as it is.
 """
 from __future__ import annotations
 
+import ast
 import pathlib
 import re
 
@@ -69,6 +70,24 @@ def strip_solutions(source: str, filename: str = "<source>") -> str:
             while i < len(lines) and not lines[i].strip():  # drop the blank lines after a removed helper
                 i += 1
     return "".join(out)
+
+
+def given_in(source: str) -> list[str]:
+    """The public top-level functions and classes of a reference file that hold no solution
+    region: the handout's own code (a "Given" helper, a file given whole), not the student's."""
+    lines = source.splitlines()
+    return [node.name for node in ast.parse(source).body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+            and not any(line.strip() == BEGIN for line in lines[node.lineno - 1:node.end_lineno])]
+
+
+def given_names(manifest: manifest_module.Manifest) -> dict[str, list[str]]:
+    """{module: [given names]} for the submitted files (failure messages never name a call of
+    them as a call into the student's code, and diagnosis never replays one: kit/adapter.py)."""
+    reference = manifest.path(manifest.reference)
+    found = {pathlib.Path(name).stem: given_in((reference / name).read_text(encoding="utf-8"))
+             for name in manifest.submission_files}
+    return {module: names for module, names in found.items() if names}
 
 
 def generate(manifest: manifest_module.Manifest) -> dict[str, str]:

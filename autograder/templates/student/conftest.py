@@ -62,10 +62,21 @@ def load_budgets(path: pathlib.Path = PROBLEMS_FILE) -> dict:
         return {}
 
 
+def load_given(path: pathlib.Path = PROBLEMS_FILE) -> dict:
+    """The handout's own functions and classes in your files ({} if absent): a failure message
+    never names a call of one as the last call into your code."""
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("given", {}))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 def pytest_configure(config):
-    from autograder.kit import fingerprints
+    from autograder.kit import adapter, fingerprints
 
     fingerprints.load(FINGERPRINTS_FILE)
+    if not config.getoption("--given"):
+        adapter.set_given(load_given())
     budgets = load_budgets()
     if budgets and not config.getoption("--budgets"):
         from autograder.kit import devices
