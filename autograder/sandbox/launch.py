@@ -82,8 +82,10 @@ def run_pytest(argv: list[str]) -> None:
 
 def end(code: int) -> None:
     """Exit without the interpreter's teardown: atexit handlers (temporary folders' cleanup
-    among them) run, streams are flushed, then os._exit."""
+    among them) run, streams are flushed, then os._exit. Torch's finalizers that unregister its
+    operator libraries (one per library, about 140) are left out: the process ends anyway."""
     try:
+        _skip_torch_library_finalizers()
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -92,6 +94,20 @@ def end(code: int) -> None:
             except Exception:  # noqa: BLE001 - a closed stream: nothing to flush
                 pass
         os._exit(code)
+
+
+def _skip_torch_library_finalizers() -> None:
+    """Let the atexit pass leave out torch.library's `_del_library` finalizers (weakref.finalize's
+    registry is the standard library's own, private: anything unexpected and nothing is skipped)."""
+    import weakref
+
+    try:
+        for finalizer, info in list(weakref.finalize._registry.items()):
+            func = info.func
+            if getattr(func, "__name__", "") == "_del_library" and getattr(func, "__module__", "").startswith("torch"):
+                finalizer.atexit = False
+    except Exception:  # noqa: BLE001 - an optimisation only: exit as before
+        pass
 
 
 def main(argv: list[str]) -> None:
