@@ -1,0 +1,56 @@
+"""Red-team attacks found by `redhost` (hostile values, crashes and tampering in the worker): each
+costs only the call that met it, says why, and shows the student nothing of the grader."""
+import re
+
+import pytest
+import torch
+
+from autograder.sandbox.client import RemoteError, WorkerCrash
+
+SUBMISSION = '''
+import os, sys, torch
+
+class Unsendable:
+    """An object whose description for the wire raises (its type's name is read there)."""
+    def __getattribute__(self, name):
+        if name in ("__name__", "__class__"):
+            raise RuntimeError("no description for you")
+        return object.__getattribute__(self, name)
+
+def unsendable():
+    return Unsendable()
+
+def break_the_wire():
+    """The worker's own send fails for every answer: the worker dies with an exception."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("wire cut by the student")
+    sys.modules["autograder.sandbox.protocol"].send_message = refuse
+
+def double(x):
+    return x * 2
+'''
+
+GRADER_PATHS = re.compile(r"autograder[/\\\\](sandbox|grader|grade)|site-packages|zygote\\.py|server\\.py")
+
+
+def test_a_value_that_cannot_be_described_costs_the_call_not_the_worker(remote):
+    """Describing a returned object ran student code that raised: the call raises, the worker
+    lives on (no restart, no traceback through the grader's files)."""
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+    pid = remote.sandbox.worker.pid
+    with pytest.raises(RemoteError, match="no description for you") as info:
+        remote.student.unsendable()
+    assert not GRADER_PATHS.search(str(info.value) + info.value.student_traceback)
+    assert remote.sandbox.worker.pid == pid
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+
+
+def test_a_worker_that_dies_of_an_exception_shows_only_the_students_frames(remote, capsys):
+    """The worker's last words (the traceback of what killed it) keep the student's frames only:
+    the grader's files (their paths, their code) are not the student's to see."""
+    with pytest.raises(WorkerCrash, match="exit status 1"):
+        remote.student.break_the_wire()
+    printed = capsys.readouterr().out
+    assert "wire cut by the student" in printed and "in refuse" in printed
+    assert not GRADER_PATHS.search(printed), printed
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
