@@ -1,6 +1,7 @@
 """Red-team attacks found by `redhost` (hostile values, crashes and tampering in the worker): each
 costs only the call that met it, says why, and shows the student nothing of the grader."""
 import re
+import time
 
 import pytest
 import torch
@@ -25,6 +26,12 @@ def break_the_wire():
     def refuse(*args, **kwargs):
         raise RuntimeError("wire cut by the student")
     sys.modules["autograder.sandbox.protocol"].send_message = refuse
+
+def stop_the_zygote_and_die():
+    """SIGSTOP the zygote (the worker's parent, same user), then die: the next call needs a fork."""
+    import signal
+    os.kill(os.getppid(), signal.SIGSTOP)
+    os._exit(3)
 
 def double(x):
     return x * 2
@@ -54,3 +61,13 @@ def test_a_worker_that_dies_of_an_exception_shows_only_the_students_frames(remot
     assert "wire cut by the student" in printed and "in refuse" in printed
     assert not GRADER_PATHS.search(printed), printed
     assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+
+
+def test_a_zygote_stopped_by_a_worker_is_resumed(remote):
+    """A worker stops its zygote (SIGSTOP; same user) and dies: the next call's fork does not wait on
+    the stopped zygote (each test would have waited until its time ran out, every problem lost)."""
+    with pytest.raises(WorkerCrash, match="exit status 3"):
+        remote.student.stop_the_zygote_and_die()
+    start = time.monotonic()
+    assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
+    assert time.monotonic() - start < 5
