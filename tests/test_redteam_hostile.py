@@ -1,5 +1,6 @@
 """Red-team attacks found by `redhost` (hostile values, crashes and tampering in the worker): each
 costs only the call that met it, says why, and shows the student nothing of the grader."""
+import os
 import re
 import time
 
@@ -32,6 +33,9 @@ def stop_the_zygote_and_die():
     import signal
     os.kill(os.getppid(), signal.SIGSTOP)
     os._exit(3)
+
+def visible_processes():
+    return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
 
 def double(x):
     return x * 2
@@ -71,3 +75,11 @@ def test_a_zygote_stopped_by_a_worker_is_resumed(remote):
     start = time.monotonic()
     assert torch.equal(remote.student.double(torch.ones(1)), torch.full((1,), 2.0))
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the jail (its own /proc) needs the grader to be root")
+def test_the_worker_sees_only_its_users_processes(remote):
+    """The jail's /proc shows the worker only its own user's dumpable processes (itself; the zygote
+    is not dumpable), not the grader's: their command lines name the grader's folders, the hidden
+    tests' among them."""
+    assert remote.student.visible_processes() == [remote.sandbox.worker.pid]

@@ -103,6 +103,20 @@ def _mount(source, target, fstype, flags, data=None) -> None:
         raise OSError(ctypes.get_errno(), f"mount {target}")
 
 
+def _own_proc(target: str) -> bool:
+    """Mount at `target` a procfs of the jail's own that shows each user only its own processes
+    (hidepid): a worker cannot read the grader's command lines (its paths) or any other process's
+    (the machine's /proc, bound as it is, shows them all). False if the kernel refuses it."""
+    MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+    for option in ("hidepid=invisible", "hidepid=2"):  # the first from Linux 5.8
+        try:
+            _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, option)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def confine(new_root: str, read_only: list[str], writable: list[str], workdir: str) -> bool:
     """Make the filesystem the worker sees hold only `read_only` and `writable` (each at its own
     path) and nothing else: the grader's folders, hidden tests and reference simply are not there.
@@ -130,6 +144,8 @@ def confine(new_root: str, read_only: list[str], writable: list[str], workdir: s
             else:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 open(target, "a").close()
+            if path == "/proc" and _own_proc(target):
+                continue
             _mount(path, target, None, MS_BIND | MS_REC)
             if not writable_path and path not in ("/dev", "/proc"):
                 _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
