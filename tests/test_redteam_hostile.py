@@ -83,3 +83,41 @@ def test_the_worker_sees_only_its_users_processes(remote):
     is not dumpable), not the grader's: their command lines name the grader's folders, the hidden
     tests' among them."""
     assert remote.student.visible_processes() == [remote.sandbox.worker.pid]
+
+
+BOMB = '''
+import gc, os
+gc.callbacks.append(lambda phase, info: os._exit(9) if phase == "stop" else None)
+
+def harmless():
+    return 1
+'''
+
+CLEAN = '''
+import gc
+
+def collect_and_double(x):
+    gc.collect()
+    return x * 2
+'''
+
+
+def test_what_a_files_top_level_leaves_in_the_worker_costs_no_other_files_test(tmp_path):
+    """bomb.py's top level leaves a gc callback that kills the worker: a later test of clean.py
+    (which does not import bomb.py) gets a fresh worker and passes, whatever the tests' order."""
+    from autograder.sandbox.client import RemoteSubmission
+
+    (tmp_path / "bomb.py").write_text(BOMB)
+    (tmp_path / "clean.py").write_text(CLEAN)
+    submission = RemoteSubmission(tmp_path)
+    try:
+        assert submission.bomb.harmless() == 1  # a test of bomb.py
+        submission.sandbox.reset()               # the next test, of clean.py
+        assert torch.equal(submission.clean.collect_and_double(torch.ones(1)), torch.full((1,), 2.0))
+        assert submission.sandbox.traffic["fresh workers for another file"] == 1
+        submission.sandbox.reset()               # and the next, of clean.py again: the same worker
+        pid = submission.sandbox.worker.pid
+        assert torch.equal(submission.clean.collect_and_double(torch.ones(1)), torch.full((1,), 2.0))
+        assert submission.sandbox.worker.pid == pid
+    finally:
+        submission.sandbox.stop()
