@@ -1,5 +1,6 @@
 """Red-team attacks found by `redhost` (hostile values, crashes and tampering in the worker): each
 costs only the call that met it, says why, and shows the student nothing of the grader."""
+import json
 import os
 import re
 import time
@@ -121,3 +122,47 @@ def test_what_a_files_top_level_leaves_in_the_worker_costs_no_other_files_test(t
         assert submission.sandbox.worker.pid == pid
     finally:
         submission.sandbox.stop()
+
+
+# ---- a whole grading run ----
+
+CAUSAL_MASK_BODY = "    return torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))"
+
+
+def redteam_edits():
+    from test_grading import SCORES, Mutant
+
+    self_attention_body = "    d_k = Q.size(-1)\n" + SCORES  # only in self_attention
+
+    return [
+        # the zygote stopped by a correct causal_mask: no test may wait on it
+        Mutant("attention.py", CAUSAL_MASK_BODY,
+               "    import os, signal\n    os.kill(os.getppid(), signal.SIGSTOP)\n" + CAUSAL_MASK_BODY),
+        # self_attention returns an object whose description raises
+        Mutant("attention.py", self_attention_body,
+               "    class Unsendable:\n        def __getattribute__(self, name):\n"
+               "            raise RuntimeError('no description for you')\n"
+               "    return Unsendable()\n" + self_attention_body),
+        # model.py's top level leaves a gc callback that kills whatever worker imported it
+        Mutant("model.py", "import torch\n",
+               "import torch\nimport gc, os\n"
+               "gc.callbacks.append(lambda phase, info: os._exit(9) if phase == 'stop' else None)\n"),
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to another user only when the grader is root")
+def test_a_redteam_submission_costs_only_its_own_problems(tmp_path, transformer):
+    """The three attacks at once, in a real grading run: self_attention and model.py's problems lose
+    points, attention.py's and debugging.py's others do not; no grader path reaches results.json,
+    and the run takes no test's whole time limit per test."""
+    from autograder.grade import grade
+    from test_grading import check_schema, lost, make_submission
+
+    results = grade("transformer", make_submission(tmp_path / "s", transformer, extra=redteam_edits()))
+    check_schema(results, transformer)
+    model_problems = {p for p, problem in transformer.problems.items() if problem.file == "model.py"}
+    assert lost(results) - model_problems == {"self_attention"}
+    assert not GRADER_PATHS.search(json.dumps(results))
+    outputs = [t["output"] for t in results["tests"] if "self_attention" in t["tags"] and t["status"] == "failed"]
+    assert outputs and all("no description for you" in o for o in outputs), outputs[:2]
+    assert results["execution_time"] < 120
