@@ -210,6 +210,7 @@ class SandboxClient:
         self.dirty = False
         self.next_gid = 1
         self.imported: set[str] = set()          # modules the current worker imported
+        self.closures: dict[str, set[str]] = {}  # module -> it and the sibling files it imports
         self.rng_synced: torch.Tensor | None = None  # the worker's random state, as of the last call
         self.import_crashes: dict[str, str] = {}  # modules whose import killed a worker: the message
         self.stand_ins = stand_ins               # grading: module name -> the reference's names, or None
@@ -628,6 +629,7 @@ class SandboxClient:
         cannot be is replaced there by a stand-in for the reference's (`_stand_in`)."""
         if module in self.import_crashes:
             raise adapter.StudentImportError(self.import_crashes[module])
+        self._isolate(module)
         if module in self.imported:
             return
         if self.stand_ins is not None:
@@ -657,6 +659,32 @@ class SandboxClient:
             self.import_crashes[module] = self._noted(module, failed)
             raise adapter.StudentImportError(self.import_crashes[module])
         self.imported.add(module)
+
+    def _isolate(self, module: str) -> None:
+        """At a test's first use of the worker: a worker that imported files `module` does not import
+        is replaced by a fresh fork. What another file's top level left behind in it (a gc callback,
+        a thread, a patched torch function) then costs that file's problems only, whatever the
+        tests' order. Not when the test has queued a request for the worker (a Substitute)."""
+        if self.dirty or self.worker is None or self.imported <= self._closure(module) \
+                or any(not isinstance(r, (protocol.Reset, protocol.Restore)) for _, r in self.queued):
+            return
+        self.traffic["fresh workers for another file"] += 1
+        self.stop()
+
+    def _closure(self, module: str) -> set[str]:
+        """`module` and the sibling files it imports, directly or not (read from their syntax trees)."""
+        closure = self.closures.get(module)
+        if closure is None:
+            siblings = {path.stem for path in self.submission.glob("*.py")}
+            closure, todo = set(), [module]
+            while todo:
+                name = todo.pop()
+                if name not in closure:
+                    closure.add(name)
+                    path = self.submission / f"{name}.py"
+                    todo.extend(adapter.sibling_imports(path, siblings) if path.is_file() else ())
+            self.closures[module] = closure
+        return closure
 
     def _noted(self, module: str, text: str) -> str:
         if self.stand_ins is None or messages.STAND_IN.format(file=f"{module}.py") in text:

@@ -103,6 +103,20 @@ def _mount(source, target, fstype, flags, data=None) -> None:
         raise OSError(ctypes.get_errno(), f"mount {target}")
 
 
+def _own_proc(target: str) -> bool:
+    """Mount at `target` a procfs of the jail's own that shows each user only its own processes
+    (hidepid): a worker cannot read the grader's command lines (its paths) or any other process's
+    (the machine's /proc, bound as it is, shows them all). False if the kernel refuses it."""
+    MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+    for option in ("hidepid=invisible", "hidepid=2"):  # the first from Linux 5.8
+        try:
+            _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, option)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def confine(new_root: str, read_only: list[str], writable: list[str], workdir: str) -> bool:
     """Make the filesystem the worker sees hold only `read_only` and `writable` (each at its own
     path) and nothing else: the grader's folders, hidden tests and reference simply are not there.
@@ -130,6 +144,8 @@ def confine(new_root: str, read_only: list[str], writable: list[str], workdir: s
             else:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 open(target, "a").close()
+            if path == "/proc" and _own_proc(target):
+                continue
             _mount(path, target, None, MS_BIND | MS_REC)
             if not writable_path and path not in ("/dev", "/proc"):
                 _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
@@ -241,6 +257,19 @@ def _parent(pid: int) -> int | None:
     return None
 
 
+def _resume_if_stopped(pid: int) -> None:
+    """Send SIGCONT to process `pid` (the zygote) if it is stopped: a worker, as its user, may stop
+    it, and every later test would then wait on it until its time ran out."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return
+    if state in ("T", "t"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def worker_env(home: str) -> dict:
     """The environment of the zygote and its workers: nothing of the grader's."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
@@ -269,6 +298,7 @@ class Zygote:
 
     START_TIMEOUT = 300  # seconds the zygote may take to import (Gradescope's 0.5 vCPU is slow)
     REPLY_TIMEOUT = 30
+    POLL_S = 0.2  # how often a wait for the zygote checks that it was not stopped
 
     def __init__(self, submission: pathlib.Path, limits: dict, preload: list[str] | tuple[str, ...] = (), *,
                  fork_here: bool = False):
@@ -392,9 +422,17 @@ class Zygote:
             return ""
 
     def _receive(self, timeout: float) -> dict:
-        self.control.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         try:
-            data = self.control.recv(8192)
+            while True:  # in slices: a worker (same user) may stop the zygote (SIGSTOP) at any time
+                _resume_if_stopped(self.process.pid)
+                self.control.settimeout(max(0.0, min(self.POLL_S, deadline - time.monotonic())))
+                try:
+                    data = self.control.recv(8192)
+                    break
+                except socket.timeout:
+                    if time.monotonic() >= deadline:
+                        raise
         except (OSError, socket.timeout) as exc:
             raise EOFError(str(exc)) from None
         if not data:

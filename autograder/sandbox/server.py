@@ -292,7 +292,10 @@ class RequestServer:
         except BaseException as exc:  # noqa: BLE001 - everything the student's code raises goes back
             self.send(protocol.WorkerAnswer(error=self.describe_error(exc)))
             return
-        self.send(protocol.WorkerAnswer(ok=True, values=values))
+        try:
+            self.send(protocol.WorkerAnswer(ok=True, values=values))
+        except BaseException as exc:  # noqa: BLE001 - describing the value ran student code (a hostile __getattribute__)
+            self.send(protocol.WorkerAnswer(error=self.describe_error(exc)))
 
     def describe_error(self, exc: BaseException) -> dict:
         if isinstance(exc, GradingFailure):

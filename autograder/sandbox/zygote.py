@@ -39,7 +39,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 
 MESSAGE_SIZE = 8192       # bytes of one control message, at most
 FDS = 3                   # the worker's request pipe, answer pipe and output file
@@ -146,8 +145,8 @@ class Zygote:
                 self.control.close()
                 become_worker(workdir, fds, self.config)
                 code = 0
-            except BaseException:  # noqa: BLE001 - the worker's last words go to its output file
-                traceback.print_exc()
+            except BaseException as exc:  # noqa: BLE001 - the worker's last words go to its output file
+                last_words(exc, self.config["submission"])
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush(), sys.stderr.flush()
@@ -207,6 +206,18 @@ def become_worker(workdir: str, fds: list[int], config: dict) -> None:
     server.main([str(requests), str(answers), json.dumps({
         "submission": config["submission"], "workdir": workdir, "limits": config.get("limits", {}),
         "output_limit": config["output_limit"]})])
+
+
+def last_words(exc: BaseException, submission: str) -> None:
+    """Print why the worker ends, its student frames only: the grader's own frames (their paths,
+    its code) are not the student's to see."""
+    from ..kit import adapter
+
+    try:
+        sys.stderr.write(adapter.format_student_traceback(exc, submission) + "\n")
+    except BaseException:  # noqa: BLE001 - a hostile __str__: the type alone
+        with contextlib.suppress(BaseException):
+            sys.stderr.write(f"{type(exc).__name__[:100]}\n")
 
 
 def _close(fd: int) -> None:
