@@ -218,7 +218,8 @@ def _restarts(table: Table, manifest, tmp: pathlib.Path) -> None:
     graded = run(grade_command(manifest.name, crashing, tmp / "c.json", "--verbose"), ROOT)
     if json.loads((tmp / "c.json").read_text(encoding="utf-8")).get("score"):
         raise SystemExit("the crashing submission scored points: it does not crash")
-    found = re.findall(r"(\d+) restarts after a crash or timeout: median ([\d.]+) s, max ([\d.]+) s", graded.output)
+    found = re.findall(r"(\d+) restarts \(after a crash, a timeout, or for another file's tests\): "
+                       r"median ([\d.]+) s, max ([\d.]+) s", graded.output)
     if not found:
         table.row(f"{manifest.name}: worker restart after a crash (no restart logged)", float("inf"),
                   RESTART_TARGET_S, unit="s")

@@ -267,8 +267,8 @@ def pytest_terminal_summary(terminalreporter, config):
     line = (f"sandbox: {zygote.count} workers forked from the zygote; CPU seconds: zygote {own:.2f}, "
             f"workers {reaped + current:.2f}, this process {sum(os.times()[:2]):.2f}")
     if restarts:
-        line += (f"; {len(restarts)} restarts after a crash or timeout: median {restarts[len(restarts) // 2]:.3f} s,"
-                 f" max {restarts[-1]:.3f} s")
+        line += (f"; {len(restarts)} restarts (after a crash, a timeout, or for another file's tests): "
+                 f"median {restarts[len(restarts) // 2]:.3f} s, max {restarts[-1]:.3f} s")
     terminalreporter.write_line(line)
 
 
