@@ -171,6 +171,27 @@ def test_a_mistake_in_plain_data_is_named(tmp_path, transformer, diagnosed):
     assert diagnosis.diagnose({"ab": 2, "abc": 3}, {"ab": 2, "abc": 3}) is None  # the variant is right here
 
 
+def test_a_number_is_named_only_when_the_variant_reproduces_its_error(tmp_path, transformer, diagnosed):
+    """A wrong number (as assert_scalar_close reports it) is named by a variant that reproduces it, not by
+    one merely within the tensors' tolerance of it (lr_at's cosine one step short is not 'decays to 0')."""
+    variant = tmp_path / "model.py"
+    variant.write_text((transformer.path(transformer.reference) / "model.py").read_text()
+                       + "\n\ndef rate(step):\n    return 0.997\n")
+    entry = {"name": "number", "diagnosis": "a rate short by 0.003", "problems": ["rate"], "edits": [],
+             "files": {"model.py": str(variant)}}
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / "v")
+
+    def diagnose(got):
+        adapter._state.reference_call = adapter._state.student_call = ("model", "rate", (3,), {})
+        adapter.record_call("rate", (3,))
+        return diagnosis.diagnose(torch.tensor(got, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+
+    assert diagnose(0.997) == "a rate short by 0.003"
+    assert diagnose(0.997 + 1e-8) == "a rate short by 0.003"   # float32 noise
+    assert diagnose(0.996) is None   # within 1e-3 of the variant's, but its error is 0.004, not 0.003
+
+
 def test_a_name_whose_failures_match_no_known_mistake_stops_being_replayed(tmp_path, transformer, diagnosed):
     """After GIVE_UP_AFTER replays of a name that named nothing (and none that named a mistake), its later
     failures are not replayed: a submission wrong everywhere does not pay every variant at every check."""

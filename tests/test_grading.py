@@ -113,6 +113,22 @@ def test_hidden_outputs_show_no_expected_values(tmp_path, transformer):
             assert "\nexpected:\n" not in test["output"] and ": expected " not in test["output"], test["output"]
 
 
+def test_a_sequential_of_blocks_costs_only_the_attribute_test(tmp_path, transformer):
+    """blocks = nn.Sequential(...) works like the contract's nn.ModuleList: the attribute test says so,
+    and no behaviour test charges the same deviation again."""
+    results = grade("transformer", make_submission(tmp_path / "s", transformer, "transformer-blocks-sequential"))
+    failed = [t["name"] for t in graded_tests(results) if t["status"] == "failed"]
+    assert len(failed) == 1 and "blocks (ModuleList of num_layers Blocks)" in failed[0], failed
+
+
+def test_reading_a_tensors_values_on_the_meta_device_is_explained(tmp_path, transformer):
+    """torch's "Tensor.item() cannot be called on meta tensors" gets a line saying why the test used meta."""
+    results = grade("transformer", make_submission(tmp_path / "s", transformer, "sdpa-reads-mask-values"))
+    assert lost(results) == {"scaled_dot_product_attention"}
+    outputs = [t["output"] for t in graded_tests(results) if t["status"] == "failed"]
+    assert outputs and all(messages.META_VALUE in o for o in outputs)
+
+
 def test_syntax_error_costs_only_its_file(tmp_path, transformer):
     submission = make_submission(tmp_path / "s", transformer, extra=[
         Mutant("model.py", "class FeedForward(nn.Module):", "class FeedForward(nn.Module)")])

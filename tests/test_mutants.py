@@ -97,10 +97,11 @@ NAMED_CLASSES = {
 # fails the finiteness check first). A new wrong variant gets a diagnosis or a line here.
 NO_DIAGNOSIS = {
     "transformer": {
-        "device": ["mask-ignores-device", "cpu-mask-mh", "transformer-positions-on-cpu"],
+        "device": ["mask-ignores-device", "cpu-mask-mh", "transformer-positions-on-cpu", "sdpa-reads-mask-values"],
         "dtype": ["mask-float", "float32-out-sdpa", "scale-float32-tensor-self"],
         "structure": ["module-no-bias", "module-extra-param", "ffn-hidden-width-C", "transformer-tied-weights",
-                      "transformer-blocks-python-list", "transformer-one-block-repeated",
+                      "transformer-blocks-python-list", "transformer-blocks-sequential",
+                      "transformer-one-block-repeated",
                       "transformer-extra-unused-parameter", "block-extra-unused-parameter",
                       "block-one-layernorm-shared",
                       "csa-shared-q-k-projection", "csa-shared-k-v-weight", "ffn-extra-unused-parameter"],

@@ -161,3 +161,10 @@ def test_the_missing_package_is_charged_to_the_file_that_imports_it(tmp_path):
     with pytest.raises(adapter.StudentImportError) as caught:
         adapter.Submission(tmp_path).module("model")
     assert messages.MISSING_PACKAGE.format(package="no_such_package", file="attention.py") in str(caught.value)
+
+
+def test_an_error_on_the_meta_device_says_why_the_test_used_it():
+    with pytest.raises(RuntimeError) as caught:
+        bool(torch.ones(2, device="meta").any())
+    assert plugin.error_note(str(caught.value)) == "\n" + messages.META_VALUE
+    assert plugin.error_note("index 3 is out of bounds") == ""

@@ -23,7 +23,7 @@ import pytest
 
 from ..kit import adapter, messages
 from ..kit.adapter import GradingFailure
-from ..kit.plugin import is_timeout, problems_of, submission_dir
+from ..kit.plugin import error_note, is_timeout, problems_of, submission_dir
 from . import diagnosis
 
 pytest_plugins = ["autograder.kit.plugin"]
@@ -136,7 +136,8 @@ def pytest_autograder_explain(exc, submission):
     from ..sandbox.process import SandboxUnavailable
 
     if isinstance(exc, RemoteError):  # raised by student code in the sandboxed worker
-        summary = messages.RAISED.format(exc=exc.type_name) + ":\n" + (exc.student_traceback or exc.message)
+        summary = (messages.RAISED.format(exc=exc.type_name) + ":\n" + (exc.student_traceback or exc.message)
+                   + error_note(exc.message))
         return summary, diagnosis.diagnose_exception(exc) or ""
     if isinstance(exc, WorkerCrash):
         return messages.WORKER_CRASH.format(how=str(exc)), ""

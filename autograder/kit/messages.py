@@ -19,6 +19,11 @@ PRINTED = "Your code printed (cut to {limit} characters):\n{text}"
 GRADER_ERROR = ("The grader could not run this test (a problem on our side, not in your code): "
                 "please tell your instructor.")
 DIAGNOSIS = "Likely mistake: {diagnosis}"
+# under an exception raised on the meta device (torch: "... cannot be called on meta tensors")
+META_VALUE = ("This test runs your code on the meta device, which holds shapes but no values: it checks that "
+              "nothing is created on a fixed device, and the handout asks your code to run there too. Code that "
+              "reads a tensor's values (`if`, `assert`, `bool()`, `.item()` or `.tolist()` on a tensor) cannot: "
+              "drop such a check, or make it use shapes only.")
 INPUT_CHANGED = ("Your code changed {what} in place; the handout asks to leave inputs as they are: no x += ..., "
                  "x.mul_(...), x[...] = ... or del/append on an argument. Work on a copy or build a new value "
                  "(x = x - m, not x -= m).")

@@ -217,6 +217,12 @@ def current_config():
     return _CONFIG.get("config")
 
 
+def error_note(message: str) -> str:
+    """What to add under a student's exception whose own message does not say what the test wanted:
+    torch's "cannot be called on meta tensors" says nothing of why the test used the meta device."""
+    return "\n" + messages.META_VALUE if "meta tensor" in message else ""
+
+
 def student_message(excinfo, submission: pathlib.Path, timeout: float = 0, hook=None) -> tuple[str, str, str]:
     """(summary, details, diagnosis) for a failure: what any student may read, what only public
     tests show, and the likely mistake (shown as the manifest says). `hook` is the session's
@@ -237,7 +243,7 @@ def student_message(excinfo, submission: pathlib.Path, timeout: float = 0, hook=
         summary = messages.TIMEOUT.format(seconds=timeout)
     elif adapter._is_student_exception(exc, submission):
         summary = (messages.RAISED.format(exc=type(exc).__name__) + ":\n"
-                   + adapter.format_student_traceback(exc, submission))
+                   + adapter.format_student_traceback(exc, submission) + error_note(str(exc)))
         if isinstance(exc, Exception) and hook is not None:
             diagnosis = hook.pytest_autograder_diagnose_exception(exc=exc) or ""
     else:

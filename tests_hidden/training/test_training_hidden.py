@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from autograder.kit.checks import assert_close, assert_equal, assert_scalar_close, expect, expect_tensor
+from autograder.kit.checks import assert_close, assert_equal, assert_scalar_close, expect, expect_tensor, fail
 from autograder.kit.devices import budget, device  # noqa: F401 - `device` is a fixture
 from autograder.kit.training import rounding_noise
 from autograder.kit.torchkit import strict_device
@@ -209,6 +209,16 @@ def loader(device):
     return [batch_of(200 + i, len(pads), 8, device, pads=pads) for i, pads in enumerate(EVAL_PADS)]
 
 
+def expect_numbers(got: tuple, want: tuple, whats: tuple, *, rtol: float, atol: float) -> None:
+    """Each number of `got` within rtol/atol of `want`'s. A failure reports the whole tuple, so that a
+    mistake is named only by a variant that returns every number the student's code did (a right mean
+    loss with a wrong perplexity is not "the mean loss counts padding", whose perplexity is close)."""
+    for g, w, what in zip(got, want, whats):
+        if not abs(g - w) <= atol + rtol * abs(w):
+            fail(f"{what} is off by {abs(g - w):.3g}.", f"expected {w:.6g}, got {g:.6g}.",
+                 got=tuple(float(v) for v in got), expected=tuple(float(v) for v in want))
+
+
 @pytest.mark.problem("evaluate")
 @pytest.mark.parametrize("training", [True, False])
 def test_evaluate_like_reference(student, reference, device, training):
@@ -220,8 +230,8 @@ def test_evaluate_like_reference(student, reference, device, training):
     expect(isinstance(got, (tuple, list)) and len(got) == 2, f"evaluate should return (mean_loss, perplexity), got {got!r}.")
     loss, perplexity = (expect_float(v, "evaluate") for v in got)
     what = f"evaluate on 3 batches (padding {EVAL_PADS}), model in {'train' if training else 'eval'} mode"
-    assert_scalar_close(loss, want[0], what=f"the mean loss of {what}", rtol=1e-4, atol=1e-5)
-    assert_scalar_close(perplexity, want[1], what=f"the perplexity of {what}", rtol=1e-4, atol=1e-5)
+    expect_numbers((loss, perplexity), want, (f"the mean loss of {what}", f"the perplexity of {what}"),
+                   rtol=1e-4, atol=1e-5)
     snap = student.training.snapshot(stu)
     modes = {tuple(c[:2]) for c in snap["calls"]}
     expect(modes == {(False, False)}, f"{what}: the model should run in eval mode without gradients (torch.no_grad()); "
