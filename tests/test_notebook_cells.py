@@ -108,3 +108,47 @@ def test_cell_numbers_read_as_ranges_and_stay_short():
     assert notebook.cell_numbers(list(range(1, 10_001, 2)), limit=3) == "1, 3, 5 and 4997 more"
     built = notebook.assemble([code("x = 1")] * 5 + [code("y = 2", "file:one.py")] + [code("z = 3")] * 2)
     assert notebook.UNTAGGED.format(cells="1-5, 7, 8") in built.notes
+
+
+def test_a_marker_under_a_cell_magic_marks_the_cell():
+    """`%%time` must open its cell: a student timing a graded cell on Colab (no tags) writes the
+    marker on the second line; the cell still counts, and the magic becomes `pass`."""
+    cell = code("%%time\n# file: one.py\ndef f():\n    return 5\n")
+    assert notebook.cell_file(cell) == "one.py"
+    built = notebook.assemble([cell])
+    assert run(built.files["one.py"])["f"]() == 5
+    assert notebook.cell_file(code("x = 1\n# file: one.py\ndef f(): pass")) is None   # only under a magic
+
+
+def test_a_cell_merging_cells_of_two_files_is_cut_at_the_second_marker():
+    """Jupyter's *Merge cells* keeps the first cell's tag: the code after the second file's marker
+    belongs to that file, as it did before the merge. A marker inside a function or a string does not cut."""
+    merged = ("# file: one.py\ndef f():\n    return 1\n\n# file: two.py\nimport math\n\n"
+              "def g():\n    s = '''\n# file: one.py\n'''\n    return math.pi\n")
+    built = notebook.assemble([code(merged, "file:one.py"), code("# file: two.py\nh = g()")])
+    assert built.files["one.py"] == "# file: one.py\ndef f():\n    return 1\n"
+    assert run(built.files["two.py"])["h"] == run("import math\nh = math.pi")["h"]
+    assert built.cells == {"one.py": [0], "two.py": [0, 1]}
+    kept = "# file: one.py\ndef f():\n# file: two.py\n    return 1\n"
+    assert notebook.assemble([code(kept)]).files == {"one.py": kept}
+    assert notebook.parts_of("# file: one.py\n# file: two.py\nx = 1") == ["# file: one.py\n# file: two.py\nx = 1"]
+
+
+def test_a_stub_cell_left_below_the_students_code_does_not_replace_it():
+    """A student who writes a function in a new cell above the handout's stub and leaves the stub
+    there would lose the problem to a placeholder: an untouched stub (only `raise NotImplementedError`,
+    for a function or every method of a class) never replaces an earlier definition, and a note says so."""
+    stub = '# file: one.py\ndef f():\n    """Doc."""\n    raise NotImplementedError("f: not implemented yet")\n'
+    stub_class = "# file: one.py\nclass C:\n    def m(self):\n        raise NotImplementedError\n"
+    cells = [code("def f():\n    return 1\n\n\nclass C:\n    def m(self):\n        return 2", "file:one.py"),
+             code(stub), code(stub_class)]
+    built = notebook.assemble(cells)
+    namespace = run(built.files["one.py"])
+    assert namespace["f"]() == 1 and namespace["C"]().m() == 2
+    assert notebook.STUB_LEFT.format(cell=2, names="f", file="one.py") in built.notes
+    assert built.cells == {"one.py": [0]}
+    # a stub first, the student's code below it: the later definition counts, as always
+    assert run(notebook.assemble([code(stub), cells[0]]).files["one.py"])["f"]() == 1
+    # a cell that does more than stub out, or a stub of a name not defined yet, is kept
+    assert "return 3" in notebook.assemble([cells[0], code(stub + "\n\ndef g():\n    return 3")]).files["one.py"]
+    assert "NotImplementedError" in notebook.assemble([code(stub)]).files["one.py"]

@@ -37,6 +37,8 @@ REMOVED_CELL = "cell {cell}: the `%%{magic}` cell is not Python; it is not part 
 DUPLICATE = ("{name} is defined in cells {cells} of {file}; the last one counts, as when Python runs the "
              "file top to bottom")
 UNTAGGED = "cells not part of any submitted file (not graded, never run by the grader): {cells}"
+STUB_LEFT = ("cell {cell} holds only the starter's stub of {names} (raise NotImplementedError), which {file} "
+             "defines above it: the stub is left out and your own code is graded; delete that cell")
 
 
 def cell_numbers(numbers: list[int], limit: int = 20) -> str:
@@ -68,6 +70,13 @@ def _first_line(source: str) -> str:
     return source.lstrip("\n").split("\n", 1)[0]
 
 
+def _marker_line(source: str) -> str:
+    """The line a code cell's marker is on: the first, or the second under a cell magic (`%%time`
+    must open its cell, so a student timing a graded cell writes the marker below it)."""
+    lines = source.lstrip("\n").split("\n", 2)
+    return lines[1] if len(lines) > 1 and lines[0].lstrip().startswith("%%") else lines[0]
+
+
 def _label(cell: dict, cell_type: str, tag_prefix: str, marker) -> str | None:
     """What a cell of `cell_type` is labelled with: its tag `<tag_prefix>X`, else its marker line, or None."""
     if cell.get("cell_type") != cell_type:
@@ -75,7 +84,8 @@ def _label(cell: dict, cell_type: str, tag_prefix: str, marker) -> str | None:
     for tag in _tags(cell):
         if tag.startswith(tag_prefix):
             return tag[len(tag_prefix):].strip()
-    match = marker.fullmatch(_first_line(source_of(cell)))
+    source = source_of(cell)
+    match = marker.fullmatch(_marker_line(source) if cell_type == "code" else _first_line(source))
     return match["name"] if match else None
 
 
@@ -127,6 +137,30 @@ def _is_python(line: str) -> bool:
     return not stripped.startswith(("%", "!")) and _parses(stripped)
 
 
+def parts_of(source: str) -> list[str]:
+    """A code cell's text cut before each marker line that follows code (two cells merged into one):
+    [the cell up to its second marker, from there to the third, ...]. Only a marker line at the top
+    level cuts (one inside a function or a string does not); a cell that does not parse is not cut."""
+    lines = source.split("\n")
+    started, marks = False, []
+    for number, line in enumerate(lines):
+        if FILE_MARKER.fullmatch(line):
+            if started:
+                marks.append(number)
+        elif line.strip() and not line.lstrip().startswith("%%"):
+            started = True
+    if not marks:
+        return [source]
+    code, _ = python_of(source)
+    try:
+        tree = ast.parse(code or "")
+    except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
+        return [source]
+    inside = {n for node in tree.body for n in range(node.lineno - 1, node.end_lineno)}
+    bounds = [0, *(m for m in marks if m not in inside), len(lines)]
+    return ["\n".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
 @dataclasses.dataclass
 class Assembly:
     """A notebook cut into submitted files."""
@@ -147,6 +181,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     answers: dict[str, str] = {}
     untagged: list[int] = []
     notes: list[str] = []
+    defined: dict[str, set[str]] = {}   # file name -> the functions and classes its cells so far define
     for index, cell in enumerate(cells):
         qid = answer_id(cell)
         if qid is not None:
@@ -167,14 +202,55 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
             notes.append(REMOVED_CELL.format(cell=index + 1, magic=removed[0][2:].split()[0], file=name))
             continue
         notes.extend(REMOVED_LINE.format(cell=index + 1, line=line) for line in removed)
-        parts.setdefault(name, []).append(code.rstrip("\n") + "\n")
-        where.setdefault(name, []).append(index)
+        for k, part in enumerate(parts_of(code)):
+            file = name if k == 0 else FILE_MARKER.fullmatch(part.split("\n", 1)[0])["name"]
+            if files is not None and file not in files:
+                continue
+            known, stubs = defined.setdefault(file, set()), _stub_names(part)
+            if stubs and stubs <= known:   # a stub cell left below the student's code
+                notes.append(STUB_LEFT.format(cell=index + 1, names=", ".join(sorted(stubs)), file=file))
+                continue
+            known |= _defined_names(part)
+            parts.setdefault(file, []).append(part.rstrip("\n") + "\n")
+            where.setdefault(file, []).append(index)
     joined = {name: "\n\n".join(codes) for name, codes in parts.items()}
     for name in joined:
-        notes.extend(_duplicates(name, [source_of(cells[i]) for i in where[name]], where[name]))
+        notes.extend(_duplicates(name, parts[name], where[name]))
     if untagged:
         notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
-    return Assembly(joined, where, answers, untagged, notes)
+    return Assembly(joined, {name: list(dict.fromkeys(found)) for name, found in where.items()}, answers,
+                    untagged, notes)
+
+
+def _top_level(code: str) -> list[ast.stmt]:
+    try:
+        return ast.parse(code).body
+    except (SyntaxError, ValueError):   # ValueError: a null byte (Python < 3.11.4)
+        return []
+
+
+def _defined_names(code: str) -> set[str]:
+    return {node.name for node in _top_level(code)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def _is_stub(node: ast.stmt) -> bool:
+    """A function whose body (after its docstring) only raises NotImplementedError, or a class of such functions."""
+    body = node.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]   # the docstring
+    if isinstance(node, ast.ClassDef):
+        return bool(body) and all(_is_stub(child) for child in body)
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return False
+    raised = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+
+
+def _stub_names(code: str) -> set[str]:
+    """The names a cell defines when it holds only stubs (the starter's `raise NotImplementedError`), else none."""
+    nodes = _top_level(code)
+    return {node.name for node in nodes} if nodes and all(_is_stub(node) for node in nodes) else set()
 
 
 def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
