@@ -152,3 +152,18 @@ def test_a_stub_cell_left_below_the_students_code_does_not_replace_it():
     # a cell that does more than stub out, or a stub of a name not defined yet, is kept
     assert "return 3" in notebook.assemble([cells[0], code(stub + "\n\ndef g():\n    return 3")]).files["one.py"]
     assert "NotImplementedError" in notebook.assemble([code(stub)]).files["one.py"]
+
+
+def test_a_cell_meant_for_a_file_but_not_marked_says_how_to_mark_it():
+    """On Colab (no tags) a near-miss marker line or a `%%writefile` cell leaves the code out of the
+    file: the note names the cell and the exact line to write."""
+    cells = [code("# File: one.py\ndef f(): pass"), code("# file: `one.py`  <- mine\ndef g(): pass"),
+             code("%%writefile one.py\ndef h(): pass"), code("%%writefile -a src/one.py\ndef k(): pass"),
+             code("# file: other.py\nx = 1"), code("# a file: plot\nplt.plot()")]
+    built = notebook.assemble(cells, files=("one.py",))
+    assert built.files == {} and built.untagged == [0, 1, 2, 3, 4, 5]
+    assert built.notes[:4] == [
+        notebook.NEAR_MARKER.format(cell=1, line="# File: one.py", file="one.py"),
+        notebook.NEAR_MARKER.format(cell=2, line="# file: `one.py`  <- mine", file="one.py"),
+        notebook.WRITEFILE.format(cell=3, file="one.py"), notebook.WRITEFILE.format(cell=4, file="one.py")]
+    assert len(built.notes) == 5   # and the list of cells not graded: other.py is not asked for, cell 6 is no marker

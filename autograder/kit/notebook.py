@@ -37,6 +37,13 @@ REMOVED_CELL = "cell {cell}: the `%%{magic}` cell is not Python; it is not part 
 DUPLICATE = ("{name} is defined in cells {cells} of {file}; the last one counts, as when Python runs the "
              "file top to bottom")
 UNTAGGED = "cells not part of any submitted file (not graded, never run by the grader): {cells}"
+NEAR_MARKER = ("cell {cell}: its first line `{line}` is not the marker line `# file: {file}` (exactly that, "
+               "alone on its line), so the cell is not graded")
+WRITEFILE = ("cell {cell} writes {file} with `%%writefile`, which the grader does not run: replace that line "
+             "with `# file: {file}` to grade the cell")
+# A first line meant as a marker: "# File: attention.py", "# file: `attention.py`", "# file: attention.py <- mine".
+LOOKS_LIKE_MARKER = re.compile(r"#\s*file\s*:.*?(?P<name>[\w.-]+\.py)", re.IGNORECASE)
+WRITEFILE_MAGIC = re.compile(r"%%writefile\s+(?:-a\s+)?(?P<name>[\w./-]*?(?P<file>[\w.-]+\.py))\s*")
 STUB_LEFT = ("cell {cell} holds only the starter's stub of {names} (raise NotImplementedError), which {file} "
              "defines above it: the stub is left out and your own code is graded; delete that cell")
 
@@ -196,6 +203,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
         name = cell_file(cell)
         if name is None or (files is not None and name not in files):
             untagged.append(index)
+            notes.extend(_near_miss(index, source_of(cell), files))
             continue
         code, removed = python_of(source_of(cell))
         if code is None:
@@ -220,6 +228,17 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
         notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, {name: list(dict.fromkeys(found)) for name, found in where.items()}, answers,
                     untagged, notes)
+
+
+def _near_miss(index: int, source: str, files) -> list[str]:
+    """A note for an unmarked cell that was meant for a submitted file: a first line close to the marker,
+    or a `%%writefile` of the file."""
+    first = _first_line(source).strip()
+    near, magic = LOOKS_LIKE_MARKER.match(first), WRITEFILE_MAGIC.fullmatch(first)
+    name = near["name"] if near else magic["file"] if magic else None
+    if name is None or (files is not None and name not in files):
+        return []
+    return [(NEAR_MARKER if near else WRITEFILE).format(cell=index + 1, line=first, file=name)]
 
 
 def _top_level(code: str) -> list[ast.stmt]:
