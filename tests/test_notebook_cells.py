@@ -167,3 +167,14 @@ def test_a_cell_meant_for_a_file_but_not_marked_says_how_to_mark_it():
         notebook.NEAR_MARKER.format(cell=2, line="# file: `one.py`  <- mine", file="one.py"),
         notebook.WRITEFILE.format(cell=3, file="one.py"), notebook.WRITEFILE.format(cell=4, file="one.py")]
     assert len(built.notes) == 5   # and the list of cells not graded: other.py is not asked for, cell 6 is no marker
+
+
+def test_a_solution_written_in_an_unmarked_cell_is_named():
+    """On Colab a student writes the function in a new cell under the handout's stub, without the marker:
+    the stub is graded; a note names the cell. Exploration that defines nothing of a file's is not noted."""
+    stub = '# file: one.py\ndef f():\n    raise NotImplementedError("f: not implemented yet")\n'
+    cells = [code(stub), code("def f():\n    return 1"), code("def plot():\n    pass\nf()")]
+    built = notebook.assemble(cells)
+    assert notebook.UNMARKED.format(cell=2, names="f", file="one.py") in built.notes
+    assert not any("plot" in note for note in built.notes)
+    assert "NotImplementedError" in built.files["one.py"]

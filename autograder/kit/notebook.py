@@ -44,6 +44,8 @@ WRITEFILE = ("cell {cell} writes {file} with `%%writefile`, which the grader doe
 # A first line meant as a marker: "# File: attention.py", "# file: `attention.py`", "# file: attention.py <- mine".
 LOOKS_LIKE_MARKER = re.compile(r"#\s*file\s*:.*?(?P<name>[\w.-]+\.py)", re.IGNORECASE)
 WRITEFILE_MAGIC = re.compile(r"%%writefile\s+(?:-a\s+)?(?P<name>[\w./-]*?(?P<file>[\w.-]+\.py))\s*")
+UNMARKED = ("cell {cell} defines {names}, as {file} does, but its first line is not `# file: {file}`: it is not "
+            "graded (your code in it is not part of {file})")
 STUB_LEFT = ("cell {cell} holds only the starter's stub of {names} (raise NotImplementedError), which {file} "
              "defines above it: the stub is left out and your own code is graded; delete that cell")
 
@@ -224,6 +226,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     joined = {name: "\n\n".join(codes) for name, codes in parts.items()}
     for name in joined:
         notes.extend(_duplicates(name, parts[name], where[name]))
+    notes.extend(_unmarked_definitions(cells, untagged, defined))
     if untagged:
         notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, {name: list(dict.fromkeys(found)) for name, found in where.items()}, answers,
@@ -239,6 +242,19 @@ def _near_miss(index: int, source: str, files) -> list[str]:
     if name is None or (files is not None and name not in files):
         return []
     return [(NEAR_MARKER if near else WRITEFILE).format(cell=index + 1, line=first, file=name)]
+
+
+def _unmarked_definitions(cells: list[dict], untagged: list[int], defined: dict[str, set[str]]) -> list[str]:
+    """A note for each unmarked code cell that defines a function or class a submitted file defines (the
+    student's solution written in a new cell without the marker, below the handout's stub, say)."""
+    notes = []
+    for index in untagged:
+        names = _defined_names(python_of(source_of(cells[index]))[0] or "")
+        for file, known in defined.items():
+            if names & known:
+                notes.append(UNMARKED.format(cell=index + 1, names=", ".join(sorted(names & known)), file=file))
+                break
+    return notes
 
 
 def _top_level(code: str) -> list[ast.stmt]:
