@@ -357,6 +357,18 @@ def test_cell_ids_in_a_notebook_numbered_below_4_5_do_not_make_it_unreadable(tmp
     assert report.missing == [] and not report.error, report.notes
 
 
+def test_a_note_says_which_line_of_the_rebuilt_file_each_cell_starts_on(tmp_path):
+    """A traceback names `one.py, line 7`: the student finds the cell from the note."""
+    sources = ["# file: one.py\nimport math", "# file: one.py\n%%time\ndef f():\n    return math.pi\n\n\n",
+               "print('explore')", "# file: one.py\ndef g():\n    return 1 / 0"]
+    write_notebook(v4.new_notebook(cells=[v4.new_code_cell(s) for s in sources]), tmp_path / "hw.ipynb")
+    report = intake.take(tmp_path / "hw.ipynb", ["one.py"], tmp_path / "clean")
+    lines = (tmp_path / "clean" / "one.py").read_text().splitlines()
+    assert lines[5 - 1] == lines[11 - 1] == "# file: one.py" and lines[12 - 1] == "def g():"
+    assert messages.NOTEBOOK_LINES.format(file="one.py", starts="cell 1 at line 1, cell 2 at line 5, cell 4 at line 11"
+                                          ) in report.notes
+
+
 def test_read_drops_outputs_so_an_odd_output_does_not_make_a_notebook_unreadable():
     cell = v4.new_code_cell("x = 1", metadata={"tags": ["file:one.py"]})
     raw = json.loads(nbformat.writes(v4.new_notebook(cells=[cell])))

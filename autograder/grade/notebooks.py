@@ -40,6 +40,7 @@ class NotebookFiles:
     cells: dict[str, list[int]]        # submitted file name -> its cells (numbered from 1)
     answers: dict[str, str]            # written question id -> the answer's Markdown
     notes: list[str]                   # what was ignored or changed (kit/notebook.py's notes)
+    starts: dict[str, list[tuple[int, int]]] = dataclasses.field(default_factory=dict)  # file -> (cell, line)
 
 
 def _short(text: str) -> str:
@@ -120,7 +121,8 @@ def cut(data: bytes, wanted: list[str] | tuple[str, ...]) -> NotebookFiles:
              for name, code in assembly.files.items()}
     cells = {name: [i + 1 for i in indexes] for name, indexes in assembly.cells.items()}
     answers = {qid: _cut_answer(text.strip()) for qid, text in assembly.answers.items()}
-    return NotebookFiles(files, cells, answers, _capped(assembly.notes, bool(assembly.untagged)))
+    starts = {name: [(i + 1, line) for i, line in found] for name, found in assembly.starts.items()}
+    return NotebookFiles(files, cells, answers, _capped(assembly.notes, bool(assembly.untagged)), starts)
 
 
 def _capped(notes: list[str], untagged: bool) -> list[str]:

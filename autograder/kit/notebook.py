@@ -2,9 +2,12 @@
 (build writes it), its check cells (the student's kernel) and notebook submissions (intake).
 
 A code cell belongs to a submitted file when its metadata tags hold ``file:<name>.py`` or,
-for editors that drop metadata, when its first line is the marker comment ``# file: <name>.py``.
-A file is its cells' code joined in notebook order; untagged cells (exploration, plots) are
-never part of it. A Markdown cell tagged ``answer:<id>`` (or whose first line is
+for editors that drop metadata, when its first line is the marker comment ``# file: <name>.py``
+(its second line under a cell magic such as ``%%time``). A file is its cells' code joined in
+notebook order; untagged cells (exploration, plots) are never part of it. A marker line further
+down a cell, at the top level, starts a part of that file (cells of two files merged into one),
+and an untouched stub (only ``raise NotImplementedError``) below an earlier definition of the
+same name is left out, with a note. A Markdown cell tagged ``answer:<id>`` (or whose first line is
 ``<!-- answer: <id> -->``) holds the answer to the written question <id>.
 
 IPython-only lines (``%magic``, ``!shell``, ``x = !cmd``, ``%%cell`` magics) are not Python:
@@ -178,6 +181,7 @@ class Assembly:
     answers: dict[str, str]                 # question id -> the answer's Markdown (marker line dropped)
     untagged: list[int]                     # code cells that belong to no file
     notes: list[str]
+    starts: dict[str, list[tuple[int, int]]] = dataclasses.field(default_factory=dict)  # file -> (cell, first line)
 
 
 def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None) -> Assembly:
@@ -230,7 +234,16 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     if untagged:
         notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, {name: list(dict.fromkeys(found)) for name, found in where.items()}, answers,
-                    untagged, notes)
+                    untagged, notes, {name: _starts(parts[name], where[name]) for name in parts})
+
+
+def _starts(codes: list[str], indexes: list[int]) -> list[tuple[int, int]]:
+    """(cell index, the line of the joined file its code starts on) for each part: "\n\n" joins them."""
+    out, line = [], 1
+    for code, index in zip(codes, indexes):
+        out.append((index, line))
+        line += code.count("\n") + 2
+    return out
 
 
 def _near_miss(index: int, source: str, files) -> list[str]:
