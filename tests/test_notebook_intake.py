@@ -365,8 +365,8 @@ def test_a_note_says_which_line_of_the_rebuilt_file_each_cell_starts_on(tmp_path
     report = intake.take(tmp_path / "hw.ipynb", ["one.py"], tmp_path / "clean")
     lines = (tmp_path / "clean" / "one.py").read_text().splitlines()
     assert lines[5 - 1] == lines[11 - 1] == "# file: one.py" and lines[12 - 1] == "def g():"
-    assert messages.NOTEBOOK_LINES.format(file="one.py", starts="cell 1 at line 1, cell 2 at line 5, cell 4 at line 11"
-                                          ) in report.notes
+    starts = "cell 1 at line 1, cell 2 at line 5, cell 4 at line 11"
+    assert messages.NOTEBOOK_LINES.format(file="one.py", notebook="hw.ipynb", starts=starts) in report.notes
 
 
 def test_read_drops_outputs_so_an_odd_output_does_not_make_a_notebook_unreadable():

@@ -71,7 +71,7 @@ NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: cl
 NOTEBOOK_TOO_MANY = ("Your submission holds {count} notebooks: only the {limit} shallowest were read, not "
                      "{ignored}.")
 NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
-NOTEBOOK_LINES = "Where {file}'s cells start (a traceback's line numbers are {file}'s): {starts}."
+NOTEBOOK_LINES = "A traceback's line numbers are {file}'s; its cells of {notebook} start at {starts}."
 NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
                      "or its first line is `# file: <name>.py`.")
 NOTEBOOK_AND_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: {path} was graded, "
