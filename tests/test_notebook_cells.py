@@ -80,6 +80,8 @@ def test_a_function_defined_in_two_cells_is_noted_and_the_last_one_counts():
     built = notebook.assemble(cells)
     assert notebook.DUPLICATE.format(name="f", cells="1, 3", file="one.py") in built.notes
     assert run(built.files["one.py"])["f"]() == 2
+    same = notebook.assemble([cells[2], cells[2], cells[2]])   # a cell copied or run again, unchanged: no note
+    assert same.notes == [] and run(same.files["one.py"])["f"]() == 2
 
 
 def test_answer_cells_by_tag_or_marker_are_kept_without_the_marker():

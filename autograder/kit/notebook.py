@@ -302,8 +302,10 @@ def _stub_names(code: str) -> set[str]:
 
 
 def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
-    """A note for each top-level function or class defined in more than one of a file's cells."""
+    """A note for each top-level function or class defined differently in more than one of a file's cells
+    (a cell copied or run twice, unchanged, is not worth a note: the notes a student reads are few)."""
     defined: dict[str, list[int]] = {}
+    versions: dict[str, set[str]] = {}
     for source, index in zip(sources, indexes):
         code, _ = python_of(source)
         try:
@@ -313,7 +315,8 @@ def _duplicates(name: str, sources: list[str], indexes: list[int]) -> list[str]:
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 cells = defined.setdefault(node.name, [])
+                versions.setdefault(node.name, set()).add(ast.dump(node))
                 if index + 1 not in cells:
                     cells.append(index + 1)
     return [DUPLICATE.format(name=n, cells=cell_numbers(c), file=name)
-            for n, c in defined.items() if len(c) > 1]
+            for n, c in defined.items() if len(c) > 1 and len(versions[n]) > 1]
