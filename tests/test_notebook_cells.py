@@ -180,3 +180,20 @@ def test_a_solution_written_in_an_unmarked_cell_is_named():
     assert notebook.UNMARKED.format(cell=2, names="f", file="one.py") in built.notes
     assert not any("plot" in note for note in built.notes)
     assert "NotImplementedError" in built.files["one.py"]
+
+
+def test_an_imports_cell_moved_below_the_cells_using_it_is_graded_first():
+    """The handout's imports cell moved below a function whose annotation needs `math`: the kernel ran it
+    first (the student's checks passed), a file joined in notebook order would fail at import. Such a cell,
+    only imports, goes to the top of the file, with a note; an imports cell nothing above uses stays put."""
+    cells = [code("# file: one.py\ndef f(x: math.pi = 1):\n    return math.pi", "file:one.py"),
+             code('# file: one.py\n"""The module."""\nimport math'),
+             code("# file: one.py\nimport os\nimport sys")]
+    built = notebook.assemble(cells)
+    assert run(built.files["one.py"])["f"]() == run("import math")["math"].pi
+    assert built.files["one.py"].index("import math") < built.files["one.py"].index("def f")
+    assert built.files["one.py"].index("def f") < built.files["one.py"].index("import os")
+    assert built.cells == {"one.py": [1, 0, 2]}
+    assert built.notes == [notebook.HOISTED.format(cell=2, file="one.py")]
+    bound = [code("# file: one.py\nimport math as m\nmath = m\ndef f():\n    return math.pi"), cells[1]]
+    assert notebook.assemble(bound).cells == {"one.py": [0, 1]}   # bound above: the order is kept

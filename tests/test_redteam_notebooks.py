@@ -64,7 +64,8 @@ def test_a_correct_colab_notebook_with_the_quirks_students_make_gets_full_marks(
     """The reference pasted into the handout, then saved as students do: cell ids under nbformat 4.4
     (was unreadable: 0 points), Colab's lost tags, `%%time` above a marker (lost causal_mask), the last
     attention.py cell merged with model.py's first (lost model.py), a stub left below its solution (lost
-    lm_loss). Each quirk alone cost points before; together they cost none."""
+    lm_loss), attention.py's imports cell moved below a function (lost attention.py). Each quirk alone
+    cost points before; together they cost none."""
     import json
 
     from autograder import manifest as manifest_module
@@ -79,6 +80,8 @@ def test_a_correct_colab_notebook_with_the_quirks_students_make_gets_full_marks(
     cells[mask]["source"] = "%%time\n" + "".join(cells[mask]["source"])
     last, given = _index(cells, "class MultiHeadAttention", "attention.py"), _index(cells, '"""A small GPT', "model.py")
     cells[last]["source"] = "".join(cells[last]["source"]) + "\n\n" + "".join(cells.pop(given)["source"])
+    imports = _index(cells, '"""Attention functions', "attention.py")
+    cells.insert(imports + 1, cells.pop(imports))   # below the first function, whose annotations need torch
     for cell in cells:
         cell["metadata"].pop("tags", None)
     notebook["nbformat_minor"] = 4

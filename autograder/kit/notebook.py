@@ -6,8 +6,9 @@ for editors that drop metadata, when its first line is the marker comment ``# fi
 (its second line under a cell magic such as ``%%time``). A file is its cells' code joined in
 notebook order; untagged cells (exploration, plots) are never part of it. A marker line further
 down a cell, at the top level, starts a part of that file (cells of two files merged into one),
-and an untouched stub (only ``raise NotImplementedError``) below an earlier definition of the
-same name is left out, with a note. A Markdown cell tagged ``answer:<id>`` (or whose first line is
+an untouched stub (only ``raise NotImplementedError``) below an earlier definition of the
+same name is left out, and a cell that only imports, below cells using what it imports, is put
+first (the kernel ran it first); notes say so. A Markdown cell tagged ``answer:<id>`` (or whose first line is
 ``<!-- answer: <id> -->``) holds the answer to the written question <id>.
 
 IPython-only lines (``%magic``, ``!shell``, ``x = !cmd``, ``%%cell`` magics) are not Python:
@@ -49,6 +50,8 @@ LOOKS_LIKE_MARKER = re.compile(r"#\s*file\s*:.*?(?P<name>[\w.-]+\.py)", re.IGNOR
 WRITEFILE_MAGIC = re.compile(r"%%writefile\s+(?:-a\s+)?(?P<name>[\w./-]*?(?P<file>[\w.-]+\.py))\s*")
 UNMARKED = ("cell {cell} defines {names}, as {file} does, but its first line is not `# file: {file}`: it is not "
             "graded (your code in it is not part of {file})")
+HOISTED = ("cell {cell} only imports, and cells above it in {file} use what it imports: it is graded at the top "
+           "of {file}, as you must have run it first (move it up in your notebook)")
 STUB_LEFT = ("cell {cell} holds only the starter's stub of {names} (raise NotImplementedError), which {file} "
              "defines above it: the stub is left out and your own code is graded; delete that cell")
 
@@ -227,6 +230,9 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
             known |= _defined_names(part)
             parts.setdefault(file, []).append(part.rstrip("\n") + "\n")
             where.setdefault(file, []).append(index)
+    for name in parts:
+        parts[name], where[name], moved = _imports_first(parts[name], where[name])
+        notes.extend(HOISTED.format(cell=index + 1, file=name) for index in moved)
     joined = {name: "\n\n".join(codes) for name, codes in parts.items()}
     for name in joined:
         notes.extend(_duplicates(name, parts[name], where[name]))
@@ -268,6 +274,38 @@ def _unmarked_definitions(cells: list[dict], untagged: list[int], defined: dict[
                 notes.append(UNMARKED.format(cell=index + 1, names=", ".join(sorted(names & known)), file=file))
                 break
     return notes
+
+
+def _imports_first(codes: list[str], indexes: list[int]) -> tuple[list[str], list[int], list[int]]:
+    """A file's parts with each part that only imports (after a docstring), and imports a name an earlier
+    part uses before any part binds it, moved to the front (the handout's imports cell moved below a
+    function whose annotations need torch: the kernel ran it first). (parts, their cells, the moved cells)."""
+    moved, bound, used = [], set(), set()
+    for k, code in enumerate(codes):
+        nodes = _top_level(code)
+        body = nodes[1:] if nodes and isinstance(nodes[0], ast.Expr) and isinstance(nodes[0].value, ast.Constant) \
+            else nodes
+        names = _bound_names(nodes)
+        if k and body and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body) and names & (used - bound):
+            moved.append(k)
+        bound |= names
+        used |= {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)
+                 and isinstance(n.ctx, ast.Load)}
+    order = moved + [k for k in range(len(codes)) if k not in moved]
+    return [codes[k] for k in order], [indexes[k] for k in order], [indexes[k] for k in moved]
+
+
+def _bound_names(nodes: list[ast.stmt]) -> set[str]:
+    """The names top-level statements bind: imports, functions, classes, assignments."""
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        else:
+            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
 
 
 def _top_level(code: str) -> list[ast.stmt]:
