@@ -197,3 +197,13 @@ def test_an_imports_cell_moved_below_the_cells_using_it_is_graded_first():
     assert built.notes == [notebook.HOISTED.format(cell=2, file="one.py")]
     bound = [code("# file: one.py\nimport math as m\nmath = m\ndef f():\n    return math.pi"), cells[1]]
     assert notebook.assemble(bound).cells == {"one.py": [0, 1]}   # bound above: the order is kept
+
+
+def test_a_cell_holding_only_the_marker_is_named():
+    """A cell split just below its marker line (Colab: no tags): the code went to an unmarked cell."""
+    cells = [code("# file: one.py\n# my solution\n"), code("def f():\n    return 1"), code("# file: one.py\nx = 1")]
+    built = notebook.assemble(cells)
+    assert notebook.MARKER_ONLY.format(cell=1, file="one.py") in built.notes
+    assert not any("cell 3 holds" in note for note in built.notes)
+    split = [code("# file: one.py", "file:one.py"), code("def f():\n    return 1", "file:one.py")]   # tags kept
+    assert notebook.assemble(split).notes == []

@@ -52,6 +52,8 @@ UNMARKED = ("cell {cell} defines {names}, as {file} does, but its first line is 
             "graded (your code in it is not part of {file})")
 HOISTED = ("cell {cell} only imports, and cells above it in {file} use what it imports: it is graded at the top "
            "of {file}, as you must have run it first (move it up in your notebook)")
+MARKER_ONLY = ("cell {cell} holds the marker of {file} and no code: only the code in the marked cell itself is "
+               "graded (a cell split below its marker? merge it with the next one)")
 STUB_LEFT = ("cell {cell} holds only the starter's stub of {names} (raise NotImplementedError), which {file} "
              "defines above it: the stub is left out and your own code is graded; delete that cell")
 
@@ -198,6 +200,7 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     untagged: list[int] = []
     notes: list[str] = []
     defined: dict[str, set[str]] = {}   # file name -> the functions and classes its cells so far define
+    bare: list[tuple[int, str]] = []    # (cell, file) of a cell holding its marker and no code
     for index, cell in enumerate(cells):
         qid = answer_id(cell)
         if qid is not None:
@@ -227,6 +230,8 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
             if stubs and stubs <= known:   # a stub cell left below the student's code
                 notes.append(STUB_LEFT.format(cell=index + 1, names=", ".join(sorted(stubs)), file=file))
                 continue
+            if not any(line.strip() and not line.lstrip().startswith("#") for line in part.split("\n")):
+                bare.append((index, file))
             known |= _defined_names(part)
             parts.setdefault(file, []).append(part.rstrip("\n") + "\n")
             where.setdefault(file, []).append(index)
@@ -237,6 +242,8 @@ def assemble(cells: list[dict], files: tuple[str, ...] | list[str] | None = None
     for name in joined:
         notes.extend(_duplicates(name, parts[name], where[name]))
     notes.extend(_unmarked_definitions(cells, untagged, defined))
+    notes.extend(MARKER_ONLY.format(cell=index + 1, file=file) for index, file in bare   # a cell split below
+                 if index + 1 not in where[file])                                        # its marker, on Colab
     if untagged:
         notes.append(UNTAGGED.format(cells=cell_numbers([i + 1 for i in untagged])))
     return Assembly(joined, {name: list(dict.fromkeys(found)) for name, found in where.items()}, answers,
