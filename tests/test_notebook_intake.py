@@ -191,6 +191,9 @@ def test_a_notebook_through_run_autograder_shows_its_written_answers(tmp_path, c
      "not a valid Jupyter notebook"),
     (b'{"nbformat": 99, "nbformat_minor": 0, "metadata": {}, "cells": []}', "not a valid Jupyter notebook"),
     (b'{"nbformat": 3, "nbformat_minor": 0, "worksheets": 5}', "not a valid Jupyter notebook"),
+    (b"\n", messages.NOTEBOOK_EMPTY),
+    (b"import torch\n\n\ndef causal_mask(T):\n    return torch.ones(T, T).tril().bool()\n",
+     messages.NOTEBOOK_IS_PYTHON.format(files="attention.py, model.py, debugging.py")),
 ])
 def test_a_broken_notebook_scores_0_with_a_clear_error_and_no_test_runs(tmp_path, transformer, data, why):
     (tmp_path / "hw.ipynb").write_bytes(data)
@@ -340,6 +343,30 @@ def test_a_notebook_without_tagged_cells_says_how_to_tag_them(tmp_path):
     report = intake.take(tmp_path, ["one.py"], tmp_path / "clean")
     assert report.missing == ["one.py"] and not report.error
     assert messages.NOTEBOOK_NO_CELLS.format(notebook="hw.ipynb", files="one.py") in report.notes
+
+
+def test_cell_ids_in_a_notebook_numbered_below_4_5_do_not_make_it_unreadable(tmp_path):
+    """Editors add cell ids without raising nbformat_minor to 5; nbformat then refuses the notebook
+    ("'id' was unexpected") and a correct submission scored 0. Grading never reads the ids."""
+    cells = [v4.new_code_cell("def f():\n    return 1", metadata={"tags": ["file:one.py"]})]
+    raw = json.loads(nbformat.writes(v4.new_notebook(cells=cells)))
+    raw["nbformat_minor"] = 4
+    assert "id" in raw["cells"][0]
+    (tmp_path / "hw.ipynb").write_text(json.dumps(raw))
+    report = intake.take(tmp_path / "hw.ipynb", ["one.py"], tmp_path / "clean")
+    assert report.missing == [] and not report.error, report.notes
+
+
+def test_a_note_says_which_line_of_the_rebuilt_file_each_cell_starts_on(tmp_path):
+    """A traceback names `one.py, line 7`: the student finds the cell from the note."""
+    sources = ["# file: one.py\nimport math", "# file: one.py\n%%time\ndef f():\n    return math.pi\n\n\n",
+               "print('explore')", "# file: one.py\ndef g():\n    return 1 / 0"]
+    write_notebook(v4.new_notebook(cells=[v4.new_code_cell(s) for s in sources]), tmp_path / "hw.ipynb")
+    report = intake.take(tmp_path / "hw.ipynb", ["one.py"], tmp_path / "clean")
+    lines = (tmp_path / "clean" / "one.py").read_text().splitlines()
+    assert lines[5 - 1] == lines[11 - 1] == "# file: one.py" and lines[12 - 1] == "def g():"
+    starts = "cell 1 at line 1, cell 2 at line 5, cell 4 at line 11"
+    assert messages.NOTEBOOK_LINES.format(file="one.py", notebook="hw.ipynb", starts=starts) in report.notes
 
 
 def test_read_drops_outputs_so_an_odd_output_does_not_make_a_notebook_unreadable():

@@ -260,6 +260,9 @@ def _take_notebook(candidates: dict, wanted, destination: pathlib.Path, found: d
         found[name] = chosen
         notes.append(messages.NOTEBOOK_GAVE.format(file=name, notebook=chosen,
                                                    cells=convention.cell_numbers(book.cells[name])))
+        if len(book.starts.get(name, [])) > 1:   # so that a traceback's "line 63" leads to its cell
+            notes.append(messages.NOTEBOOK_LINES.format(file=name, notebook=chosen, starts=", ".join(
+                f"cell {cell} at line {line}" for cell, line in book.starts[name])))
     notes.extend(f"{chosen}: {note}" for note in book.notes)
     lacking = [name for name in wanted if name not in found]
     if lacking:

@@ -14,6 +14,7 @@ raises NotebookError with a message for the student.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 
@@ -25,6 +26,7 @@ MAX_CELLS = 10_000          # the handouts have about 100; reading 10 000 takes 
 MAX_NOTES = 30              # notes about one notebook shown (a removed IPython line each, ...)
 MAX_ANSWER_CHARS = 20_000   # one written answer, as shown to the human grader
 MAX_ERROR_CHARS = 300
+MAX_PYTHON_BYTES = 1_000_000   # a notebook that is not JSON is parsed as Python up to a submitted file's size
 
 
 class NotebookError(ValueError):
@@ -38,6 +40,7 @@ class NotebookFiles:
     cells: dict[str, list[int]]        # submitted file name -> its cells (numbered from 1)
     answers: dict[str, str]            # written question id -> the answer's Markdown
     notes: list[str]                   # what was ignored or changed (kit/notebook.py's notes)
+    starts: dict[str, list[tuple[int, int]]] = dataclasses.field(default_factory=dict)  # file -> (cell, line)
 
 
 def _short(text: str) -> str:
@@ -47,9 +50,12 @@ def _short(text: str) -> str:
 
 def _drop_outputs(raw: dict) -> int:
     """Empty every code cell's outputs and drop attachments (nbformat 4 `cells`, 3 `worksheets`);
-    the number of cells."""
+    the number of cells. Cell ids in a notebook numbered below 4.5 (tools add them without raising
+    the number; nbformat would then refuse the notebook) are dropped too: grading never reads them."""
     worksheets = raw.get("worksheets") if isinstance(raw.get("worksheets"), list) else []
     lists = [raw.get("cells")] + [w.get("cells") for w in worksheets if isinstance(w, dict)]
+    version = (raw.get("nbformat"), raw.get("nbformat_minor"))
+    ids_allowed = not all(isinstance(v, int) for v in version) or version >= (4, 5)
     count = 0
     for cells in lists:
         for cell in cells if isinstance(cells, list) else []:
@@ -58,17 +64,35 @@ def _drop_outputs(raw: dict) -> int:
                 if "outputs" in cell:
                     cell["outputs"] = []
                 cell.pop("attachments", None)
+                if not ids_allowed:
+                    cell.pop("id", None)
     return count
 
 
-def read(data: bytes):
+def _is_python(data: bytes) -> bool:
+    """Whether `data` is Python source (a .py file renamed .ipynb): it parses and imports or defines something
+    (a stray word such as `not json` parses too)."""
+    try:
+        body = ast.parse(data.decode("utf-8-sig")).body if len(data) <= MAX_PYTHON_BYTES else []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):   # ValueError: not UTF-8, a null byte
+        return False
+    kinds = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return any(isinstance(node, kinds) for node in body)
+
+
+def read(data: bytes, files: list[str] | tuple[str, ...] = ()):
     """The notebook in `data`, as nbformat 4 (a NotebookNode), validated; outputs emptied.
-    Raises NotebookError when it is not JSON, or not a notebook nbformat reads and validates."""
+    Raises NotebookError when it is not JSON, or not a notebook nbformat reads and validates
+    (`files`, the submitted files, are named when it is Python code instead)."""
     import nbformat
 
+    if not data.strip():
+        raise NotebookError(messages.NOTEBOOK_EMPTY)
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as error:
+        if _is_python(data):
+            raise NotebookError(messages.NOTEBOOK_IS_PYTHON.format(files=", ".join(files))) from None
         raise NotebookError(messages.NOTEBOOK_NOT_JSON.format(
             error=f"line {error.lineno}, column {error.colno}: {error.msg}")) from None
     except (ValueError, RecursionError) as error:   # not UTF-8 (or 16, 32); nested too deep
@@ -91,13 +115,14 @@ def read(data: bytes):
 
 def cut(data: bytes, wanted: list[str] | tuple[str, ...]) -> NotebookFiles:
     """Read a notebook and rebuild the `wanted` files from its tagged cells (NotebookError if unreadable)."""
-    notebook = read(data)
+    notebook = read(data, wanted)
     assembly = convention.assemble(list(notebook.cells), files=tuple(wanted))
     files = {name: code.replace("\r\n", "\n").encode("utf-8", "backslashreplace")   # a lone surrogate: "\\ud800"
              for name, code in assembly.files.items()}
     cells = {name: [i + 1 for i in indexes] for name, indexes in assembly.cells.items()}
     answers = {qid: _cut_answer(text.strip()) for qid, text in assembly.answers.items()}
-    return NotebookFiles(files, cells, answers, _capped(assembly.notes, bool(assembly.untagged)))
+    starts = {name: [(i + 1, line) for i, line in found] for name, found in assembly.starts.items()}
+    return NotebookFiles(files, cells, answers, _capped(assembly.notes, bool(assembly.untagged)), starts)
 
 
 def _capped(notes: list[str], untagged: bool) -> list[str]:

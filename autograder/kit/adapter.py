@@ -7,6 +7,7 @@ with which shapes. Test modules never import a submission themselves.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import importlib
@@ -424,6 +425,7 @@ def format_student_traceback(exc: BaseException, directory: pathlib.Path) -> str
     return head + "\n".join(lines) + ("\n" if lines and lines[-1] else "") + summary
 
 
+IPYTHON_NAMES = {"display", "get_ipython"}  # builtins of a notebook's kernel that a plain import lacks
 RECURSION_SHOWN = 3  # times a repeated traceback line is shown (Python's traceback._RECURSIVE_CUTOFF)
 
 
@@ -496,6 +498,12 @@ class Submission:
                 if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] not in siblings:
                     text += "\n" + messages.MISSING_PACKAGE.format(package=exc.name.split(".")[0],
                                                                    file=_importing_file(exc, self.directory, filename))
+                elif isinstance(exc, NameError) and getattr(exc, "name", None) in IPYTHON_NAMES:
+                    text += "\n" + messages.NOTEBOOK_ONLY_NAME.format(name=exc.name, file=filename)
+                elif isinstance(exc, NameError) and (late := _bound_below(exc, self.directory)):
+                    text += "\n" + messages.USED_BEFORE_BOUND.format(name=exc.name, **late)
+                elif isinstance(exc, EOFError):
+                    text += "\n" + messages.INPUT_AT_IMPORT.format(file=filename)
             if self._stand_in_source is not None:
                 text += "\n" + messages.STAND_IN.format(file=filename)
             self._failed[name] = text
@@ -572,6 +580,31 @@ def _importing_file(exc: BaseException, directory: pathlib.Path, default: str) -
     directory = pathlib.Path(directory).resolve()
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _in_dir(f.filename, directory)]
     return pathlib.Path(frames[-1].filename).name if frames else default
+
+
+def _bound_below(exc: NameError, directory: pathlib.Path) -> dict | None:
+    """Where the student's file that raised `exc` imports, defines or assigns the missing name at its top
+    level, below the line that used it ({"file", "used", "bound"}); None if it never does."""
+    directory = pathlib.Path(directory).resolve()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _in_dir(f.filename, directory)]
+    if not frames or not getattr(exc, "name", None):
+        return None
+    try:
+        tree = ast.parse(pathlib.Path(frames[-1].filename).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if node.lineno <= frames[-1].lineno:
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = {node.name}
+        else:
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if exc.name in names:
+            return {"file": pathlib.Path(frames[-1].filename).name, "used": frames[-1].lineno, "bound": node.lineno}
+    return None
 
 
 def _defined_in(module, directory: pathlib.Path) -> bool:

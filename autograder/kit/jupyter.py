@@ -130,7 +130,12 @@ class Recorder:
         return best
 
     def record(self, source: str) -> int | None:
-        """Keep a cell that just ran, if it is marked for a submitted file; its handout index."""
+        """Keep a cell that just ran, if it is marked for a submitted file (each part of a cell
+        that merged cells of several files: notebook.parts_of); its (first part's) handout index."""
+        indexes = [self._record_part(part) for part in notebook.parts_of(source)]
+        return indexes[0]
+
+    def _record_part(self, source: str) -> int | None:
         file = marked_file(source)
         if file is None or file not in self.files:
             return None

@@ -61,6 +61,9 @@ NB_INSTALLING = "Installing what the tests need and Colab lacks: {names}"
 
 # ---- notebook submissions (grade/notebooks.py, grade/intake.py, grade/results.py) ----
 NOTEBOOK_NOT_JSON = "it is not valid JSON ({error}); a notebook saved by Jupyter or Colab is JSON"
+NOTEBOOK_EMPTY = "it is empty (0 bytes): save the notebook before downloading it"
+NOTEBOOK_IS_PYTHON = ("it is Python code, not a notebook (a .py file renamed .ipynb?): submit a .py file under its "
+                      "own name ({files})")
 NOTEBOOK_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook (it has no `nbformat` key)"
 NOTEBOOK_INVALID = "it is not a valid Jupyter notebook ({error})"
 NOTEBOOK_TOO_MANY_CELLS = "it has more than {limit} cells"
@@ -73,6 +76,7 @@ NOTEBOOK_TOO_LARGE = ("{notebook} is larger than {limit} MB and was not read: cl
 NOTEBOOK_TOO_MANY = ("Your submission holds {count} notebooks: only the {limit} shallowest were read, not "
                      "{ignored}.")
 NOTEBOOK_GAVE = "{file} was rebuilt from cells {cells} of {notebook}."
+NOTEBOOK_LINES = "A traceback's line numbers are {file}'s; its cells of {notebook} start at {starts}."
 NOTEBOOK_NO_CELLS = ("{notebook} has no cell for {files}: a code cell counts when it is tagged `file:<name>.py` "
                      "or its first line is `# file: <name>.py`.")
 NOTEBOOK_AND_FILE = ("Both {path} and cells of {notebook} give {file}, and they differ: {path} was graded, "
@@ -92,3 +96,11 @@ WRONG_DTYPE = "{what} has dtype {got}, expected {expected} (the dtype of the inp
 # a package the grader lacks (matplotlib at the top of debugging.py imports on a laptop, not on Gradescope)
 MISSING_PACKAGE = ("`{package}` is not installed where your code is graded (your own machine may have it): remove "
                    "its import from {file}; code that needs it (plotting, say) belongs in the notebook.")
+# ---- rednb: top-level notebook code in a graded cell, which the grader runs as a plain Python file ----
+NOTEBOOK_ONLY_NAME = ("`{name}` exists only in a notebook (IPython defines it), not in {file} as the grader imports "
+                      "it: move that line to a cell without the `# file:` marker, or use print().")
+INPUT_AT_IMPORT = ("{file} asks for input() while it is imported, and nobody answers in grading: move that code "
+                   "to a cell without the `# file:` marker, or under `if __name__ == \"__main__\":`.")
+USED_BEFORE_BOUND = ("`{name}` is used on line {used} of {file}, before line {bound} imports or defines it: a file "
+                     "runs top to bottom, and a notebook's graded cells are joined in notebook order (not the order "
+                     "you ran them in): move that import or definition up, or its cell above the cells using it.")
