@@ -176,6 +176,24 @@ def test_an_import_that_kills_the_zygote_is_a_crash_at_import_and_costs_no_secon
         remote.sandbox.stop()  # its worker ran as the same user, so it went too (see test_dev_shm_...)
 
 
+def test_a_file_whose_import_kills_the_worker_says_where_to_look(remote, tmp_path):
+    from autograder.kit import adapter, messages
+
+    (tmp_path / "exits.py").write_text("import os\nos._exit(3)\ndef f():\n    return 1\n")
+    submission = RemoteSubmission(tmp_path, preload=[])
+    try:
+        with pytest.raises(adapter.StudentImportError) as caught:
+            submission.exits.f()
+        text = str(caught.value)
+        assert text.startswith(messages.IMPORT_FAILED.format(file="exits.py", error="").strip())
+        assert "while importing the file (exit status 3" in text and "os._exit, sys.exit" in text
+        assert "Grading went on" not in text
+    finally:
+        submission.sandbox.stop()
+        if submission.sandbox.zygote is not None:
+            submission.sandbox.zygote.close()
+
+
 def test_a_file_one_worker_wrote_is_not_seen_by_the_next(remote):
     path = remote.student.write("note.txt")
     assert remote.student.exists("note.txt")

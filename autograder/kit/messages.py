@@ -9,6 +9,8 @@ COLLECTION_FAILED = "The grader could not start these tests ({why}); no points c
 MISSING_FILE = "{file} was not found in your submission (looked in every folder of it)."
 MISSING_NAME = "{file} does not define `{name}`, which the assignment asks for."
 IMPORT_FAILED = "Importing {file} failed, so nothing in it could be graded:\n{error}"
+IMPORT_CRASH = ("The process running your code died while importing the file ({how}): look at its top "
+                "level for os._exit, sys.exit, a crash in native code, or memory use that grows without bound.")
 RAISED = "Your code raised {exc}"
 LAST_CALL = "Last call into your code: {call}"
 # a student traceback's frame repeated (endless recursion), as Python's own traceback says it

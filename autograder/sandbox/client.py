@@ -639,8 +639,7 @@ class SandboxClient:
         except adapter.StudentImportError as exc:
             raise adapter.StudentImportError(self._noted(module, str(exc))) from None
         except WorkerCrash as exc:
-            how = messages.WORKER_CRASH.format(how=str(exc)).split(" Grading went on")[0]
-            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=how)
+            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=messages.IMPORT_CRASH.format(how=exc))
             self.import_crashes[module] = self._noted(module, failed)
             raise adapter.StudentImportError(self.import_crashes[module]) from None
         except BaseException as exc:  # pytest-timeout's failure; the worker was stopped on the way
