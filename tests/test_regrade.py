@@ -538,6 +538,18 @@ def test_the_demo_gives_one_hidden_test_a_weight_in_a_copy(tmp_path, transformer
     assert sum(after.values()) == pytest.approx(sum(before.values()))
 
 
+def test_the_warm_launcher_imports_pytest_but_not_the_plugins_the_test_process_names():
+    """Its children start with pytest and its built-in plugins imported; the plugins named with -p
+    are imported by pytest itself, which rewrites their asserts (and warns of one imported already)."""
+    from autograder.regrade import warm
+
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__warm__')['import_pytest'](); "
+             "print(' '.join(m for m in ('pytest', '_pytest.fixtures', '_pytest.python', '_pytest.skipping', "
+             "'pytest_timeout', 'autograder.kit.plugin', 'autograder.grader.plugin') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, warm.__file__], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["pytest", "_pytest.fixtures", "_pytest.python", "_pytest.skipping"]
+
+
 def test_the_bytecode_cache_is_turned_on_only_once_the_zygote_is_forked(tmp_path, monkeypatch):
     """A warm test process keeps its bytecode (warm.py); the zygote it forks first keeps the flags
     of `grade` (no bytecode written), so the sandbox's workers write none either."""

@@ -118,7 +118,7 @@ def import_pytest() -> None:
     import pytest  # noqa: F401 - imported for the children
     from _pytest.config import builtin_plugins
 
-    for name in sorted(builtin_plugins - {"pytester", "pytester_assertions"}):
+    for name in sorted(builtin_plugins - {"pytester", "pytester_assertions"}):  # (pytest imports pytester itself)
         importlib.import_module(f"_pytest.{name}")
 
 
