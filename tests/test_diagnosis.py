@@ -272,3 +272,36 @@ def test_the_students_own_arguments_explain_nothing_when_the_result_is_right_on_
     assert diagnosis.diagnose(got, expected) is None
     got = student.attention.multi_head_attention(S, *W)  # wrong on its own arguments: named
     assert diagnosis.diagnose(got, expected) == catalogue["default-heads-8"].diagnosis
+
+
+def test_a_mistake_named_once_is_tried_first_and_alone_at_later_failures(tmp_path, transformer, diagnosed):
+    """Once an input told the student's mistake apart (only its variant reproduced it), a later failure
+    that this variant reproduces is named after it, even where another variant reproduces it too, and
+    without replaying the others: the catalogue's checks and a class's regrade pay one replay, not
+    one per variant, at each failure after the first."""
+    reference = (transformer.path(transformer.reference) / "model.py").read_text()
+    entries = []
+    for name, body in [("doubles", "2 * len(w)"), ("squares", "len(w) ** 2")]:
+        variant = tmp_path / name / "model.py"
+        variant.parent.mkdir()
+        variant.write_text(reference + f"\n\nREPLAYS = []\n\ndef counts(words):\n    REPLAYS.append(1)\n"
+                           f"    return {{w: {body} for w in words}}\n")
+        entries.append({"name": name, "diagnosis": f"counts {name}", "problems": ["counts"], "edits": [],
+                        "files": {"model.py": str(variant)}})
+    (tmp_path / "d.json").write_text(json.dumps(entries))
+    diagnosis.configure(tmp_path / "d.json", transformer.path(transformer.reference), tmp_path / "v")
+
+    def diagnose(words, got):
+        adapter._state.reference_call = adapter._state.student_call = ("model", "counts", (words,), {})
+        adapter.record_call("counts", (words,))
+        return diagnosis.diagnose(got, {w: 1 for w in words})
+
+    def replays():
+        return [len(v.module("model").REPLAYS) for _, _, v in diagnosis._variants]
+
+    assert diagnose(["abc"], {"abc": 6}) == "counts doubles"          # 2 * 3 != 3 ** 2: told apart
+    assert replays() == [1, 1]
+    assert diagnose(["ab"], {"ab": 4}) == "counts doubles"            # 2 * 2 == 2 ** 2: both reproduce it
+    assert replays() == [2, 1]                                          # the named one alone was replayed
+    assert diagnose(["abcd"], {"abcd": 16}) == "counts squares"       # the named one does not: all are
+    assert replays() == [3, 2]

@@ -53,7 +53,7 @@ _variants: list[tuple[str, set[str], adapter.Submission]] = []  # (diagnosis, pr
 _reference: list[adapter.Submission] = []                        # the reference, imported for replays
 _grader_folders: set[pathlib.Path] = set()                        # the reference's and the variants' folders
 _unexplained: collections.Counter = collections.Counter()          # name -> replays that named nothing
-_explained: set[str] = set()                                       # names some replay named a mistake for
+_explained: dict[str, str] = {}                                    # name -> the mistake a replay last named
 GIVE_UP_AFTER = 3  # replays of a name that named nothing (and none that did) before its later failures are not replayed
 
 
@@ -202,26 +202,33 @@ def _named(name: str, matches) -> str | None:
     None when none does, or when variants with different mistakes do (this input cannot tell
     them apart). `matches` raising counts as no match.
 
-    A known mistake reproduces on any input, so once GIVE_UP_AFTER replays of `name` in this run
-    named nothing and none named a mistake, the student's is not one we know: `name`'s later
-    failures are not replayed (each replay runs every variant of the problem; a submission wrong
-    everywhere would pay it at every failed check)."""
+    A known mistake reproduces on any input, so:
+    - once a replay of `name` named a mistake in this run, a later failure of `name` that the
+      same mistake's variant reproduces is named after it, without replaying the others (an
+      input that no other variant reproduced has told them apart already);
+    - once GIVE_UP_AFTER replays of `name` named nothing and none named a mistake, the student's
+      is not one we know: `name`'s later failures are not replayed (each replay runs every
+      variant of the problem; a submission wrong everywhere would pay it at every failed check)."""
     candidates = _candidates(name)
     if not candidates or _given_up(name):
         return None
-    found = set()
-    for sentence, variant in candidates:
-        try:
-            if matches(variant):
-                found.add(sentence)
-        except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
-            continue
+    known = _explained.get(name)
+    if known is not None and any(_matches(matches, variant) for sentence, variant in candidates if sentence == known):
+        return known
+    found = {sentence for sentence, variant in candidates if sentence != known and _matches(matches, variant)}
     if len(found) == 1:
-        _explained.add(name)
-        return found.pop()
+        _explained[name] = next(iter(found))
+        return _explained[name]
     if not found:  # (two mistakes that this input cannot tell apart: another input may)
         _unexplained[name] += 1
     return None
+
+
+def _matches(matches, variant) -> bool:
+    try:
+        return bool(matches(variant))
+    except Exception:  # noqa: BLE001 - a variant that fails on this input explains nothing
+        return False
 
 
 def _given_up(name: str) -> bool:
