@@ -87,6 +87,7 @@ def hidden_tokenization_tests():
     return module
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")   # the grader's marks, unregistered here
 def test_long_lists_name_their_first_difference():
     """learn_bpe's merges differ somewhere in a line of twenty pairs: the message says where"""
     tests = hidden_tokenization_tests()
