@@ -49,9 +49,11 @@ def paired_models(student, reference, seed, **kwargs):
 @pytest.mark.parametrize("kwargs,B,T", [({"vocab_size": 4, "d": 36, "heads": 4, "max_len": 10}, 3, 10),
                                         ({"vocab_size": 10, "d": 16, "heads": 2, "max_len": 32}, 2, 7),
                                         ({"vocab_size": 6, "d": 12, "heads": 1, "max_len": 12}, 4, 12),
-                                        ({"vocab_size": 7, "d": 24, "heads": 6, "max_len": 64}, 2, 5)])
+                                        ({"vocab_size": 7, "d": 24, "heads": 6, "max_len": 64}, 2, 5),
+                                        ({"vocab_size": 5, "d": 8, "heads": 2, "max_len": 8}, 1, 6)])
 def test_forward_like_reference(student, reference, kwargs, B, T):
-    """reference weights loaded by name: same logits and attention weights (eval mode)"""
+    """reference weights loaded by name: same logits and attention weights (eval mode); a batch of one keeps its
+    batch axis (logits (1, T))"""
     stu, ref = paired_models(student, reference, seed=B * T, **kwargs)
     stu.eval(), ref.eval()
     x = randint(kwargs["vocab_size"], B, T, seed=T)

@@ -25,9 +25,55 @@ def segmented(words, seed):
     return table
 
 
-def expect_same(got, expected, what):
+def _as_lists(value):
+    """`value` with every list and tuple turned into a list, recursively: the items without their containers."""
+    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _container_hint(got, expected) -> str:
+    """' The items are right, but ...' when `got` differs from `expected` only by lists standing for tuples (or
+    the reverse), say ('a', 'b') for ['a', 'b']: the handout's signatures fix which is which."""
+    if not isinstance(got, (list, tuple)) or _as_lists(got) != _as_lists(expected):
+        return ""
+    if type(got) is not type(expected):
+        return (f" The items are right, but it is a {type(got).__name__}: return a {type(expected).__name__}, "
+                "as the handout's signature says.")
+    inner = next(((type(g).__name__, type(e).__name__) for g, e in zip(got, expected) if type(g) is not type(e)), None)
+    if inner is None:
+        return ""
+    return (f" The items are right, but they are {inner[0]}s: each should be a {inner[1]}, "
+            "as the handout's signature says.")
+
+
+def _first_difference(got, expected) -> str:
+    """' They differ first at item i: ...' for two lists of more than three items (merges, say), whose
+    difference is hard to spot in the messages' long lines."""
+    if not isinstance(got, list) or not isinstance(expected, list) or max(len(got), len(expected)) <= 3:
+        return ""
+    i = next((i for i, (g, e) in enumerate(zip(got, expected)) if g != e), min(len(got), len(expected)))
+    if i == len(expected):
+        return f" The first {i} items are right, then yours has {len(got) - i} more."
+    if i == len(got):
+        return f" The first {i} items are right, then yours stops ({len(expected) - i} missing)."
+    return f" They differ first at item {i}: got {shown(got[i])}, expected {shown(expected[i])}."
+
+
+def expect_same(got, expected, what, hint=""):
     if not got == expected:  # got and expected let the grader name a catalogued mistake
-        fail(f"{what}: got {shown(got)}, expected {shown(expected)}.", got=got, expected=expected)
+        where = _container_hint(got, expected) or _first_difference(got, expected)
+        fail(f"{what}: got {shown(got)}, expected {shown(expected)}.{where}{hint}", got=got, expected=expected)
+
+
+UNKNOWN_PIECE_HINT = (" Where '<unk>' is expected your tokens keep the character itself: that is what "
+                      "encode(text, out_type=str) gives. The tokens are the pieces of the ids, "
+                      "[sp.id_to_piece(i) for i in sp.encode(text, out_type=int)], and an unknown character's id "
+                      "is <unk>'s.")
+
+
+def _unknown_piece_hint(got, expected) -> str:
+    """The hint above when `got` differs from `expected` only where `expected` has '<unk>'."""
+    same_elsewhere = len(got) == len(expected) and all(g == e or e == "<unk>" for g, e in zip(got, expected))
+    return UNKNOWN_PIECE_HINT if same_elsewhere and "<unk>" in expected else ""
 
 
 @pytest.mark.problem("pair_counts")
@@ -206,4 +252,5 @@ def test_compare_tokenizers_like_reference(student, reference, name, corpus, voc
             expect(len(got[kind]) == len(TEXTS), f"compare_tokenizers: {len(got[kind])} {kind} token lists for "
                    f"{len(TEXTS)} texts (corpus {name}, vocab_size={vocab_size}).")
             for text, g, e in zip(TEXTS, got[kind], expected[kind]):
-                expect_same(list(g), e, f"the {kind} tokens of {text!r} (corpus {name}, vocab_size={vocab_size})")
+                hint = _unknown_piece_hint(list(g), e) if kind == "sentencepiece" else ""
+                expect_same(list(g), e, f"the {kind} tokens of {text!r} (corpus {name}, vocab_size={vocab_size})", hint)
