@@ -1,0 +1,88 @@
+"""Red-team `redslow`: correct submissions written the slow way real students write them (loops by
+hand, one example at a time, helpers called once per item) keep full marks within the time budget
+of `foundations` and `training`; see each test for what was unfair before."""
+import importlib.util
+import pathlib
+import sys
+
+from autograder.grade import grade
+from autograder.grade.results import per_problem
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# evaluate_classifier one example at a time: correct (the same accuracy, eval mode, no gradients)
+PER_EXAMPLE_EVALUATION = (
+    "            logits, _ = model(ids)\n"
+    "            correct += (logits.argmax(dim=-1) == labels).sum().item()\n"
+    "            total += labels.size(0)\n",
+    "            for i in range(ids.size(0)):\n"
+    "                logits, _ = model(ids[i:i + 1])\n"
+    "                correct += int(logits.argmax(dim=-1).item() == labels[i].item())\n"
+    "                total += 1\n")
+
+
+def _load(path: pathlib.Path, name: str):
+    """A module from a file, outside any package (the hidden tests and the reference are such files)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluating_one_example_at_a_time_costs_train_classifier_nothing(tmp_path):
+    """train_classifier's history test read the model's calls as batches of exactly 7, 7, 3 then 5, 4: a
+    correct evaluate_classifier run one example at a time cost train_classifier 0.75 of its points
+    (77.25 / 78). The validation examples may now come in batches of any size."""
+    submission = tmp_path / "s"
+    submission.mkdir()
+    for source in (ROOT / "reference" / "training").glob("*.py"):
+        (submission / source.name).write_text(source.read_text())
+    classifier = submission / "classifier.py"
+    text = classifier.read_text()
+    assert text.count(PER_EXAMPLE_EVALUATION[0]) == 1
+    classifier.write_text(text.replace(*PER_EXAMPLE_EVALUATION))
+    scores = per_problem(grade("training", submission))
+    assert scores["evaluate_classifier"][0] == scores["evaluate_classifier"][1]
+    assert scores["train_classifier"][0] == scores["train_classifier"][1], scores["train_classifier"]
+
+
+class _Namespace:
+    """`student` / `reference` as the hidden tests use them: `.tokenization.<function>`."""
+
+    def __init__(self, tokenization):
+        self.tokenization = tokenization
+
+
+def test_learn_bpe_library_corpora_cost_few_calls_into_an_isolated_pair_counts(monkeypatch):
+    """The library test isolates pair_counts: each call of the student's into it is a round trip to the
+    grader (about 70 us here, four times that on Gradescope's 0.5 vCPU). A correct learn_bpe that keeps
+    every word occurrence and calls pair_counts once per occurrence made 424,000 such calls on the
+    old corpora (35,323 words) and timed out at 30 s; it makes 34,000 on the new ones."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests_hidden" / "foundations"))
+    hidden = _load(ROOT / "tests_hidden" / "foundations" / "test_tokenization_hidden.py", "redslow_hidden_tok")
+    reference = _load(ROOT / "reference" / "foundations" / "tokenization.py", "redslow_reference_tok")
+    calls = []
+
+    class PerOccurrence:
+        """The slow student: pair_counts once per word occurrence, after every merge."""
+
+        @staticmethod
+        def learn_bpe(corpus, num_merges):
+            words, merges = [tuple(w) for w in corpus.split()], []
+            for _ in range(num_merges):
+                counts = {}
+                for w in words:
+                    calls.append(w)
+                    for pair, n in reference.pair_counts({w: 1}).items():
+                        counts[pair] = counts.get(pair, 0) + n
+                if not counts:
+                    break
+                best = max(counts.values())
+                pair = min(p for p, c in counts.items() if c == best)
+                merges.append(pair)
+                words = [reference._merge(w, pair) for w in words]
+            return merges
+
+    hidden.test_learn_bpe_agrees_with_the_library(_Namespace(PerOccurrence), _Namespace(reference))
+    assert len(calls) < 60_000, len(calls)
+    sys.modules.pop("redslow_hidden_tok", None)
