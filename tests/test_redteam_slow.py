@@ -86,3 +86,26 @@ def test_learn_bpe_library_corpora_cost_few_calls_into_an_isolated_pair_counts(m
     hidden.test_learn_bpe_agrees_with_the_library(_Namespace(PerOccurrence), _Namespace(reference))
     assert len(calls) < 60_000, len(calls)
     sys.modules.pop("redslow_hidden_tok", None)
+
+
+def test_a_hanging_evaluate_classifier_leaves_train_classifiers_floor_test(tmp_path, copy_root):
+    """train_classifier's history tests call the student's evaluate_classifier: one that hangs spends their
+    problem's timeouts (fair: its history needs the accuracies). The floor test calls only `train`; it ran
+    after them and was not run (0.75 of train_classifier's points lost to evaluate_classifier's hang, 148 s
+    of grading). It now runs before them, and passes."""
+    root = copy_root(tmp_path / "root", "training", test_timeout_s=10, watchdog_grace_s=1)
+    submission = tmp_path / "s"
+    submission.mkdir()
+    for source in (ROOT / "reference" / "training").glob("*.py"):
+        (submission / source.name).write_text(source.read_text())
+    classifier = submission / "classifier.py"
+    hang = "    was_training = model.training\n    model.eval()\n    correct, total = 0, 0\n"
+    text = classifier.read_text()
+    assert text.count(hang) == 1
+    classifier.write_text(text.replace(hang, "    while True:\n        pass\n" + hang))
+    results = grade("training", submission, root=root)
+    scores = per_problem(results)
+    assert {p for p, (score, total) in scores.items() if score < total} == {"evaluate_classifier", "train_classifier"}
+    floor = [t for t in results["tests"] if "makes the classifier reach a validation accuracy" in t["name"]]
+    assert len(floor) == 1 and floor[0]["status"] == "passed", floor
+    assert results["execution_time"] < 480 / 2
