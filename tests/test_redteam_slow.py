@@ -5,10 +5,31 @@ import importlib.util
 import pathlib
 import sys
 
+import pytest
+import torch
+
 from autograder.grade import grade
 from autograder.grade.results import per_problem
+from autograder.kit import adapter, messages
+from autograder.kit.training import Budget, fit_student_model
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# the `remote` fixture's student.py: a model the grader's training loop (kit/training.py's fit_by_name,
+# run in the worker) cannot train
+SUBMISSION = '''
+import torch
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        if x.size(0) == 4:   # the grader's training batches
+            raise ValueError("this forward fails in training")
+        return self.lin(x).squeeze(-1)
+'''
 
 # evaluate_classifier one example at a time: correct (the same accuracy, eval mode, no gradients)
 PER_EXAMPLE_EVALUATION = (
@@ -109,3 +130,19 @@ def test_a_hanging_evaluate_classifier_leaves_train_classifiers_floor_test(tmp_p
     floor = [t for t in results["tests"] if "makes the classifier reach a validation accuracy" in t["name"]]
     assert len(floor) == 1 and floor[0]["status"] == "passed", floor
     assert results["execution_time"] < 480 / 2
+
+
+def test_a_failure_in_the_graders_loop_in_the_worker_names_that_loop(remote):
+    """token_matching_training trains the student's SelfAttention with the grader's loop, in the worker. A
+    correct SelfAttention that loops over the sequences of a batch timed out there, and the message named
+    `SelfAttention.forward(int64[1000, 10])` as the last call: the model's first call, which had returned
+    long before. It now names the grader's loop, and says that it calls the student's code at every step."""
+    adapter.reset_last_call()
+    model = remote.student.Tiny()
+    model(torch.zeros(2, 3))
+    assert "Tiny.forward" in adapter.last_call_shown()
+    with pytest.raises(Exception, match="this forward fails in training"):
+        fit_student_model(remote, model, torch.zeros(8, 3), torch.zeros(8), "bce_with_logits",
+                          Budget(epochs=1, batch_size=4))
+    shown = adapter.last_call_shown()
+    assert shown == messages.KIT_CALL.format(call="fit_by_name(Tiny)"), shown
