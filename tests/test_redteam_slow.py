@@ -3,7 +3,6 @@ hand, one example at a time, helpers called once per item) keep full marks withi
 of `foundations` and `training`; see each test for what was unfair before."""
 import importlib.util
 import pathlib
-import sys
 
 import pytest
 import torch
@@ -74,6 +73,7 @@ class _Namespace:
         self.tokenization = tokenization
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the hidden tests' own markers
 def test_learn_bpe_library_corpora_cost_few_calls_into_an_isolated_pair_counts(monkeypatch):
     """The library test isolates pair_counts: each call of the student's into it is a round trip to the
     grader (about 70 us here, four times that on Gradescope's 0.5 vCPU). A correct learn_bpe that keeps
@@ -106,7 +106,6 @@ def test_learn_bpe_library_corpora_cost_few_calls_into_an_isolated_pair_counts(m
 
     hidden.test_learn_bpe_agrees_with_the_library(_Namespace(PerOccurrence), _Namespace(reference))
     assert len(calls) < 60_000, len(calls)
-    sys.modules.pop("redslow_hidden_tok", None)
 
 
 def test_a_hanging_evaluate_classifier_leaves_train_classifiers_floor_test(tmp_path, copy_root):
