@@ -13,6 +13,9 @@ IMPORT_CRASH = ("The process running your code died while importing the file ({h
                 "level for os._exit, sys.exit, a crash in native code, or memory use that grows without bound.")
 RAISED = "Your code raised {exc}"
 LAST_CALL = "Last call into your code: {call}"
+# LAST_CALL's call when the grader's own loop, run in the worker, did not return (redslow)
+KIT_CALL = ("{call}, the grader's own loop run where your code runs: it calls your code at every step "
+            "(a training loop: your model's forward and backward), so slow code there adds up")
 # a student traceback's frame repeated (endless recursion), as Python's own traceback says it
 FRAME_REPEATED = "  [Previous line repeated {count} more time{s}]"  # as Python's own tracebacks say it
 SKIPPED = "This test was skipped ({reason}); a skipped test earns no points."

@@ -910,8 +910,22 @@ class RemoteSubmission:
         return self.sandbox.substituted(module_name, replacements)
 
     def kit_function(self, module: str, name: str):
-        """adapter.Submission.kit_function, run in the worker: one call for the whole loop."""
-        return adapter.StudentCallable(name, self.sandbox.kit_function(module, name), None, module)
+        """adapter.Submission.kit_function, run in the worker: one call for the whole loop. When it
+        does not return (a timeout, a crash, an exception), the failure names it as the last call into
+        student code: the calls of student code it made are not seen here, and the last one seen may
+        have returned long before (a forward on a slow student model timed out the grader's training
+        loop, named as `SelfAttention.forward(int64[1000, 10])`, the model's first call)."""
+        remote = self.sandbox.kit_function(module, name)
+
+        def run(*args, **kwargs):
+            try:
+                return remote(*args, **kwargs)
+            except BaseException:
+                adapter.record_call(name, args[:1])
+                adapter._state.last_call = messages.KIT_CALL.format(call=adapter.last_call())
+                raise
+
+        return adapter.StudentCallable(name, run, None, module)
 
     def __getattr__(self, name: str) -> RemoteModuleView:
         if name.startswith("_"):

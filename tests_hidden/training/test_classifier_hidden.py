@@ -118,6 +118,31 @@ def test_train_mode_and_calls(student, reference, device):
     expect(got["training"], "after train the model should be in train mode (call model.train() first).")
 
 
+# redslow: the floor runs before the tests that call evaluate_classifier (train_classifier's history):
+# it calls only `train`, and an evaluate_classifier that hangs used to spend train_classifier's two
+# timeouts first, so that this test was not run (0.75 of train_classifier's points lost to another
+# problem's hang)
+# ---- the floor ----------------------------------------------------------------------------------
+
+@pytest.mark.problem("train_classifier")
+@pytest.mark.timeout(90)
+def test_trained_classifier_clears_the_floor(student, reference, device):
+    """your training loop (train, once per epoch: 12 epochs, 20 on a GPU) makes the classifier reach a validation accuracy of 0.8, as the reference's evaluation measures it"""
+    epochs = budget("classifier_epochs", device)
+    cfg = {"vocab_size": data()["vocab_size"], "embed_dim": 32, "num_heads": 4, "ffn_dim": 64, "dropout": 0.1}
+    stu = student.classifier.build_classifier(cfg, seed=3, device=device)
+    student.classifier.seed_everything(3, device)
+    optimizer, criterion = student.classifier.plain_adam(stu, lr=LR), student.classifier.cross_entropy()
+    train_loader = reviews.batches(*data()["train"], 32, device=device, seed=3)
+    for _ in range(epochs):
+        student.classifier.train(stu, train_loader, optimizer, criterion)
+    ref = reference.classifier.build_classifier(cfg, seed=3, device=device)
+    load_into(ref, student.classifier.snapshot(stu)["params"], device)
+    accuracy = reference.classifier.evaluate_classifier(ref, reviews.batches(*data()["test"], 64, device=device))
+    expect(accuracy >= FLOOR, f"after {epochs} epochs of your train (Adam, lr {LR}, batches of 32) the classifier's "
+                              f"validation accuracy is {accuracy:.3f}, expected at least {FLOOR}.")
+
+
 # ---- evaluate_classifier ----------------------------------------------------------------------
 
 _PRETRAINED: dict = {}
@@ -179,6 +204,23 @@ def val_loader_of(device: str) -> list:
     return [(ids[20:25].to(device), labels[20:25].to(device)), (ids[25:29].to(device), labels[25:29].to(device))]
 
 
+def trains_then_evaluates(sizes: list, epochs: int) -> bool:
+    """Whether the model's calls (their batch sizes) are, `epochs` times, the training batches in order
+    and then the 9 validation examples. redslow: the validation examples may come in batches of any
+    size (evaluate_classifier may run one example at a time, or all at once: both are correct)."""
+    i = 0
+    for _ in range(epochs):
+        if sizes[i:i + len(SIZES)] != list(SIZES):
+            return False
+        i += len(SIZES)
+        seen = 0
+        while seen < 9 and i < len(sizes):
+            seen, i = seen + sizes[i], i + 1
+        if seen != 9:
+            return False
+    return i == len(sizes)
+
+
 @pytest.mark.problem("train_classifier")
 def test_train_classifier_history_like_reference(student, reference, device):
     """train_classifier, 3 epochs: the training losses of the history as the reference's, each epoch trained on the training batches then evaluated on the validation batches"""
@@ -193,9 +235,9 @@ def test_train_classifier_history_like_reference(student, reference, device):
            f"train_classifier(..., epochs=3) should return a list of 3 (train_loss, val_accuracy) pairs, got {got!r}.")
     # the batches first: training on the wrong loader, or evaluating first, is named by them
     sizes = [c[2] for c in student.classifier.snapshot(stu)["calls"]]
-    expect(sizes == [*SIZES, 5, 4] * 3,
+    expect(trains_then_evaluates(sizes, 3),
            "each epoch of train_classifier should train on the 3 training batches (of 7, 7 and 3) and then evaluate on "
-           f"the 2 validation batches (of 5 and 4); the model was called on batches of {sizes}.")
+           f"the 2 validation batches (of 5 and 4: 9 examples); the model was called on batches of {sizes}.")
     for epoch, (entry, (loss, _)) in enumerate(zip(got, want), start=1):
         expect(isinstance(entry, (tuple, list)) and len(entry) == 2,
                f"each entry of train_classifier's history should be a (train_loss, val_accuracy) pair, got {entry!r}.")
@@ -219,24 +261,3 @@ def test_train_classifier_reports_accuracy_after_each_epoch(student, reference, 
         assert_scalar_close(accuracy_in_history(history[0][1], "train_classifier's validation accuracy"), after, rtol=1e-6,
                             atol=1e-9, what=f"the validation accuracy in the history of epoch {epoch} (it should be "
                                             "evaluate_classifier's on val_loader after that epoch's training)")
-
-
-# ---- the floor ----------------------------------------------------------------------------------
-
-@pytest.mark.problem("train_classifier")
-@pytest.mark.timeout(90)
-def test_trained_classifier_clears_the_floor(student, reference, device):
-    """your training loop (train, once per epoch: 12 epochs, 20 on a GPU) makes the classifier reach a validation accuracy of 0.8, as the reference's evaluation measures it"""
-    epochs = budget("classifier_epochs", device)
-    cfg = {"vocab_size": data()["vocab_size"], "embed_dim": 32, "num_heads": 4, "ffn_dim": 64, "dropout": 0.1}
-    stu = student.classifier.build_classifier(cfg, seed=3, device=device)
-    student.classifier.seed_everything(3, device)
-    optimizer, criterion = student.classifier.plain_adam(stu, lr=LR), student.classifier.cross_entropy()
-    train_loader = reviews.batches(*data()["train"], 32, device=device, seed=3)
-    for _ in range(epochs):
-        student.classifier.train(stu, train_loader, optimizer, criterion)
-    ref = reference.classifier.build_classifier(cfg, seed=3, device=device)
-    load_into(ref, student.classifier.snapshot(stu)["params"], device)
-    accuracy = reference.classifier.evaluate_classifier(ref, reviews.batches(*data()["test"], 64, device=device))
-    expect(accuracy >= FLOOR, f"after {epochs} epochs of your train (Adam, lr {LR}, batches of 32) the classifier's "
-                              f"validation accuracy is {accuracy:.3f}, expected at least {FLOOR}.")
