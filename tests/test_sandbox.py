@@ -335,6 +335,10 @@ def many_lines(n):
 def whoami():
     return {"uid": os.getuid(), "root": sorted(os.listdir("/")), "cwd": os.getcwd()}
 
+def oom_score_adj():
+    with open("/proc/self/oom_score_adj") as f:
+        return int(f.read())
+
 def crash():
     os._exit(7)
 
@@ -610,6 +614,16 @@ def test_worker_runs_as_another_user_and_sees_little(remote):
     assert seen["uid"] != 0
     assert "root" not in seen["root"] and "home" not in seen["root"]
     assert not any(pathlib.Path(__file__).parent.parent.name == name for name in seen["root"])
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/oom_score_adj").exists(), reason="Linux's /proc only")
+def test_the_worker_is_the_first_process_killed_when_memory_runs_out(remote):
+    """Student code can fill a small container before the worker's address-space limit stops it:
+    the kernel's out-of-memory killer must then take the worker, not the grader."""
+    from autograder.sandbox.zygote import OOM_SCORE_ADJ
+
+    assert remote.student.oom_score_adj() == OOM_SCORE_ADJ
+    assert int(pathlib.Path("/proc/self/oom_score_adj").read_text()) < OOM_SCORE_ADJ
 
 
 def test_mirror_of_a_module_tree(remote):
