@@ -122,6 +122,19 @@ NO_DIAGNOSIS = {
                                                        "csa-uses-float-causal-mask-from-attention"],
     },
     "foundations": {
+        "library tokenizers and their outputs (the message shows the tokens, and names out_type=str)": [
+            "tok-sp-str-pieces", "tok-bpe-iterator-whole-corpus", "tok-bpe-ids-not-tokens"],
+        "a container or an order of results (the message names the tuple, the list or the shapes)": [
+            "bpe-merges-as-lists", "apply-returns-tuple", "sdpa-returns-weights-first", "labels-2d-only",
+            "sa-squeeze-all"],
+        "overflow on huge scores (that test's own message names a global max)": ["softmax-global-max"],
+        "gradients kept (the check names requires_grad)": ["ps-grad-kept", "am-grad-kept"],
+        "a Hugging Face model's inputs or outputs (the pandas table or the maps differ)": [
+            "ps-no-special-tokens", "ps-ix-restarts", "am-batch-kept"],
+        "value mistakes the fourth red team catalogued without a diagnosis yet (the failure shows the call, "
+        "the expected and the returned values; a replay may name them later)": [
+            "sdpa-k-dot-T", "mh-no-transpose-projection", "bh-heads-strided", "labels-skip-neighbour",
+            "sa-pre-norm", "sa-softmax-over-queries", "sa-embed-scaled"],
         "library tokenizers": ["tok-bpe-whitespace", "tok-bpe-no-unk", "tok-sp-unigram", "tok-vocab-ignored"],
         "fails only against fixed or library results": ["bpe-distinct-words"],
         "overflow (the finiteness check names it)": ["softmax-naive"],
