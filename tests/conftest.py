@@ -15,6 +15,11 @@ def transformer():
     return manifest_module.load("transformer")
 
 
+@pytest.fixture(scope="session")
+def foundations():
+    return manifest_module.load("foundations")
+
+
 @pytest.fixture(scope="module")
 def remote(request, tmp_path_factory):
     """The test module's SUBMISSION (the text of a `student.py`) in a sandboxed worker."""

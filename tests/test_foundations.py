@@ -24,11 +24,6 @@ ROOT = manifest_module.ROOT
 
 
 @pytest.fixture(scope="module")
-def foundations():
-    return manifest_module.load("foundations")
-
-
-@pytest.fixture(scope="module")
 def reference_results(tmp_path_factory, foundations):
     out = tmp_path_factory.mktemp("ref") / "results.json"
     grade("foundations", foundations.path(foundations.reference), out)

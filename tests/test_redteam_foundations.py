@@ -31,11 +31,6 @@ NAMES = (SQUEEZE_ALL, SP_STR_PIECES, APPLY_TUPLE, BPE_LISTS, GRAD_KEPT)
 
 
 @pytest.fixture(scope="module")
-def foundations():
-    return manifest_module.load("foundations")
-
-
-@pytest.fixture(scope="module")
 def graded(tmp_path_factory, foundations):
     """One submission holding the five catalogued mistakes above (in five problems and three files)."""
     tmp = tmp_path_factory.mktemp("redfound")

@@ -237,6 +237,13 @@ def record_call(name: str, args: tuple = (), kwargs: dict | None = None) -> None
     _state.last_name = name
 
 
+def record_loop_call(name: str, args: tuple, sentence: str) -> None:
+    """Record a call of the grader's own loop `name` (run where student code runs) as the last one,
+    described by `sentence` (with `{call}` for the call itself), as a failure's messages show it."""
+    record_call(name, args)
+    _state.last_call = sentence.format(call=_state.last_call)
+
+
 # Functions called as `listener(obj, name, args, kwargs)` on every recorded call into student code
 # (`obj` is the function, class or module called). Empty when grading; the harness's own tests
 # (tests/test_public_audit.py) add one to see which inputs each public test really gives.

@@ -921,8 +921,7 @@ class RemoteSubmission:
             try:
                 return remote(*args, **kwargs)
             except BaseException:
-                adapter.record_call(name, args[:1])
-                adapter._state.last_call = messages.KIT_CALL.format(call=adapter.last_call())
+                adapter.record_loop_call(name, args[:1], messages.KIT_CALL)
                 raise
 
         return adapter.StudentCallable(name, run, None, module)
