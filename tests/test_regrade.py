@@ -606,3 +606,30 @@ def test_a_weight_that_names_no_hidden_test_stops_regrade_before_grading(tmp_pat
     with pytest.raises(manifest_module.ManifestError, match="test_no_such_test, which is no hidden test"):
         regrade("transformer", tmp_path / "nothing-here", tmp_path / "out", root=root, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_local_cluster_starts_without_the_dashboards_periodic_work(monkeypatch):
+    """connect() builds its LocalCluster (scheduler, nannies, and through them the workers) under
+    cluster.LOCAL_CLUSTER_CONFIG: no sampling profiler, a slow event-loop watchdog and system
+    monitor. Dask's defaults cost an idle 2-worker cluster about 8% of 2 cores."""
+    import dask
+    import distributed
+
+    from autograder.regrade import cluster
+
+    seen = {}
+
+    class Recorded:
+        def __init__(self, **kwargs):
+            seen.update({key: dask.config.get(key) for key in cluster.LOCAL_CLUSTER_CONFIG})
+            seen["workers"] = kwargs["n_workers"]
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recorded)
+    monkeypatch.setattr(distributed, "Client", lambda local: Recorded.__new__(Recorded))
+    with cluster.connect(2):
+        pass
+    assert seen == {**cluster.LOCAL_CLUSTER_CONFIG, "workers": 2, "closed": True}
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only while the cluster starts

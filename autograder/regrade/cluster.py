@@ -19,6 +19,16 @@ from . import outputs
 from .worker import grade_one
 
 LOST = "its grading killed the worker {n} times (the scheduler gave up)"
+
+# Dask settings for the LocalCluster (its scheduler, nannies and workers all read them when they
+# start). Each of Dask's own defaults here serves the dashboard, which a LocalCluster of `regrade`
+# does not open, and together they cost an idle 2-worker cluster about 155 ms of CPU a second
+# (8% of 2 cores, taken from the grades): 15 ms with these (benchmarks/RESULTS.md, session 13).
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,       # [True] the workers' sampling profiler, every 10 ms
+    "distributed.admin.tick.interval": "1s",           # [20ms] each event loop's "blocked for N s" watchdog
+    "distributed.admin.system-monitor.interval": "5s",  # [500ms] CPU and memory plots for the dashboard
+}
 RAISED = "grading raised {error}"
 
 
@@ -35,8 +45,11 @@ def connect(workers: int | None = None, scheduler: str | None = None):
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+    from dask import config
+
+    with config.set(LOCAL_CLUSTER_CONFIG):
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client
