@@ -138,3 +138,75 @@ def test_the_test_process_ends_without_unregistering_torchs_libraries_but_runs_o
                           cwd=manifest_module.ROOT)
     assert done.returncode == 3, done.stderr[-2000:]
     assert out.read_text() == "ran"
+
+
+GROUPED_PROBE = '''
+import json
+import os
+import pathlib
+
+import pytest
+
+
+def record(request, student, module, name):
+    getattr(getattr(student, module), name)  # imports the file in the worker
+    worker = request.config._autograder_remote.sandbox.worker
+    with open(pathlib.Path(os.environ["PROBE_OUT"]) / "order.jsonl", "a") as out:
+        out.write(json.dumps([request.node.name, worker.pid]) + "\\n")
+
+
+@pytest.mark.problem("causal_mask")
+def test_attention_{folder}(request, student):
+    record(request, student, "attention", "causal_mask")
+
+
+@pytest.mark.problem("attach_attention_hook")
+def test_debugging_{folder}(request, student):
+    record(request, student, "debugging", "attach_attention_hook")
+
+
+@pytest.mark.problem("lm_loss")
+def test_model_{folder}(request, student):
+    record(request, student, "model", "lm_loss")
+'''
+
+
+def test_the_tests_run_grouped_by_the_file_they_grade_each_after_the_files_it_imports(tmp_path, copy_root,
+                                                                                   monkeypatch):
+    """The reference's debugging.py imports attention.py, model.py imports neither: the tests run
+    model's (public, then hidden), attention's, debugging's, in two sandbox workers (a fresh one
+    when the tests move to a file that does not import what the worker has imported), where the
+    folders' order (attention, debugging, model, twice) would take six."""
+    root = copy_root(tmp_path / "root")
+    folders = []
+    for folder, public in [("public", True), ("hidden", False)]:
+        (root / f"tests_{folder}_probe").mkdir()
+        probe = GROUPED_PROBE.replace("{folder}", folder)
+        (root / f"tests_{folder}_probe" / f"test_probe_{folder}.py").write_text(probe)
+        folders.append(manifest_module.TestFolder(f"tests_{folder}_probe", public=public, visibility="visible"))
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    monkeypatch.setenv("PROBE_OUT", str(out))
+    manifest = dataclasses.replace(manifest_module.load("transformer", root), tests=tuple(folders))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    run = run_tests(manifest, manifest.path(manifest.reference), workdir)
+
+    assert all(o.passed for o in run.outcomes.values()), run.log
+    order = [json.loads(line) for line in (out / "order.jsonl").read_text().splitlines()]
+    assert [name for name, _ in order] == ["test_model_public", "test_model_hidden", "test_attention_public",
+                                           "test_attention_hidden", "test_debugging_public", "test_debugging_hidden"]
+    assert len({pid for _, pid in order}) == 2
+
+
+def test_file_order_puts_each_file_after_the_files_it_imports_and_survives_cycles_and_missing_files(tmp_path):
+    from autograder.grader.plugin import file_order
+
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("from a import x\n")         # a cycle: a, b
+    (tmp_path / "c.py").write_text("import d\nimport numpy\n")  # d.py is not submitted: c imports no file
+    (tmp_path / "e.py").write_text("def broken(:\n")            # imports nothing it can be read to import
+    (tmp_path / "f.py").write_text("import e\n")
+    assert file_order(tmp_path, ["e.py", "a.py", "c.py", "d.py", "f.py"]) == ["a.py", "c.py", "d.py", "e.py", "f.py"]
+    assert file_order(tmp_path, ["b.py", "a.py"]) == ["a.py", "b.py"]

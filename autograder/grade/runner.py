@@ -82,7 +82,8 @@ def pytest_command(manifest: Manifest, python: str, report: pathlib.Path, only: 
                "--max-timeout", f"{manifest.test_timeout_s:g}",
                "--timeouts-per-problem", str(manifest.timeouts_per_problem), "--timed-out", json.dumps(timed_out or {}),
                "--report", str(report), "--warm-up", "--forbidden", json.dumps(manifest.forbidden),
-               "--given", json.dumps(starter.given_names(manifest))]
+               "--given", json.dumps(starter.given_names(manifest)),
+               "--files", json.dumps({name: problem.file for name, problem in manifest.problems.items()})]
     if manifest.budgets:
         command += ["--budgets", json.dumps(manifest.budgets)]
     if only is not None:
