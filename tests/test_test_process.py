@@ -13,6 +13,7 @@
 import dataclasses
 import json
 import textwrap
+import types
 
 import pytest
 
@@ -210,3 +211,37 @@ def test_file_order_puts_each_file_after_the_files_it_imports_and_survives_cycle
     (tmp_path / "f.py").write_text("import e\n")
     assert file_order(tmp_path, ["e.py", "a.py", "c.py", "d.py", "f.py"]) == ["a.py", "c.py", "d.py", "e.py", "f.py"]
     assert file_order(tmp_path, ["b.py", "a.py"]) == ["a.py", "b.py"]
+
+
+def test_tests_keep_the_folders_order_when_the_files_cannot_be_read_for_their_imports(monkeypatch, tmp_path):
+    """The grouping only saves forks: if reading the submitted files fails, the tests run in the
+    folders' order, and the grade is the same."""
+    from autograder.grader import plugin
+
+    class Config:
+        rootpath = tmp_path
+
+        def getoption(self, name):
+            return {"--files": json.dumps({"lm_loss": "model.py", "causal_mask": "attention.py"}),
+                    "--submission": str(tmp_path)}[name]
+
+    class Item:
+        def __init__(self, problem):
+            self.problem = problem
+
+        def iter_markers(self, name):
+            return [types.SimpleNamespace(args=(self.problem,))] if name == "problem" else []
+
+    def unreadable(folder, files):
+        raise RecursionError("a file nested too deeply")
+
+    items = [Item("causal_mask"), Item("lm_loss"), Item("causal_mask")]
+    monkeypatch.setattr(plugin, "file_order", unreadable)
+    unchanged = list(items)
+    plugin._group_by_file(Config(), items)
+    assert items == unchanged
+    monkeypatch.undo()
+    (tmp_path / "model.py").write_text("import attention\n")
+    (tmp_path / "attention.py").write_text("")
+    plugin._group_by_file(Config(), items)
+    assert [item.problem for item in items] == ["causal_mask", "causal_mask", "lm_loss"]
