@@ -8,9 +8,9 @@ into a fresh output folder. Figures and targets:
   `transformer` submissions on 2 cores), next to 1 / (the wall time of one `grade` of the
   reference, measured alone in the same run): the speed-up over grading one by one. The
   target is in submissions/s, but this machine's speed drifts by a third over a day (the same
-  code measured 0.46 and 0.62 submission/s, hours apart): the floor, `python -c "import torch"`
-  (best of 3, before and after the class), is printed too, and the class's time in floors
-  compares runs made at different times;
+  code measured 0.46 and 0.62 submission/s, hours apart): the floor, bench.py's (`python -c
+  "import torch"` for `transformer`; best of 3, before and after the class), is printed too,
+  and the class's time in floors compares runs made at different times;
 - memory stays flat: the resident set size (RSS) of the Dask worker processes and their warm
   launchers (the processes that live through the class; each grade's own test process and
   sandbox come and go), summed, sampled every 0.5 s, in the last quarter of the run against the
@@ -45,14 +45,11 @@ MEMORY_GROWTH_MB = 50        # workers' PSS, last quarter - first quarter
 SCALING_TARGET = 1.6
 
 
-def floor_seconds(repeat: int = 3) -> float:
-    """The best wall time of `python -c "import torch"` (bench.py's floor for `transformer`)."""
-    times = []
-    for _ in range(repeat):
-        start = time.monotonic()
-        subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True)
-        times.append(time.monotonic() - start)
-    return min(times)
+def floor_seconds(assignment: str, repeat: int = 3) -> float:
+    """The best wall time of bench.py's floor for `assignment` (`python -c "import torch"` for `transformer`)."""
+    from bench import FLOORS, PY, best  # benchmarks/bench.py, beside this file
+
+    return best([PY, "-c", FLOORS[assignment]], repeat).wall
 
 
 def one_grade_seconds(assignment: str, submission: pathlib.Path) -> float:
@@ -154,14 +151,14 @@ def main(argv=None) -> int:
         print(f"class of {args.size} {args.assignment} submissions: "
               + ", ".join(f"{n} {k}" for k, n in counts.items()) + f"; {os.cpu_count()} cores; "
               f"load {os.getloadavg()[0]:.1f}")
-        floor_before = floor_seconds()
+        floor_before = floor_seconds(args.assignment)
         single = one_grade_seconds(args.assignment, manifest.path(manifest.reference))
         two = timed_regrade(args.assignment, submissions, tmp / "out-2", 2)
-        floor_after = floor_seconds()
+        floor_after = floor_seconds(args.assignment)
         rate = args.size / two["seconds"]
         floor = (floor_before + floor_after) / 2
         floors = two["seconds"] / floor
-        print(f'floor (python -c "import torch", best of 3): {floor_before:.2f} s before, {floor_after:.2f} s '
+        print(f"floor (bench.py's for {args.assignment}, best of 3): {floor_before:.2f} s before, {floor_after:.2f} s "
               f"after; the class took {floors:.0f} floors, {floors / args.size:.2f} a submission")
         print(f"one grade (reference, alone): {single:.1f} s -> 1 / that = {1 / single:.3f} submission/s")
         print(f"regrade, 2 workers: {two['seconds']:.1f} s = {rate:.3f} submission/s "
