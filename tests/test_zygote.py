@@ -144,15 +144,18 @@ def test_a_dead_worker_is_seen_dead_while_a_process_it_started_holds_its_pipe(re
     assert remote.student.work(torch.ones(2, 2)).item() == 8.0
 
 
-def test_an_import_that_kills_the_zygote_is_a_crash_at_import_and_costs_no_second_zygote(remote, tmp_path):
+@pytest.mark.parametrize("after_the_kill", ["", "import time\ntime.sleep(5)\n"], ids=["answers", "dies-first"])
+def test_an_import_that_kills_the_zygote_is_a_crash_at_import_and_costs_no_second_zygote(
+        remote, tmp_path, after_the_kill):
     """A file whose top level kills its parent (the zygote: the worker runs as its user) may still
-    answer its import before it dies with it. The grader asks the zygote after each import of a
-    student file: a dead zygote makes it a crash at import, remembered, so the file's later tests
-    fail at once instead of each starting a new zygote (an import of torch) to crash again."""
+    answer its import before it dies with it, or die first. The grader asks the zygote after each
+    import of a student file, answered or not: a dead zygote makes it a crash at import that says so,
+    remembered, so the file's later tests fail at once instead of each starting a new zygote (an
+    import of torch) to crash again."""
     from autograder.kit import adapter, messages
 
     (tmp_path / "killer.py").write_text("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
-                                        "def f():\n    return 1\n")
+                                        + after_the_kill + "def f():\n    return 1\n")
     (tmp_path / "student.py").write_text(textwrap.dedent(SUBMISSION))
     submission = RemoteSubmission(tmp_path, preload=[])
     killed = re.escape(messages.ZYGOTE_KILLED)

@@ -639,7 +639,9 @@ class SandboxClient:
         except adapter.StudentImportError as exc:
             raise adapter.StudentImportError(self._noted(module, str(exc))) from None
         except WorkerCrash as exc:
-            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=messages.IMPORT_CRASH.format(how=exc))
+            # The worker dies with a zygote the import killed, often before it answers: then it is the kill.
+            error = messages.ZYGOTE_KILLED if self._zygote_dead() else messages.IMPORT_CRASH.format(how=exc)
+            failed = messages.IMPORT_FAILED.format(file=f"{module}.py", error=error)
             self.import_crashes[module] = self._noted(module, failed)
             raise adapter.StudentImportError(self.import_crashes[module]) from None
         except BaseException as exc:  # pytest-timeout's failure; the worker was stopped on the way
@@ -649,7 +651,7 @@ class SandboxClient:
             self.import_crashes[module] = self._noted(
                 module, messages.IMPORT_TIMEOUT.format(file=f"{module}.py", seconds=seconds))
             raise adapter.StudentImportError(self.import_crashes[module], timed_out=True) from None
-        if self.zygote is not None and not self.zygote.alive():
+        if self._zygote_dead():
             # The import killed the zygote (the worker runs as its user), and the worker dies with it:
             # charged to the file as a crash at import, so that the file's other tests do not each
             # pay a new zygote (an import of torch) to crash again.
@@ -658,6 +660,9 @@ class SandboxClient:
             self.import_crashes[module] = self._noted(module, failed)
             raise adapter.StudentImportError(self.import_crashes[module])
         self.imported.add(module)
+
+    def _zygote_dead(self) -> bool:
+        return self.zygote is not None and not self.zygote.alive()
 
     def _isolate(self, module: str) -> None:
         """At a test's first use of the worker: a worker that imported files `module` does not import
